@@ -1,0 +1,2 @@
+"""Neural-network building blocks (being written)."""
+from . import functional  # noqa: F401

@@ -1,0 +1,78 @@
+"""Small helpers shared by the primitives: operand conversion, un-broadcasting, axis handling."""
+from __future__ import annotations
+
+from ..autograd import Tensor
+from ..backend import xp
+
+
+def unbroadcast(grad, shape, dtype=None):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, so it has ``shape``.
+
+    The chain rule for y = f(a, b) with broadcasting: each element of ``a`` was used once for every
+    position it was copied to, so its gradient is the sum over those positions."""
+    if grad.shape != shape:
+        lead = grad.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
+        if axes:
+            grad = grad.sum(axis=axes, keepdims=True)
+        grad = grad.reshape(shape)
+    if dtype is not None and grad.dtype != dtype:
+        grad = grad.astype(dtype)
+    return grad
+
+
+def shape_of(x):
+    return x.shape if hasattr(x, "shape") else ()
+
+
+def dtype_of(x):
+    return x.dtype if hasattr(x, "dtype") else None
+
+
+def operand(x):
+    """Leave Tensors, arrays and Python scalars as they are; turn lists into arrays."""
+    if isinstance(x, (Tensor, xp.ndarray, int, float, bool, xp.generic)):
+        return x
+    return xp.asarray(x)
+
+
+def norm_axis(dim, ndim: int, name: str = "dim") -> int:
+    if not -ndim <= dim < max(ndim, 1):
+        raise IndexError(f"{name}={dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % max(ndim, 1)
+
+
+def norm_axes(dim, ndim: int):
+    """``dim`` as a sorted tuple of non-negative axes (None: all axes)."""
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, (int, xp.integer)):
+        dim = (dim,)
+    axes = tuple(sorted(norm_axis(int(d), ndim) for d in dim))
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"dim {dim} names an axis twice")
+    return axes
+
+
+def as_tensor_list(tensors, what: str):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{what} needs at least one tensor")
+    return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
+
+
+def pair(v, name: str, allow_zero: bool = True):
+    """Normalise an int-or-pair argument (kernel_size, stride, ...) to a checked tuple of two ints."""
+    if isinstance(v, (int, xp.integer)) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    try:
+        v = tuple(int(i) for i in v)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    low = 0 if allow_zero else 1
+    if v[0] < low or v[1] < low:
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {v}")
+    return v
