@@ -1,0 +1,71 @@
+"""Stochastic gradient descent, with momentum, Nesterov momentum and L2 weight decay.
+
+The update, exactly PyTorch's ``torch.optim.SGD`` (g is the gradient dE/dw)::
+
+    g = -g if maximize                       # gradient ascent
+    g = g + weight_decay * w                 # L2 regularisation folded into the gradient
+    if momentum:
+        b = g                 on the first step
+        b = momentum * b + (1 - dampening) * g   afterwards
+        g = g + momentum * b  if nesterov  else  b
+    w = w - lr * g                           # the lecture's  delta w = -alpha dE/dw
+
+``weight_decay = 2 * alpha`` gives the same update as adding ``alpha * sum(w ** 2)`` to the loss
+(see ``foveanet.optim.l2_penalty``).
+"""
+from __future__ import annotations
+
+from ..backend import xp
+from .optimizer import Optimizer, _check_range, _direction
+
+
+class SGD(Optimizer):
+    """``SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+    maximize=False)``; state per parameter: ``momentum_buffer`` (when momentum is used)."""
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+                 *, maximize=False):
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def _validate(self, group):
+        _check_range("learning rate", group["lr"])
+        _check_range("momentum value", group["momentum"])
+        _check_range("weight_decay value", group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def step(self, closure=None):
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+            nesterov, maximize, wd = group["nesterov"], group["maximize"], group["weight_decay"]
+            for p, grad, state in self._params_with_grad(group):
+                w = p.data
+                d, owned = _direction(grad, w, wd, maximize)
+                if momentum != 0:
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = xp.array(d, dtype=w.dtype, copy=True)
+                        state["momentum_buffer"] = buf
+                    else:
+                        buf *= momentum
+                        if dampening == 0:
+                            buf += d
+                        else:
+                            buf += (1 - dampening) * d
+                    if nesterov:
+                        step = xp.multiply(buf, momentum)
+                        step += d
+                    else:
+                        step = buf
+                    owned = nesterov
+                else:
+                    step = d
+                if owned:
+                    step *= -lr
+                    w += step
+                else:
+                    w -= lr * step
+        return loss
