@@ -226,8 +226,8 @@ class Tensor:
             self._grad_fn._retained = weakref.ref(self)
 
     def _accumulate(self, g) -> None:
-        if self.grad is None:
-            self.grad = Tensor._wrap(g)
+        if self.grad is None:  # an owned, writable copy: optimizers and clipping edit it in place
+            self.grad = Tensor._wrap(g.astype(self.data.dtype, copy=True))
         else:  # a new array: gradient arrays may be shared between inputs of one Function
             self.grad = Tensor._wrap(self.grad.data + g)
 

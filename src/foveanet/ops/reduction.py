@@ -1,6 +1,7 @@
 """Reductions over axes: sum, mean, var/std, max/min (values and indices), logsumexp, norm."""
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 
 from ..autograd import Function, Tensor
@@ -40,7 +41,7 @@ class Var(Function):
     def forward(self, a, axes, keepdim, correction):
         self.a, self.axes, self.keepdim = a, axes, keepdim
         n = int(xp.prod([a.shape[i] for i in axes])) if axes else 1
-        self.denom = max(n - correction, 0)
+        self.denom = builtins.max(n - correction, 0)
         self.mean = a.mean(axis=axes, keepdims=True)
         with xp.errstate(divide="ignore", invalid="ignore"):
             return a.var(axis=axes, ddof=correction, keepdims=keepdim)
@@ -50,6 +51,19 @@ class Var(Function):
             g = xp.expand_dims(g, self.axes)
         with xp.errstate(divide="ignore", invalid="ignore"):
             return g * (2.0 / self.denom) * (self.a - self.mean)
+
+
+class Std(Var):
+    """sqrt(var); where the deviation is 0 the gradient is 0 (as PyTorch), not inf."""
+
+    def forward(self, a, axes, keepdim, correction):
+        self.out = xp.sqrt(super().forward(a, axes, keepdim, correction))
+        return self.out
+
+    def backward(self, g):
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            g = xp.where(self.out == 0, 0, g / (2 * self.out)).astype(g.dtype, copy=False)
+        return super().backward(g)
 
 
 class Amax(Function):
@@ -123,8 +137,7 @@ def var(a, dim=None, keepdim=False, unbiased=True, correction=None):
 
 
 def std(a, dim=None, keepdim=False, unbiased=True, correction=None):
-    from .elementwise import sqrt
-    return sqrt(var(a, dim, keepdim, unbiased, correction))
+    return Std.apply(a, _axes(a, dim), keepdim, _correction(unbiased, correction))
 
 
 def amax(a, dim=None, keepdim=False):
