@@ -197,3 +197,12 @@ def test_error_messages_name_shapes():
         fv.zeros(2, 3).sum(2)
     with pytest.raises(ValueError, match="do not add up"):
         fv.zeros(5).split([2, 2])
+
+
+def test_zero_dim_results_are_arrays_not_numpy_scalars():
+    a = fv.tensor(2.0, requires_grad=True)
+    for t in (a + 1, -a, a.sum(), a * a, fv.maximum(a, 1.0)):
+        assert isinstance(t.data, np.ndarray) and t.data.shape == ()
+    b = fv.tensor(1.0)
+    b.copy_(3.0)
+    assert b.item() == 3.0

@@ -199,6 +199,8 @@ class Tensor:
 
     @classmethod
     def _wrap(cls, array, requires_grad=False):
+        if type(array) is not xp.ndarray:  # NumPy returns scalars for 0-d results: keep arrays
+            array = xp.asarray(array)
         t = object.__new__(Tensor)
         t.data, t.requires_grad, t.grad, t._grad_fn = array, requires_grad, None, None
         return t

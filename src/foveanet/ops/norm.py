@@ -1,3 +1,210 @@
-"""Normalisation primitives (stub: being written)."""
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5): raise NotImplementedError
-def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0): raise NotImplementedError
+"""Normalisation primitives: batch_norm (fused, analytic backward) and local_response_norm (AlexNet).
+
+Both are single Functions. batch_norm works on the input viewed as (N, C, M), M the product of the
+spatial sizes (1 for (N, C) input), and takes every per-channel reduction with a vectorised
+product (einsum / batched matmul) rather than a temporary array, so a training step costs one
+allocation and a few in-place passes forward, and the same backward."""
+from __future__ import annotations
+
+from ..autograd import Function, Tensor
+from ..backend import xp
+
+
+# ------------------------------------------------------------------------------ per-channel sums
+def _csum(a3):
+    """Per-channel sum of an (N, C, M) array -> (C,)."""
+    return xp.einsum("ncm->c", a3)
+
+
+def _cdot(a3, b3):
+    """Per-channel sum of a * b for two (N, C, M) arrays -> (C,), without forming a * b."""
+    if a3.shape[2] >= 16:  # one BLAS dot per (n, c) row: fast, and accumulated in blocks
+        return (a3[:, :, None, :] @ b3[:, :, :, None]).sum(axis=(0, 2, 3))
+    return xp.einsum("ncm,ncm->c", a3, b3)
+
+
+def _col(v):
+    return v[:, None]  # (C,) -> (C, 1), broadcasting against (N, C, M)
+
+
+# ----------------------------------------------------------------------------------- batch norm
+class BatchNorm(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel (axis 1).
+
+    Training: mean and the biased variance of the batch; backward, with xhat the normalised input
+    and m the number of values per channel,
+        dbias = sum g,  dweight = sum g xhat,
+        dx = weight / sqrt(var + eps) * (g - dbias / m - xhat * dweight / m).
+    Eval: the running statistics are constants, so dx = g * weight / sqrt(running_var + eps)."""
+
+    def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.reshape(n, c, int(xp.prod(x.shape[2:], dtype=xp.int64)))
+        count = x3.shape[0] * x3.shape[2]
+        dt = x.dtype
+        if training:
+            mean = _csum(x3) / count
+            out = x3 - _col(mean)                     # the one new array of the step
+            var = _cdot(out, out) / count             # biased, two-pass (no cancellation)
+            invstd = 1.0 / xp.sqrt(var + eps)
+            if running_mean is not None:
+                running_mean *= 1.0 - momentum
+                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+            if running_var is not None:
+                unbiased = var * (count / (count - 1))
+                running_var *= 1.0 - momentum
+                running_var += (momentum * unbiased).astype(running_var.dtype, copy=False)
+            scale = invstd if weight is None else invstd * weight
+            out *= _col(scale)
+            if bias is not None:
+                out += _col(bias)
+        else:
+            mean = running_mean.astype(dt)  # a copy: a later training call updates the buffer
+            invstd = (1.0 / xp.sqrt(running_var + eps)).astype(dt, copy=False)
+            scale = invstd if weight is None else invstd * weight
+            shift = -mean * scale if bias is None else bias - mean * scale
+            out = x3 * _col(scale)
+            out += _col(shift)
+        self.x3, self.mean, self.invstd, self.weight = x3, mean, invstd, weight
+        self.training, self.count, self.shape = training, count, x.shape
+        self.bias_dtype = None if bias is None else bias.dtype
+        return out.reshape(x.shape)
+
+    def backward(self, g):
+        need_x, need_w, need_b = self.needs_input_grad[:3]
+        x3, mean, invstd, weight = self.x3, self.mean, self.invstd, self.weight
+        g3 = g.reshape(x3.shape)
+        scale = invstd if weight is None else invstd * weight
+        dx = dw = db = None
+        sum_g = _csum(g3) if (need_b or (need_x and self.training)) else None
+        if need_b:
+            db = sum_g
+        if need_w or (need_x and self.training):
+            xc = x3 - _col(mean)
+            dw_full = _cdot(g3, xc) * invstd          # sum g * xhat
+            if need_w:
+                dw = dw_full
+            if need_x and self.training:              # reuse xc as the dx buffer
+                m = self.count
+                xc *= _col(-invstd * dw_full / m)     # - xhat * dweight / m
+                xc += g3
+                xc -= _col(sum_g / m)
+                xc *= _col(scale)
+                dx = xc.reshape(self.shape)
+        if need_x and not self.training:
+            dx = (g3 * _col(scale)).reshape(self.shape)
+        if weight is not None and dw is not None:
+            dw = dw.astype(weight.dtype, copy=False)
+        if db is not None and self.bias_dtype is not None:
+            db = db.astype(self.bias_dtype, copy=False)
+        return dx, dw, db, None, None
+
+
+def _param(v, c, name, dtype):
+    if v is None:
+        return None
+    arr = v.data if isinstance(v, Tensor) else xp.asarray(v)
+    if arr.shape != (c,):
+        raise ValueError(f"batch_norm: {name} must have shape ({c},) for an input with {c} channels, "
+                         f"got {tuple(arr.shape)}")
+    return v if isinstance(v, Tensor) else Tensor(arr.astype(dtype, copy=False))
+
+
+def _buffer(v, c, name):
+    if v is None:
+        return None
+    arr = v.data if isinstance(v, Tensor) else v
+    if not isinstance(arr, xp.ndarray) or arr.shape != (c,):
+        raise ValueError(f"batch_norm: {name} must be a tensor of shape ({c},) for an input with "
+                         f"{c} channels, got {getattr(arr, 'shape', type(arr).__name__)}")
+    return arr
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
+               momentum=0.1, eps=1e-5):
+    """Batch normalisation over every axis but 1 (channels), as PyTorch's ``F.batch_norm``.
+
+    ``input``: (N, C), (N, C, L), (N, C, H, W) or any (N, C, ...). In training the batch mean and
+    biased variance normalise, and the running buffers (Tensors of shape (C,), or None to keep
+    none) are updated IN PLACE: running = (1 - momentum) * running + momentum * batch statistic,
+    with the unbiased variance for ``running_var``. In eval the running statistics normalise.
+    ``momentum=None`` (PyTorch's cumulative average) needs the number of batches seen, which only a
+    layer keeps, so here it is a TypeError (as in PyTorch's functional form): a layer passes
+    ``momentum=1 / num_batches_tracked``."""
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm expects an input of shape (N, C, ...), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    if momentum is None:
+        raise TypeError("batch_norm: momentum=None (a cumulative average) needs the number of batches "
+                        "seen; pass momentum=1/num_batches_tracked instead")
+    if training:
+        per_channel = x.shape[0] * int(xp.prod(x.shape[2:], dtype=xp.int64))
+        if per_channel == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{tuple(x.shape)}")
+    elif running_mean is None or running_var is None:
+        raise ValueError("batch_norm: running_mean and running_var must be given in evaluation mode "
+                         "(training=False)")
+    rm = _buffer(running_mean, c, "running_mean")
+    rv = _buffer(running_var, c, "running_var")
+    w = _param(weight, c, "weight", x.dtype)
+    b = _param(bias, c, "bias", x.dtype)
+    return BatchNorm.apply(x, w, b, rm, rv, training=bool(training), momentum=float(momentum),
+                           eps=float(eps))
+
+
+# ------------------------------------------------------------------------ local response norm
+def _window_sum(x, before, after):
+    """s[:, c] = sum of x[:, c - before .. c + after] along axis 1 (zero beyond the ends)."""
+    out = x.copy()
+    c = x.shape[1]
+    for d in range(1, min(after, c - 1) + 1):
+        out[:, :c - d] += x[:, d:]
+    for d in range(1, min(before, c - 1) + 1):
+        out[:, d:] += x[:, :c - d]
+    return out
+
+
+class LocalResponseNorm(Function):
+    """b_c = a_c / d_c^beta, d_c = k + alpha / size * sum of a_j^2 over the window of channel c
+    (size // 2 channels before, (size - 1) // 2 after). Backward:
+        da_i = g_i d_i^-beta - 2 alpha beta / size * a_i * sum over windows W(c) holding i of
+               g_c b_c / d_c."""
+
+    def forward(self, a, size, alpha, beta, k):
+        self.size, self.alpha, self.beta = size, alpha, beta
+        d = _window_sum(a * a, size // 2, (size - 1) // 2)
+        d *= alpha / size
+        d += k
+        scale = xp.power(d, -beta)
+        self.a, self.d, self.scale = a, d, scale
+        return a * scale
+
+    def backward(self, g):
+        a, d, scale, size = self.a, self.d, self.scale, self.size
+        t = g * a
+        t *= scale
+        t /= d                                   # g_c b_c / d_c
+        # channel i lies in the windows of c = i - (size - 1) // 2 .. i + size // 2
+        w = _window_sum(t, (size - 1) // 2, size // 2)
+        w *= a
+        w *= -2.0 * self.alpha * self.beta / size
+        w += g * scale
+        return w, None, None, None, None
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):  # noqa: A002
+    """AlexNet's local response normalisation across channels (axis 1), as PyTorch's:
+    b_c = a_c / (k + alpha / size * sum_{window} a^2)^beta, the window padded with size // 2
+    channels before and (size - 1) // 2 after (zeros outside). Input: (N, C, ...) with 3+ dims."""
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if x.ndim < 3:
+        raise ValueError(f"local_response_norm expects 3D or higher dimensionality input (N, C, ...), "
+                         f"got {x.ndim} dimensions")
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"local_response_norm: size must be a positive int, got {size}")
+    if x.numel() == 0:
+        return x
+    return LocalResponseNorm.apply(x, size, float(alpha), float(beta), float(k))
