@@ -1,0 +1,160 @@
+"""Normalisation layers: BatchNorm (per-channel standardisation with learned scale and shift) and
+LocalResponseNorm (AlexNet's competition between neighbouring channels)."""
+from __future__ import annotations
+
+from ...autograd import Tensor
+from ...backend import xp
+from .. import functional as F
+from .. import init
+from ..module import Module
+from ..parameter import Parameter
+from ._util import check_device, check_dtype, float_dtype, positive_int, shape_str, tensor_input
+
+
+class _BatchNorm(Module):
+    _ndims: tuple = ()
+    _layout: str = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
+        super().__init__()
+        name = type(self).__name__
+        check_device(name, device)
+        self.num_features = positive_int(name, "num_features", num_features)
+        if not eps > 0:
+            raise ValueError(f"{name}: eps must be positive, got {eps}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be between 0 and 1 (or None for a cumulative "
+                             f"average), got {momentum}")
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        dt = float_dtype(name, dtype)
+        if affine:
+            self.weight = Parameter(xp.empty((num_features,), dtype=dt))
+            if bias:
+                self.bias = Parameter(xp.empty((num_features,), dtype=dt))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(xp.zeros((num_features,), dtype=dt)))
+            self.register_buffer("running_var", Tensor(xp.ones((num_features,), dtype=dt)))
+            self.register_buffer("num_batches_tracked", Tensor(xp.array(0, dtype=xp.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def _check_input(self, x):
+        x = tensor_input(self, x)
+        c = self.num_features
+        if x.ndim not in self._ndims or x.shape[1] != c:
+            msg = f"{self._short_repr()}: expected input of shape {self._layout.format(c=c)}, got " \
+                  f"{shape_str(x.shape)}"
+            if x.ndim in self._ndims:
+                msg += f" — {x.shape[1]} channels instead of {c}"
+            else:
+                want = " or ".join(str(n) for n in self._ndims)
+                msg += f" — {x.ndim} dimensions instead of {want}"
+            raise ValueError(msg)
+        check_dtype(self, x, self.weight if self.weight is not None else self.running_mean)
+        if self.training and x.numel() // c <= 1:
+            raise ValueError(f"{self._short_repr()}: expected more than 1 value per channel when "
+                             f"training, got input of shape {shape_str(x.shape)} (use a batch of more "
+                             "than one sample, or call .eval())")
+        return x
+
+    def forward(self, input):  # noqa: A002
+        x = self._check_input(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.data[...] += 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        update = not self.training or self.track_running_stats
+        return F.batch_norm(x, self.running_mean if update else None,
+                            self.running_var if update else None, self.weight, self.bias,
+                            use_batch_stats, factor, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation over input (N, C) or (N, C, L): per channel c,
+    y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c.
+
+    In training the batch's statistics are used (biased variance) and the running estimates are
+    updated: running = (1 - momentum) running + momentum batch (unbiased variance);
+    ``momentum=None`` gives a cumulative average. In eval mode the running estimates are used.
+    Buffers ``running_mean`` (zeros), ``running_var`` (ones), ``num_batches_tracked`` (int64 0)
+    unless ``track_running_stats=False``.
+
+    ``affine=False``: no learned scale and shift; ``bias=False`` (keyword): a scale only.
+
+    Default initialisation (PyTorch's): ``weight`` 1, ``bias`` 0 (when ``affine``)."""
+
+    _ndims = (2, 3)
+    _layout = "(N, {c}) or (N, {c}, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation over input (N, C, H, W): per channel c, over N, H and W,
+    y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c.
+
+    In training the batch's statistics are used (biased variance) and the running estimates are
+    updated: running = (1 - momentum) running + momentum batch (unbiased variance);
+    ``momentum=None`` gives a cumulative average. In eval mode the running estimates are used.
+    Buffers ``running_mean`` (zeros), ``running_var`` (ones), ``num_batches_tracked`` (int64 0)
+    unless ``track_running_stats=False``.
+
+    ``affine=False``: no learned scale and shift; ``bias=False`` (keyword): a scale only.
+
+    Default initialisation (PyTorch's): ``weight`` 1, ``bias`` 0 (when ``affine``)."""
+
+    _ndims = (4,)
+    _layout = "(N, {c}, H, W)"
+
+
+class LocalResponseNorm(Module):
+    """AlexNet's local response normalisation across channels:
+    b_c = a_c / (k + alpha / size * sum_{c' within size/2 of c} a_c'^2) ^ beta.
+
+    Input (N, C, ...) with at least 3 dimensions. No parameters."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size = positive_int("LocalResponseNorm", "size", size)
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+
+    def forward(self, input):  # noqa: A002
+        x = tensor_input(self, input)
+        if x.ndim < 3:
+            raise ValueError(f"{self._short_repr()}: expected input of shape (N, C, H, W) (at least 3 "
+                             f"dimensions), got {shape_str(x.shape)}")
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
