@@ -1,0 +1,42 @@
+"""foveanet.train: the training loop, metrics, callbacks, checkpoints and resume.
+
+::
+
+    import foveanet as fv
+    import foveanet.train
+
+    history = fv.train.fit(model, train_loader, val_loader, epochs=10, optimizer="sgd", lr=0.1,
+                           optimizer_options={"momentum": 0.9}, l2=1e-4, run_dir="runs/mlp")
+    # interrupted? the same call with resume="runs/mlp" continues, bit for bit.
+
+    trainer = fv.train.Trainer(model, opt, scheduler=sched, callbacks=[
+        fv.train.EarlyStopping(patience=5, restore_best=True)], run_dir="runs/cnn")
+    trainer.fit(train_loader, val_loader, epochs=30)
+    print(trainer.evaluate(test_loader)["accuracy"])
+
+Modules: ``trainer`` (Trainer, fit, TrainingDiverged: the loop itself is in its docstring),
+``callbacks`` (Checkpoint, BestCheckpoint, EarlyStopping, LRSchedulerCallback, CSVLogger,
+JSONLLogger), ``metrics`` (accuracy, top-k, confusion matrix, evaluate), ``checkpoint`` (the run
+directory format), ``io`` (atomic writes, safetensors, strict JSON: no pickle anywhere),
+``history``, ``progress`` (the rich progress bar / plain log lines).
+"""
+from .callbacks import (BestCheckpoint, Callback, Checkpoint, CSVLogger, EarlyStopping,  # noqa: F401
+                        JSONLLogger, LambdaCallback, LRSchedulerCallback)
+from .checkpoint import (FORMAT_VERSION, load_checkpoint, read_checkpoint,  # noqa: F401
+                         save_checkpoint)
+from .history import History  # noqa: F401
+from .io import CheckpointError, atomic_write, load_state_dict, save_state_dict  # noqa: F401
+from .metrics import (AverageMeter, RunningAverage, accuracy, confusion_matrix, evaluate,  # noqa: F401
+                      per_class_accuracy, topk_accuracy)
+from .progress import ProgressCallback  # noqa: F401
+from .trainer import Trainer, TrainingDiverged, fit, penalized_parameters  # noqa: F401
+
+__all__ = [
+    "Trainer", "fit", "TrainingDiverged", "penalized_parameters", "History",
+    "Callback", "LambdaCallback", "Checkpoint", "BestCheckpoint", "EarlyStopping",
+    "LRSchedulerCallback", "CSVLogger", "JSONLLogger", "ProgressCallback",
+    "accuracy", "topk_accuracy", "confusion_matrix", "per_class_accuracy", "RunningAverage",
+    "AverageMeter", "evaluate",
+    "save_state_dict", "load_state_dict", "atomic_write", "save_checkpoint", "load_checkpoint",
+    "read_checkpoint", "CheckpointError", "FORMAT_VERSION",
+]
