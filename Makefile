@@ -6,21 +6,33 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 install: $(PY)
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[train]'
 
 install-test: $(PY)
 	$(PIP) install --quiet -e '.[test]'
 
-demo: install
-	$(PY) examples/xor.py
-	$(PY) examples/mlp.py
+# Fashion-MNIST: found locally (see foveanet.data), else Debian's package when we are root on
+# Debian, else downloaded (with checksums) by `foveanet train --download`.
+
+data:
+	@if $(PY) -c "import foveanet.data as d; d.FashionMNIST(train=False)" >/dev/null 2>&1; then \
+	  echo "Fashion-MNIST: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Fashion-MNIST: installing Debian's dataset-fashion-mnist"; \
+	  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); \
+	else \
+	  echo "Fashion-MNIST: not found locally; it will be downloaded"; \
+	fi
+
+demo: install data
+	$(VENV)/bin/foveanet train --download
 
 test: install-test
 	$(PY) -m pytest
