@@ -1,0 +1,107 @@
+"""Training recipes: the settings ``foveanet train`` uses when an option is not given.
+
+``DEFAULT_RECIPE`` is the one place where the defaults of ``foveanet train`` live: the command
+line reads every default from it (and prints the resolved configuration before training), so
+tuning the default run means editing the numbers below and nothing else. ``TOY_RECIPE`` holds the
+values that replace them for the 2-D toy data sets (``--dataset circle|xor|gauss|spiral``): a
+small MLP, no image augmentation, more epochs of smaller batches. ``SCHEDULES`` says how each
+``--scheduler`` is parameterised from the run's length.
+
+Keys (the names of ``config.json`` in a run directory, and of the command-line options with
+``_`` for ``-``):
+
+=================  ===============================================================================
+model              a registered model (``fv.models.list_models()``)
+model_options      keyword arguments of the model's constructor (``--model-option KEY=VALUE``)
+dataset            ``fashion-mnist``, ``mnist``, or a toy set: ``circle``, ``xor``, ``gauss``,
+                   ``spiral``
+epochs             epochs to train
+batch_size         mini-batch size (1: on-line learning)
+eval_batch_size    batch size for validation and test (no effect on the results)
+optimizer          ``sgd``, ``momentum`` (SGD with momentum), ``adam``, ``adamw``, ``rmsprop``
+lr                 learning rate (OneCycle's peak rate)
+momentum           the momentum of the ``momentum`` optimizer; ``sgd``/``rmsprop`` use none unless
+                   ``--momentum`` is given; Adam(W) has none (its beta1 plays that role)
+weight_decay       the optimizer's weight decay (decoupled for AdamW)
+scheduler          ``none``, ``step``, ``multistep``, ``cosine``, ``onecycle``, ``plateau``
+scheduler_interval ``batch`` or ``epoch``: when ``onecycle``/``cosine`` step (the others always
+                   step per epoch)
+augment            ``--augment`` string (``fv.data.parse_augment``): ``flip``, ``flip,crop=2``, ...
+l1, l2             the lecture's penalties on the weights: Cost = Loss + alpha * sum |w| (or w^2)
+dropout            None, or the p of every Dropout layer
+val_split          fraction of the training set held out for validation (0: none)
+stratify           keep each class's share in the validation split
+seed               seeds the weights, the split, the shuffling and the augmentation
+threads            BLAS threads (``fv.set_num_threads``)
+limit_train        use only this many training images (None: all), for quick runs
+limit_test         evaluate on only this many test images (None: all)
+toy_n, toy_noise   toy sets: points in the training and in the test set; Playground's noise / 100
+=================  ===============================================================================
+"""
+from __future__ import annotations
+
+import copy
+
+__all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "SCHEDULES", "recipe_for"]
+
+DEFAULT_RECIPE = {
+    "model": "cnn_bn",
+    "model_options": {"width": 16},
+    "dataset": "fashion-mnist",
+    "epochs": 4,
+    "batch_size": 128,
+    "eval_batch_size": 500,
+    "optimizer": "adamw",
+    "lr": 3e-3,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "scheduler": "onecycle",
+    "scheduler_interval": "batch",
+    "augment": "flip",
+    "l1": 0.0,
+    "l2": 0.0,
+    "dropout": None,
+    "val_split": 0.1,
+    "stratify": True,
+    "seed": 0,
+    "threads": 2,
+    "limit_train": None,
+    "limit_test": None,
+    "toy_n": 500,
+    "toy_noise": 0.1,
+}
+
+# For the 2-D toy sets these values replace DEFAULT_RECIPE's (options given on the command line
+# still win).
+TOY_RECIPE = {
+    "model": "mlp",
+    "model_options": {"hidden": [32, 32]},
+    "epochs": 60,
+    "batch_size": 16,
+    "lr": 1e-2,
+    "weight_decay": 0.0,
+    "augment": "none",
+}
+
+# How each --scheduler is built; E is the number of epochs the schedule was planned for and S
+# the number of batches per epoch.
+SCHEDULES = {
+    "step": {"step_size_fraction": 1 / 3, "gamma": 0.1},        # StepLR(step_size=max(1, E/3))
+    "multistep": {"milestones": [0.5, 0.75], "gamma": 0.1},     # MultiStepLR at E/2 and 3E/4
+    "cosine": {"eta_min": 0.0},                                 # CosineAnnealingLR(T_max=E or E*S)
+    "onecycle": {"pct_start": 0.3, "div_factor": 25.0,          # OneCycleLR(max_lr=lr, E*S steps)
+                 "final_div_factor": 1e4},
+    "plateau": {"factor": 0.1, "patience": 2},                  # ReduceLROnPlateau on val_loss
+}
+
+
+def recipe_for(dataset: str | None = None) -> dict:
+    """A deep copy of the recipe for ``dataset``: ``DEFAULT_RECIPE``, with ``TOY_RECIPE`` laid
+    over it for the toy sets."""
+    recipe = copy.deepcopy(DEFAULT_RECIPE)
+    name = (dataset or recipe["dataset"]).lower()
+    if name in ("circle", "xor", "gauss", "spiral"):
+        recipe.update(copy.deepcopy(TOY_RECIPE))
+    if dataset is not None:
+        recipe["dataset"] = name
+    return recipe
