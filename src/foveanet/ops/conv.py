@@ -1,3 +1,356 @@
-"""Convolution primitives (stub: being written)."""
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1): raise NotImplementedError
-def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1): raise NotImplementedError
+"""Convolution primitives: ``conv2d`` and ``conv_transpose2d`` (PyTorch semantics, NCHW).
+
+How a convolution is computed here. im2col: a strided *view* of the padded input holds, for every
+kernel offset (kh, kw), the input pixels that offset multiplies at every output position; copying
+that view gives a matrix ``cols`` of shape (N, groups, C/groups*KH*KW, OH*OW), and the convolution
+is one batched BLAS product ``weight (groups, O/groups, C/groups*KH*KW) @ cols`` whose result is
+already NCHW. The backward is two more products: ``grad @ cols^T`` (summed over the batch) for the
+weight and ``weight^T @ grad`` for the columns, which col2im adds back onto the input image with
+one vectorised strided add per kernel offset (never a loop over pixels). The batch goes through
+these steps in cache-sized chunks (see ``CHUNK_BYTES``). A transposed convolution is the same two
+pieces used the other way round: its forward is the convolution's input-gradient (product, then
+col2im) and its input-gradient is a convolution (im2col, then product).
+"""
+from __future__ import annotations
+
+from ..autograd import Function, Tensor
+from ..backend import xp
+from ._util import pair
+
+_as_strided = xp.lib.stride_tricks.as_strided
+
+
+# ----------------------------------------------------------------------------- argument checking
+def as_tensor_arg(x, fn: str, what: str) -> Tensor:
+    """A Tensor for a Tensor or array-like argument (a clear TypeError for anything else)."""
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return Tensor(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {what} must be a tensor, got {type(x).__name__}") from None
+
+
+def int_pair(v, fn: str, name: str, positive: bool = False):
+    """``pair`` with the function's name in its error messages."""
+    try:
+        return pair(v, name, allow_zero=not positive)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{fn}: {e}") from None
+
+
+def check_float(x: Tensor, fn: str, what: str = "input") -> None:
+    if not xp.issubdtype(x.dtype, xp.floating):
+        raise TypeError(f"{fn}: {what} must be a floating-point tensor, got {x.dtype} "
+                        f"(shape {tuple(x.shape)})")
+
+
+def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
+    """``x`` (..., H, W) with ``value`` rows/columns added around it (``x`` itself if none)."""
+    if not (top or bottom or left or right):
+        return x
+    h, w = x.shape[-2:]
+    out = xp.full(x.shape[:-2] + (h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out[..., top:top + h, left:left + w] = x
+    return out
+
+
+def out_size(size: int, k: int, s: int, d: int) -> int:
+    """Positions of a kernel of k taps, dilation d, stride s along an already padded axis."""
+    return (size - d * (k - 1) - 1) // s + 1
+
+
+# ------------------------------------------------------------------------------ im2col / col2im
+# The batch is processed in chunks of about this many bytes of columns, so that the columns a
+# chunk's im2col writes are still in the CPU cache when its BLAS product reads them (and likewise
+# the product's output for col2im). Measured 1.2-1.4x faster than one im2col of the whole batch,
+# and the backward recomputes the columns instead of keeping them alive (memory like PyTorch's).
+CHUNK_BYTES = 4 << 20
+
+
+def _chunk(n: int, per_sample_bytes: int) -> int:
+    return max(1, min(n, CHUNK_BYTES // max(per_sample_bytes, 1)))
+
+
+def im2col(xpad, kernel, stride, dilation, out_hw, groups: int):
+    """(N, C, Hp, Wp) -> contiguous (N, groups, C/groups*KH*KW, OH*OW) columns."""
+    n, c, hp, wp = xpad.shape
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    if kh == kw == 1 and sh == sw == 1 and (oh, ow) == (hp, wp):  # 1x1 stride-1: the image itself
+        return xp.ascontiguousarray(xpad).reshape(n, groups, c // groups, hp * wp)
+    s_n, s_c, s_h, s_w = xpad.strides
+    view = _as_strided(xpad, (n, c, kh, kw, oh, ow),
+                       (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
+    return view.reshape(n, groups, (c // groups) * kh * kw, oh * ow)  # the one im2col copy
+
+
+def col2im(cols, out, kernel, stride, dilation, out_hw):
+    """The adjoint of ``im2col``: add every column entry onto the pixel of ``out`` (N, C, Hp, Wp)
+    it was read from. One vectorised add per kernel offset (KH*KW of them), never a pixel loop."""
+    n, c, hp, wp = out.shape
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    cols = cols.reshape(n, c, kh, kw, oh, ow)
+    rows = xp.empty((n, c, hp, ow), dtype=out.dtype) if kh > 1 else None
+    for j in range(kw):
+        dst = out[:, :, :, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+        if kh == 1:
+            dst[:, :, :sh * (oh - 1) + 1:sh] += cols[:, :, 0, j]
+            continue
+        # the KH row offsets first go into a buffer with rows exactly OW wide, where each add is one
+        # contiguous run per plane, then that buffer is added at column offset j (measured ~1.4x
+        # faster on 14x14 images than KH*KW adds of OW-long runs)
+        rows.fill(0)
+        for i in range(kh):
+            rows[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh] += cols[:, :, i, j]
+        dst += rows
+    return out
+
+
+# -------------------------------------------------------------------------------------- conv2d
+class Conv2d(Function):
+    """y[n, o] = b[o] + sum_{c, kh, kw} w[o, c, kh, kw] x_pad[n, c, oh*s + kh*d, ow*s + kw*d]."""
+
+    def forward(self, x, w, b=None, *, stride, pads, dilation, groups):
+        self.unbatched = x.ndim == 3
+        if self.unbatched:
+            x = x[None]
+        n = x.shape[0]
+        o, cg, kh, kw = w.shape
+        top, bottom, left, right = pads
+        xpad = pad_array(x, top, bottom, left, right)
+        hp, wp = xpad.shape[2:]
+        oh, ow = out_size(hp, kh, stride[0], dilation[0]), out_size(wp, kw, stride[1], dilation[1])
+        self.geom = ((kh, kw), stride, dilation, (oh, ow))
+        self.pointwise = kh == kw == 1 and stride == (1, 1)
+        wm = w.reshape(groups, o // groups, cg * kh * kw)
+        if self.pointwise:  # 1x1 stride-1: a plain (batched) matmul on the image, no im2col
+            out = xp.matmul(wm, im2col(xpad, *self.geom, groups))
+        else:  # im2col + one batched BLAS product (over samples and groups) per chunk of the batch
+            out = xp.empty((n, groups, o // groups, oh * ow), dtype=x.dtype)
+            step = _chunk(n, cg * groups * kh * kw * oh * ow * x.itemsize)
+            for s in range(0, n, step):
+                xp.matmul(wm, im2col(xpad[s:s + step], *self.geom, groups), out=out[s:s + step])
+        out = out.reshape(n, o, oh, ow)
+        if b is not None:
+            out += b.reshape(o, 1, 1)
+        nx, nw = self.needs_input_grad[:2]
+        self.xpad = xpad if nw else None
+        self.wm = wm
+        self.x_shape, self.xpad_shape, self.pads, self.groups, self.has_bias = \
+            x.shape, xpad.shape, pads, groups, b is not None
+        return out[0] if self.unbatched else out
+
+    def backward(self, g):
+        if self.unbatched:
+            g = g[None]
+        nx, nw = self.needs_input_grad[:2]
+        nb = self.has_bias and self.needs_input_grad[2]
+        n, o = g.shape[:2]
+        groups, wm = self.groups, self.wm
+        gm = g.reshape(n, groups, o // groups, -1)
+        wt = wm.transpose(0, 2, 1)
+        gx = gw = gb = None
+        if self.pointwise:  # 1x1 stride-1: the two products on the whole batch, no col2im
+            if nx:
+                gx = xp.matmul(wt, gm).reshape(self.xpad_shape)
+            if nw:
+                cols = im2col(self.xpad, *self.geom, groups)
+                gw = xp.matmul(gm, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+        else:
+            gx = xp.zeros(self.xpad_shape, dtype=g.dtype) if nx else None
+            gw = xp.zeros(wm.shape, dtype=g.dtype) if nw else None
+            step = _chunk(n, wm.shape[0] * wm.shape[2] * gm.shape[3] * g.itemsize)
+            for s in range(0, n, step):
+                gs = gm[s:s + step]
+                if nw:  # grad @ cols^T per sample, summed over the batch (columns recomputed)
+                    cols = im2col(self.xpad[s:s + step], *self.geom, groups)
+                    gw += xp.matmul(gs, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+                if nx:  # the columns' gradient w^T @ grad, added back onto the image by col2im
+                    col2im(xp.matmul(wt, gs), gx[s:s + step], *self.geom)
+        if nx:
+            top, _, left, _ = self.pads
+            h, w = self.x_shape[2:]
+            gx = gx[:, :, top:top + h, left:left + w]
+            gx = gx[0] if self.unbatched else gx
+        if nw:
+            gw = gw.reshape(o, -1, *self.geom[0])
+        if nb:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of Conv2d with respect to its input: columns = w^T @ x, then col2im."""
+
+    def forward(self, x, w, b=None, *, stride, padding, output_padding, dilation, groups):
+        self.unbatched = x.ndim == 3
+        if self.unbatched:
+            x = x[None]
+        n, c, h, wd = x.shape
+        _, og, kh, kw = w.shape
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        full = ((h - 1) * sh + dh * (kh - 1) + 1 + output_padding[0],
+                (wd - 1) * sw + dw * (kw - 1) + 1 + output_padding[1])
+        self.geom = ((kh, kw), stride, dilation, (h, wd))
+        xm = x.reshape(n, groups, c // groups, h * wd)
+        wm = w.reshape(groups, c // groups, og * kh * kw)
+        wt = wm.transpose(0, 2, 1)
+        out = xp.zeros((n, og * groups) + full, dtype=x.dtype)
+        step = _chunk(n, og * groups * kh * kw * h * wd * x.itemsize)
+        for s in range(0, n, step):  # one batched BLAS product per chunk, then col2im
+            col2im(xp.matmul(wt, xm[s:s + step]), out[s:s + step], *self.geom)
+        oh, ow = full[0] - 2 * ph, full[1] - 2 * pw
+        if ph or pw:
+            out = xp.ascontiguousarray(out[:, :, ph:ph + oh, pw:pw + ow])
+        if b is not None:
+            out += b.reshape(-1, 1, 1)
+        nx, nw = self.needs_input_grad[:2]
+        self.xm = xm if nw else None
+        self.wm = wm
+        self.full, self.padding, self.groups = full, padding, groups
+        self.x_shape, self.w_shape, self.has_bias = x.shape, w.shape, b is not None
+        return out[0] if self.unbatched else out
+
+    def backward(self, g):
+        if self.unbatched:
+            g = g[None]
+        nx, nw = self.needs_input_grad[:2]
+        nb = self.has_bias and self.needs_input_grad[2]
+        (ph, pw), full, groups, wm = self.padding, self.full, self.groups, self.wm
+        n, c, h, w = self.x_shape
+        gpad = pad_array(g, ph, full[0] - ph - g.shape[2], pw, full[1] - pw - g.shape[3])
+        gb = None
+        gx = xp.empty((n, groups, c // groups, h * w), dtype=g.dtype) if nx else None
+        gw = xp.zeros(wm.shape, dtype=g.dtype) if nw else None
+        step = _chunk(n, wm.shape[0] * wm.shape[2] * h * w * g.itemsize)
+        for s in range(0, n, step):
+            gcols = im2col(gpad[s:s + step], *self.geom, groups)  # a col2im's gradient is an im2col
+            if nx:
+                xp.matmul(wm, gcols, out=gx[s:s + step])
+            if nw:
+                gw += xp.matmul(self.xm[s:s + step], gcols.transpose(0, 1, 3, 2)).sum(axis=0)
+        if nx:
+            gx = gx.reshape(self.x_shape)
+            gx = gx[0] if self.unbatched else gx
+        if nw:
+            gw = gw.reshape(self.w_shape)
+        if nb:
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+# ------------------------------------------------------------------------------ public functions
+def _check_conv(fn, x, weight, bias, groups, transposed):
+    x = as_tensor_arg(x, fn, "input")
+    weight = as_tensor_arg(weight, fn, "weight")
+    bias = None if bias is None else as_tensor_arg(bias, fn, "bias")
+    shapes = f"input shape {tuple(x.shape)}, weight shape {tuple(weight.shape)}"
+    if x.ndim not in (3, 4):
+        raise ValueError(f"{fn}: expected a 4-D (N, C, H, W) or 3-D (C, H, W) input, got {x.ndim}-D; "
+                         f"{shapes}")
+    if weight.ndim != 4:
+        layout = "(in_channels, out_channels/groups, kH, kW)" if transposed else \
+            "(out_channels, in_channels/groups, kH, kW)"
+        raise ValueError(f"{fn}: weight must be 4-D {layout}; {shapes}")
+    check_float(x, fn)
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        with_bias = "" if bias is None else f" and bias ({bias.dtype})"
+        raise TypeError(f"{fn}: input ({x.dtype}), weight ({weight.dtype}){with_bias} must have "
+                        f"the same dtype")
+    if isinstance(groups, bool) or not isinstance(groups, (int, xp.integer)) or groups < 1:
+        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    c = x.shape[-3]
+    if transposed:
+        if weight.shape[0] != c:
+            raise ValueError(f"{fn}: input has {c} channels but weight expects {weight.shape[0]} "
+                             f"(in_channels=weight.shape[0]={weight.shape[0]}); {shapes}")
+        if c % groups:
+            raise ValueError(f"{fn}: in_channels={c} is not divisible by groups={groups}; {shapes}")
+        out_channels = weight.shape[1] * groups
+    else:
+        if weight.shape[0] % groups:
+            raise ValueError(f"{fn}: out_channels={weight.shape[0]} is not divisible by "
+                             f"groups={groups}; {shapes}")
+        if c % groups:
+            raise ValueError(f"{fn}: input channels {c} are not divisible by groups={groups}; "
+                             f"{shapes}")
+        if weight.shape[1] * groups != c:
+            raise ValueError(f"{fn}: input has {c} channels but weight expects "
+                             f"{weight.shape[1] * groups} (in_channels={weight.shape[1] * groups}, "
+                             f"groups={groups}); {shapes}")
+        out_channels = weight.shape[0]
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"{fn}: bias has shape {tuple(bias.shape)}, expected ({out_channels},) "
+                         f"(one per output channel); {shapes}")
+    if min(weight.shape) == 0 or min(x.shape) == 0:
+        raise ValueError(f"{fn}: empty input or weight is not supported; {shapes}")
+    return x, weight, bias, groups
+
+
+def _apply(cls, x, weight, bias, **kw):
+    if bias is None:
+        return cls.apply(x, weight, **kw)
+    return cls.apply(x, weight, bias, **kw)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """``F.conv2d``: 2-D cross-correlation of input (N, C, H, W) or (C, H, W) with weight
+    (out_channels, C/groups, kH, kW). ``padding``: an int, a pair, ``'valid'`` (none) or ``'same'``
+    (output size = input size; an odd total goes one extra to the bottom/right, as PyTorch)."""
+    fn = "conv2d"
+    x, weight, bias, groups = _check_conv(fn, input, weight, bias, groups, transposed=False)
+    stride = int_pair(stride, fn, "stride", positive=True)
+    dilation = int_pair(dilation, fn, "dilation", positive=True)
+    kh, kw = weight.shape[2:]
+    eh, ew = dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = (0, 0, 0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{fn}: padding='same' is not supported for strided convolutions "
+                                 f"(stride={stride})")
+            th, tw = eh - 1, ew - 1
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        else:
+            raise ValueError(f"{fn}: invalid padding string {padding!r}, should be one of "
+                             f"'valid', 'same'")
+    else:
+        ph, pw = int_pair(padding, fn, "padding")
+        pads = (ph, ph, pw, pw)
+    h, w = x.shape[-2:]
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if eh > hp or ew > wp:
+        raise ValueError(f"{fn}: kernel {kh}x{kw} (dilated {eh}x{ew}) is larger than the padded "
+                         f"input {hp}x{wp}")
+    return _apply(Conv2d, x, weight, bias, stride=stride, pads=pads, dilation=dilation, groups=groups)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,  # noqa: A002
+                     groups=1, dilation=1):
+    """``F.conv_transpose2d``: the gradient of conv2d with respect to its input, as a layer.
+    weight (in_channels, out_channels/groups, kH, kW); output size per axis
+    (H - 1)*stride - 2*padding + dilation*(kH - 1) + output_padding + 1."""
+    fn = "conv_transpose2d"
+    x, weight, bias, groups = _check_conv(fn, input, weight, bias, groups, transposed=True)
+    stride = int_pair(stride, fn, "stride", positive=True)
+    dilation = int_pair(dilation, fn, "dilation", positive=True)
+    if isinstance(padding, str):
+        raise ValueError(f"{fn}: padding must be an int or a pair of ints, got {padding!r}")
+    padding = int_pair(padding, fn, "padding")
+    output_padding = int_pair(output_padding, fn, "output_padding")
+    for ax in range(2):
+        if output_padding[ax] >= max(stride[ax], dilation[ax]):
+            raise ValueError(f"{fn}: output_padding {output_padding} must be smaller than either "
+                             f"stride {stride} or dilation {dilation}")
+    h, w = x.shape[-2:]
+    kh, kw = weight.shape[2:]
+    oh = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    ow = (w - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{fn}: the output would be {oh}x{ow} (input {h}x{w}, kernel {kh}x{kw}, "
+                         f"stride {stride}, padding {padding}, dilation {dilation}); it must be "
+                         f"at least 1x1")
+    return _apply(ConvTranspose2d, x, weight, bias, stride=stride, padding=padding,
+                  output_padding=output_padding, dilation=dilation, groups=groups)
