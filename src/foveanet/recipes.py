@@ -48,7 +48,7 @@ DEFAULT_RECIPE = {
     "model": "cnn_bn",
     "model_options": {"width": 16},
     "dataset": "fashion-mnist",
-    "epochs": 4,
+    "epochs": 5,
     "batch_size": 128,
     "eval_batch_size": 500,
     "optimizer": "adamw",
