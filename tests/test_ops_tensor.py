@@ -339,3 +339,12 @@ def test_comparisons_have_no_gradient():
     x = fv.randn(4, requires_grad=True)
     for c in (x > 0, x >= 0, x < 0, x <= 0, x == x, x != 0):
         assert c.dtype == np.bool_ and not c.requires_grad
+
+
+@pytest.mark.parametrize("fn", [
+    lambda t: t.reshape(4, 6), lambda t: t.view(-1), lambda t: t.permute(2, 0, 1), lambda t: t.transpose(0, 2),
+    lambda t: t.flatten(1), lambda t: t.unsqueeze(1).squeeze(1), lambda t: t.T, lambda t: fv.t(t[0]),
+])
+def test_view_ops_gradcheck(fn):
+    (x,) = arrays(12, (2, 3, 4), dtype=np.float64)
+    gradcheck(fn, [x])

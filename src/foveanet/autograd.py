@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 
 from .backend import get_default_dtype, xp
@@ -56,6 +57,11 @@ def enable_grad():
     return _GradMode(True)
 
 
+# The op-level profiler's hook (see foveanet.profiler): when set, an object whose
+# ``record(name, phase, seconds)`` is told how long each forward and backward took.
+profiler = None
+
+
 # -------------------------------------------------------------------------------------- function
 class Function:
     """A differentiable primitive. Subclasses define ``forward`` and ``backward`` on raw arrays.
@@ -81,7 +87,11 @@ class Function:
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         track = is_grad_enabled() and any(needs)
         fn.needs_input_grad = needs
+        if profiler is not None:
+            t0 = time.perf_counter()
         out = fn.forward(*[a.data if isinstance(a, Tensor) else a for a in args], **kwargs)
+        if profiler is not None:
+            profiler.record(cls.__name__, "forward", time.perf_counter() - t0)
         result = Tensor._wrap(out, track)
         if track:
             fn.inputs = args
@@ -149,7 +159,11 @@ def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
             continue
         if fn._retained is not None and (t := fn._retained()) is not None:
             t._accumulate(g)
+        if profiler is not None:
+            t0 = time.perf_counter()
         in_grads = fn.backward(g)
+        if profiler is not None:
+            profiler.record(type(fn).__name__, "backward", time.perf_counter() - t0)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         for i, (inp, ig) in enumerate(zip(fn.inputs, in_grads)):
