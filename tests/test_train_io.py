@@ -134,3 +134,15 @@ def test_no_pickle_in_the_training_layer():
     for f in src.glob("*.py"):
         text = f.read_text()
         assert not re.search(r"import pickle|from pickle|pickle\.(loads?|dumps?)|np\.load\(", text), f.name
+
+
+def test_atomic_write_gives_files_the_usual_mode(tmp_path):
+    import os
+    import stat
+    from foveanet.train.io import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode) == 0o644

@@ -64,6 +64,7 @@ def _stage(path, write) -> str:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode instead
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -72,6 +73,12 @@ def _stage(path, write) -> str:
         _remove(tmp)
         raise
     return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove(tmp) -> None:
