@@ -1,6 +1,16 @@
 """The lecture's architectures by name: ``fv.models.create(name, num_classes=..., in_channels=...)``,
 ``fv.models.list_models()`` and ``fv.models.summary(model, input_shape)``."""
-from . import simple  # noqa: F401  (registers the models)
+# importing the modules registers their models
+from . import alexnet, densenet, perceptron, pyramidnet, resnet, simple, vgg  # noqa: F401
 from .registry import create, list_models, model_options, register_model  # noqa: F401
+from .alexnet import AlexNet, alexnet  # noqa: F401
+from .densenet import DenseNet, densenet121, densenet169, densenet201, densenet_bc  # noqa: F401
+from .perceptron import Perceptron, perceptron  # noqa: F401
+from .pyramidnet import PyramidNet, pyramidnet  # noqa: F401
+from .resnet import (CifarResNet, PreActResNet, ResNet, WideResNet, preact_resnet,  # noqa: F401
+                     resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101,
+                     resnet110, resnet152, resnet1202, resnet_cifar, wide_resnet)
 from .simple import cnn_bn, lenet5, mlp  # noqa: F401
+from .vgg import (VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19,  # noqa: F401
+                  vgg19_bn)
 from .summary import Summary, layer_macs, summary  # noqa: F401
