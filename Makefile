@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test install install-test data clean
+.PHONY: demo test bench install install-test data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: install data
 
 test: install-test
 	$(PY) -m pytest
+
+# foveanet vs PyTorch side by side (benchmarks/README.md): about 3-5 minutes on 2 quiet cores
+bench: install-test
+	$(PY) benchmarks/compare.py --json benchmarks/compare.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -20,6 +20,7 @@ from .ops import add  # noqa: F401
 from .random import (Generator, get_rng_state, initial_seed, manual_seed, normal, rand, randint,  # noqa: F401
                      randn, randperm, seed, set_rng_state)
 from . import data, models, nn, optim, train  # noqa: E402,F401
+from .profiler import profile  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - PyTorch's name: fv.bool is the boolean dtype
 
