@@ -282,24 +282,17 @@ def load_checkpoint(run_dir, model=None, optimizer=None, scheduler=None) -> dict
     json_path = os.path.join(ck["run_dir"], JSON_FILE)
     if model is not None:
         check_model_state(model, ck["model_state"], model_file)
-    if optimizer is not None:
-        saved = ck["optimizer"]
+    for key, obj, article in (("optimizer", optimizer, "an"), ("scheduler", scheduler, "a")):
+        if obj is None:
+            continue
+        saved = ck[key]
         if saved is None:
-            raise CheckpointError(f"{json_path}: key 'optimizer' is null (the checkpoint was saved "
-                                  "without an optimizer)", json_path, "optimizer")
-        if saved["class"] != type(optimizer).__name__:
-            raise CheckpointError(f"{json_path}: key 'optimizer.class' is {saved['class']!r}, but "
-                                  f"the optimizer given is {type(optimizer).__name__}", json_path,
-                                  "optimizer.class")
-    if scheduler is not None:
-        saved = ck["scheduler"]
-        if saved is None:
-            raise CheckpointError(f"{json_path}: key 'scheduler' is null (the checkpoint was saved "
-                                  "without a scheduler)", json_path, "scheduler")
-        if saved["class"] != type(scheduler).__name__:
-            raise CheckpointError(f"{json_path}: key 'scheduler.class' is {saved['class']!r}, but "
-                                  f"the scheduler given is {type(scheduler).__name__}", json_path,
-                                  "scheduler.class")
+            raise CheckpointError(f"{json_path}: key '{key}' is null (the checkpoint was saved "
+                                  f"without {article} {key})", json_path, key)
+        if saved["class"] != type(obj).__name__:
+            raise CheckpointError(f"{json_path}: key '{key}.class' is {saved['class']!r}, but "
+                                  f"the {key} given is {type(obj).__name__}", json_path,
+                                  f"{key}.class")
     if optimizer is not None:
         try:
             optimizer.load_state_dict(ck["optimizer"]["state"])
