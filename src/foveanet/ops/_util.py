@@ -76,3 +76,37 @@ def pair(v, name: str, allow_zero: bool = True):
     if v[0] < low or v[1] < low:
         raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {v}")
     return v
+
+
+def as_tensor_arg(x, fn: str, what: str) -> Tensor:
+    """A Tensor for a Tensor or array-like argument (a clear TypeError for anything else)."""
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return Tensor(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{fn}: {what} must be a tensor, got {type(x).__name__}") from None
+
+
+def int_pair(v, fn: str, name: str, positive: bool = False):
+    """``pair`` with the function's name in its error messages."""
+    try:
+        return pair(v, name, allow_zero=not positive)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{fn}: {e}") from None
+
+
+def check_float(x: Tensor, fn: str, what: str = "input") -> None:
+    if not xp.issubdtype(x.dtype, xp.floating):
+        raise TypeError(f"{fn}: {what} must be a floating-point tensor, got {x.dtype} "
+                        f"(shape {tuple(x.shape)})")
+
+
+def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
+    """``x`` (..., H, W) with ``value`` rows/columns added around it (``x`` itself if none)."""
+    if not (top or bottom or left or right):
+        return x
+    h, w = x.shape[-2:]
+    out = xp.full(x.shape[:-2] + (h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out[..., top:top + h, left:left + w] = x
+    return out

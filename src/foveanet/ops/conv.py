@@ -13,46 +13,11 @@ col2im) and its input-gradient is a convolution (im2col, then product).
 """
 from __future__ import annotations
 
-from ..autograd import Function, Tensor
+from ..autograd import Function
 from ..backend import xp
-from ._util import pair
+from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 _as_strided = xp.lib.stride_tricks.as_strided
-
-
-# ----------------------------------------------------------------------------- argument checking
-def as_tensor_arg(x, fn: str, what: str) -> Tensor:
-    """A Tensor for a Tensor or array-like argument (a clear TypeError for anything else)."""
-    if isinstance(x, Tensor):
-        return x
-    try:
-        return Tensor(x)
-    except (TypeError, ValueError):
-        raise TypeError(f"{fn}: {what} must be a tensor, got {type(x).__name__}") from None
-
-
-def int_pair(v, fn: str, name: str, positive: bool = False):
-    """``pair`` with the function's name in its error messages."""
-    try:
-        return pair(v, name, allow_zero=not positive)
-    except (TypeError, ValueError) as e:
-        raise type(e)(f"{fn}: {e}") from None
-
-
-def check_float(x: Tensor, fn: str, what: str = "input") -> None:
-    if not xp.issubdtype(x.dtype, xp.floating):
-        raise TypeError(f"{fn}: {what} must be a floating-point tensor, got {x.dtype} "
-                        f"(shape {tuple(x.shape)})")
-
-
-def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
-    """``x`` (..., H, W) with ``value`` rows/columns added around it (``x`` itself if none)."""
-    if not (top or bottom or left or right):
-        return x
-    h, w = x.shape[-2:]
-    out = xp.full(x.shape[:-2] + (h + top + bottom, w + left + right), value, dtype=x.dtype)
-    out[..., top:top + h, left:left + w] = x
-    return out
 
 
 def out_size(size: int, k: int, s: int, d: int) -> int:
@@ -130,7 +95,6 @@ class Conv2d(Function):
         self.unbatched = x.ndim == 3
         if self.unbatched:
             x = x[None]
-        n = x.shape[0]
         o, cg, kh, kw = w.shape
         top, bottom, left, right = pads
         xpad = pad_array(x, top, bottom, left, right)

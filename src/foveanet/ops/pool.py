@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor, is_grad_enabled
 from ..backend import xp
-from .conv import as_tensor_arg, check_float, int_pair, pad_array
+from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 
 # ------------------------------------------------------------------------------------- helpers
