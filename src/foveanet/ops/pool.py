@@ -103,6 +103,26 @@ def _padded(x, kernel, stride, padding, dilation, out_hw, value):
 
 
 # ------------------------------------------------------------------------------------- max pool
+def _tile_argmax(x, kh, kw, oh, ow):
+    """Max of each KH x KW tile of x (stride = kernel) and which tap (row-major) holds the first max."""
+    best = x[:, :, 0:kh * oh:kh, 0:kw * ow:kw].copy()
+    tap = xp.zeros(best.shape, dtype=xp.int8 if kh * kw <= 127 else xp.int16)
+    for t in range(1, kh * kw):
+        i, j = divmod(t, kw)
+        v = x[:, :, i:i + kh * oh:kh, j:j + kw * ow:kw]
+        xp.copyto(tap, t, where=v > best)
+        xp.maximum(best, v, out=best)
+    return best, tap
+
+
+def _tile_index(tap, kh, kw, w):
+    """PyTorch's flat H*W index of each tile's max from the winning tap."""
+    oh, ow = tap.shape[2:]
+    rows = (xp.arange(oh) * kh).reshape(-1, 1) + tap // kw
+    cols = xp.arange(ow) * kw + tap % kw
+    return (rows * w + cols).astype(xp.int64)
+
+
 class MaxPool2d(Function):
     def forward(self, x, kernel, stride, padding, dilation, out_hw, sink=None):
         self.unbatched = x.ndim == 3
@@ -110,6 +130,7 @@ class MaxPool2d(Function):
             x = x[None]
         (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_hw
         n, c, h, w = x.shape
+        self.kernel = kernel
         padded = not (ph == pw == 0 and (oh - 1) * sh + dh * (kh - 1) < h
                       and (ow - 1) * sw + dw * (kw - 1) < w)
         # no padding needed (e.g. kernel == stride, the windows tiling the input as a
@@ -120,11 +141,21 @@ class MaxPool2d(Function):
             rows, _ = _max_taps(xpad, 3, kw, sw, dw, ow, False)
             out, _ = _max_taps(rows, 2, kh, sh, dh, oh, False)
             return out[0] if self.unbatched else out
+        self.x_shape, self.tap = x.shape, None
+        if not padded and (dh, dw) == (1, 1) and (sh, sw) == (kh, kw):
+            # windows tiling the input (the usual 2x2 / stride 2): keep only which tap won (int8);
+            # measured 1.75x faster than the general path's int64 indices on 128x16x28x28
+            out, tap = _tile_argmax(x, kh, kw, oh, ow)
+            if not xp.isnan(out).any():  # NaN present: the general path has PyTorch's NaN rule
+                self.tap = tap
+                if sink is not None:
+                    sink.append(_tile_index(tap, kh, kw, w)[0 if self.unbatched else slice(None)])
+                return out[0] if self.unbatched else out
         geometry = (x.shape, kernel, stride, padding, dilation, out_hw, padded)
         out, idx = self._argmax(xpad, *geometry, nan_aware=False)
         if xp.isnan(out).any():  # NaN present: redo the taps with PyTorch's NaN-wins rule
             out, idx = self._argmax(xpad, *geometry, nan_aware=True)
-        self.idx, self.x_shape = idx, x.shape
+        self.idx = idx
         # windows that do not overlap send each input pixel at most one gradient: a scatter-assign
         self.disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
         if sink is not None:
@@ -153,6 +184,15 @@ class MaxPool2d(Function):
 
     def backward(self, g):
         n, c, h, w = self.x_shape
+        if self.tap is not None:  # tiling windows: each tap's winners get their window's gradient
+            gx = xp.zeros(self.x_shape, dtype=g.dtype)
+            kh, kw = self.kernel
+            oh, ow = self.tap.shape[2:]
+            g4 = g[None] if self.unbatched else g
+            for t in range(kh * kw):
+                i, j = divmod(t, kw)
+                xp.multiply(g4, self.tap == t, out=gx[:, :, i:i + kh * oh:kh, j:j + kw * ow:kw])
+            return gx[0] if self.unbatched else gx
         g = g.reshape(n * c, -1)
         idx = self.idx.reshape(n * c, -1)
         if self.disjoint:  # one window per pixel at most: assign, no accumulation needed
