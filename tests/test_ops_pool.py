@@ -289,3 +289,18 @@ def _t(*shape, dtype=np.float32):
 def test_pool_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("shape,k", [((4, 3, 8, 8), 2), ((2, 3, 9, 7), 2), ((2, 2, 9, 9), 3),
+                                     ((3, 6, 6), 2), ((2, 3, 8, 6), (2, 3))])
+def test_tiling_fast_path_ties_nan_and_indices_like_torch(shape, k):
+    """stride = kernel, no padding: the path that keeps the winning tap; ReLU-style ties at 0 go
+    to the first maximum, NaN falls back to PyTorch's rule, indices equal torch's."""
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.standard_normal(shape).astype(np.float32), 0)
+    ours = lambda t: F.max_pool2d(t, k, return_indices=True)  # noqa: E731
+    theirs = lambda t: torch.nn.functional.max_pool2d(t, k, return_indices=True)  # noqa: E731
+    check_against_torch(ours, theirs, [x])
+    x[..., 0, 0] = np.nan
+    check_against_torch(ours, theirs, [x])
+    gradcheck(lambda t: F.max_pool2d(t, k), [rng.standard_normal(shape)])
