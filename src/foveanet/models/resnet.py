@@ -256,26 +256,29 @@ resnet1202 = _register_cifar(1202, "19.4M")
 
 # ----------------------------------------------------------------------- pre-activation ResNets
 class PreActBasicBlock(nn.Module):
-    """BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus the identity (a 1x1 projection of the pre-activated
-    input where the shape changes)."""
+    """BN-ReLU-conv3x3-(Dropout)-BN-ReLU-conv3x3 plus the identity (a 1x1 projection of the
+    pre-activated input where the shape changes). Dropout (Wide ResNet's) only when
+    ``dropout_rate > 0``."""
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1):
+    def __init__(self, inplanes, planes, stride=1, dropout_rate=0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(inplanes)
         self.conv1 = conv3x3(inplanes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = conv3x3(planes, planes)
         self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else None
         self.shortcut = (conv1x1(inplanes, planes, stride)
                          if stride != 1 or inplanes != planes else None)
 
     def forward(self, x):
         out = self.relu(self.bn1(x))
         identity = x if self.shortcut is None else self.shortcut(out)
-        out = self.conv1(out)
-        out = self.conv2(self.relu(self.bn2(out)))
-        return out + identity
+        out = self.relu(self.bn2(self.conv1(out)))
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return self.conv2(out) + identity
 
 
 class PreActBottleneck(nn.Module):
@@ -351,28 +354,9 @@ def preact_resnet(depth: int = 164, num_classes: int = 10, in_channels: int = 3,
 
 
 # ----------------------------------------------------------------------------- Wide ResNets
-class WideBasic(nn.Module):
-    """BN-ReLU-conv3x3-(Dropout)-BN-ReLU-conv3x3 plus the identity (or a 1x1 projection of the
-    pre-activated input where the shape changes), as in the authors' code."""
-
-    def __init__(self, inplanes, planes, stride=1, dropout_rate=0.0):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(inplanes)
-        self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = conv3x3(planes, planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0 else None
-        self.shortcut = (conv1x1(inplanes, planes, stride)
-                         if stride != 1 or inplanes != planes else None)
-
-    def forward(self, x):
-        out = self.relu(self.bn1(x))
-        identity = x if self.shortcut is None else self.shortcut(out)
-        out = self.relu(self.bn2(self.conv1(out)))
-        if self.dropout is not None:
-            out = self.dropout(out)
-        return self.conv2(out) + identity
+class WideBasic(PreActBasicBlock):
+    """Wide ResNet's block, as in the authors' code: the pre-activation basic block with dropout
+    between its two convolutions (``dropout_rate``)."""
 
 
 class WideResNet(nn.Module):
