@@ -303,6 +303,17 @@ def _batched(x, t, probabilities):
     return x, t.reshape((1,))
 
 
+def _class_scores(input, weight, fn):  # noqa: A002
+    """Checked class scores (C,), (N, C) or (N, C, d1, ...): (tensor, unbatched, C, class weights)."""
+    x = _tensor(input)
+    _check_float_input(x, fn)
+    if x.ndim == 0:
+        raise ValueError(f"{fn}: input must be (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
+    unbatched = x.ndim == 1
+    c = x.shape[0] if unbatched else x.shape[1]
+    return x, unbatched, c, _class_weight(weight, c, x.dtype, fn)
+
+
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",  # noqa: A002
                   label_smoothing=0.0):
     """Cross entropy between logits ``input`` and ``target``, as PyTorch's ``F.cross_entropy``:
@@ -319,13 +330,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
-    x = _tensor(input)
-    _check_float_input(x, fn)
-    if x.ndim == 0:
-        raise ValueError(f"{fn}: input must be (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
-    unbatched = x.ndim == 1
-    c = x.shape[0] if unbatched else x.shape[1]
-    w = _class_weight(weight, c, x.dtype, fn)
+    x, unbatched, c, w = _class_scores(input, weight, fn)
     if tuple(_array(target).shape) == x.shape:  # class probabilities
         if ignore_index != -100:
             raise ValueError(f"{fn}: ignore_index ({ignore_index}) applies to class-index targets "
@@ -370,13 +375,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):  
     at the class indices ``target``, as PyTorch's ``F.nll_loss``."""
     fn = "nll_loss"
     _check_reduction(reduction)
-    x = _tensor(input)
-    _check_float_input(x, fn)
-    if x.ndim == 0:
-        raise ValueError(f"{fn}: input must be (C,), (N, C) or (N, C, d1, ...), got a 0-d tensor")
-    unbatched = x.ndim == 1
-    c = x.shape[0] if unbatched else x.shape[1]
-    w = _class_weight(weight, c, x.dtype, fn)
+    x, unbatched, c, w = _class_scores(input, weight, fn)
     t = _index_target(target, x, fn, False)
     _check_indices(t, c, ignore_index, fn)
     if unbatched:
