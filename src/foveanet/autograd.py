@@ -60,6 +60,10 @@ def enable_grad():
 # The op-level profiler's hook (see foveanet.profiler): when set, an object whose
 # ``record(name, phase, seconds)`` is told how long each forward and backward took.
 profiler = None
+# The graph tracer's hook (see foveanet.interop): when set, an object whose
+# ``record(fn, args, kwargs, result)`` sees every primitive as it runs (ONNX export, inference
+# optimisation). ``args`` are the Tensors and plain values the primitive was applied to.
+tracer = None
 
 
 # -------------------------------------------------------------------------------------- function
@@ -93,6 +97,8 @@ class Function:
         if profiler is not None:
             profiler.record(cls.__name__, "forward", time.perf_counter() - t0)
         result = Tensor._wrap(out, track)
+        if tracer is not None:
+            tracer.record(fn, args, kwargs, result)
         if track:
             fn.inputs = args
             result._grad_fn = fn
