@@ -19,9 +19,17 @@ from .ops import (abs, amax, amin, arange, argmax, argmin, as_tensor, broadcast_
 from .ops import add  # noqa: F401
 from .random import (Generator, get_rng_state, initial_seed, manual_seed, normal, rand, randint,  # noqa: F401
                      randn, randperm, seed, set_rng_state)
-from . import data, models, nn, optim, train  # noqa: E402,F401
+from . import data, interop, models, nn, onnx, optim, train  # noqa: E402,F401
 from .profiler import profile  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - PyTorch's name: fv.bool is the boolean dtype
 
 __version__ = "0.1.0"
+
+
+def optimize_for_inference(model, example_input=None, **kwargs):
+    """An inference-only copy of ``model``: batch norm folded into the convolution before it,
+    dropout dropped, activations fused into their producers, weights pre-packed (see
+    :mod:`foveanet.interop.optimize`)."""
+    from .interop.optimize import optimize_for_inference as _optimize
+    return _optimize(model, example_input, **kwargs)
