@@ -225,6 +225,19 @@ def test_train_toy_dataset(tmp_path, capsys):
     assert "use an MLP (--model mlp)" in capsys.readouterr().err
 
 
+def test_train_perceptron_uses_its_rule(tmp_path, data_dir, capsys):
+    """``--model perceptron`` trains by the perceptron rule: the model's own recipe (SGD, lr 1,
+    on-line, no schedule) and its error E = 1/2 sum (y - d)^2; it learns the easy fake data."""
+    run = str(tmp_path / "perc")
+    assert main(["train", "--model", "perceptron", "--data-dir", data_dir, "--limit-train", "300",
+                 "--limit-test", "100", "--out", run, "--no-progress", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    cfg = json.load(open(os.path.join(run, "config.json")))
+    assert (cfg["optimizer"], cfg["lr"], cfg["batch_size"], cfg["scheduler"]) == ("sgd", 1.0, 1, "none")
+    acc = float(ACC_LINE.search(out).group(1))
+    assert acc >= 80.0, out
+
+
 def test_dropout_option(tmp_path, data_dir, capsys):
     run = str(tmp_path / "drop")
     assert main(["train", "--data-dir", data_dir, "--epochs", "1", "--limit-train", "100",

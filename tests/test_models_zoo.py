@@ -417,7 +417,7 @@ def test_perceptron_learns_linearly_separable_functions(target):
     p = M.Perceptron(2)
     history = p.fit(X2, np.array(target), epochs=50, lr=1.0)
     assert history[-1] == 0 and len(history) < 50
-    assert p.forward(X2).numpy().ravel().tolist() == target
+    assert p.forward(X2).detach().numpy().ravel().tolist() == target
     assert p.score(X2, np.array(target)) == 1.0
 
 
@@ -446,6 +446,29 @@ def test_perceptron_from_the_registry_takes_images_and_class_indices():
     p.fit(x, np.array([0, 1, 2]), epochs=20)
     assert p.score(x, np.array([0, 1, 2])) == 1.0
     assert p(fv.tensor(x)).shape == (3, 3)
+
+
+def test_sgd_on_the_perceptron_error_is_the_perceptron_rule():
+    """Batch size 1, lr 1: SGD on E = 1/2 sum (y - d)^2 through the straight-through step makes
+    exactly the updates of ``perceptron_update``, sample after sample (the CLI's recipe)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 2, 3)).astype(np.float32)
+    d = rng.integers(0, 3, size=40)
+    rule = M.Perceptron(6, 3)
+    sgd = M.Perceptron(6, 3)
+    opt = fv.optim.SGD(sgd.parameters(), lr=1.0)
+    changed = 0
+    for i in range(40):
+        changed += rule.perceptron_update(x[i:i + 1], d[i:i + 1], lr=1.0)
+        opt.zero_grad()
+        loss = sgd.loss_fn(sgd(fv.tensor(x[i:i + 1])), fv.tensor(d[i:i + 1]))
+        loss.backward()
+        opt.step()
+        np.testing.assert_array_equal(sgd.weight.data, rule.weight.data)
+        np.testing.assert_array_equal(sgd.bias.data, rule.bias.data)
+    assert changed > 5  # the rule did change the weights along the way
+    with fv.no_grad():
+        np.testing.assert_array_equal(sgd(fv.tensor(x)).numpy(), rule.forward(x).numpy())
 
 
 # ---------------------------------------------------------------------- the bottleneck arithmetic

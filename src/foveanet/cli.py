@@ -412,7 +412,7 @@ def resolve_config(given: dict) -> dict:
     """The full configuration of a new run from the options given on the command line (``given``:
     only the options that were given) and the recipe for the data set."""
     from .recipes import recipe_for
-    recipe = recipe_for(given.get("dataset"))
+    recipe = recipe_for(given.get("dataset"), given.get("model"))
     cfg = {k: given.get(k, v) for k, v in recipe.items()}
     cfg["model"] = _canonical_model(cfg["model"])
     recipe_model = _canonical_model(recipe["model"])
@@ -748,13 +748,14 @@ def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: boo
     logits, labels, inputs = [], [], []
     mis_x, mis_y, mis_p = [], [], []
     loss_sum, n = 0.0, 0
+    loss_fn = getattr(model, "loss_fn", None) or F.cross_entropy
     kept = 0
     try:
         with fv.no_grad():
             for x, y in loader:
                 out = model(x)
                 b = int(out.shape[0])
-                loss_sum += float(F.cross_entropy(out, y).data) * b
+                loss_sum += float(loss_fn(out, y).data) * b
                 n += b
                 o, t = out.data, y.data
                 logits.append(o)
@@ -901,7 +902,8 @@ def cmd_train(args) -> int:
     model_config = {"name": cfg["model"], "options": cfg["model_options"],
                     "dropout": cfg.get("dropout"), **model_kwargs(cfg)}
     model_config = {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.items()}
-    trainer = Trainer(model, optimizer, scheduler=scheduler, scheduler_interval=interval,
+    trainer = Trainer(model, optimizer, loss_fn=getattr(model, "loss_fn", None),
+                      scheduler=scheduler, scheduler_interval=interval,
                       l1=cfg["l1"], l2=cfg["l2"],
                       progress="plain" if given.get("no_progress") else "auto",
                       run_dir=run_dir, model_config=model_config, model_name=cfg["model"])

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "SCHEDULES", "recipe_for"]
+__all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "MODEL_RECIPES", "SCHEDULES", "recipe_for"]
 
 DEFAULT_RECIPE = {
     "model": "cnn_bn",
@@ -83,6 +83,15 @@ TOY_RECIPE = {
     "augment": "none",
 }
 
+# Models that learn by a rule of their own replace some defaults (options given on the command
+# line still win). The perceptron learns by Rosenblatt's rule: plain SGD with lr 1 on
+# E = 1/2 sum (y - d)^2 through its straight-through step (see models/perceptron.py), on-line
+# (one sample per step), without the schedule, decay or augmentation of the CNN recipe.
+MODEL_RECIPES = {
+    "perceptron": {"model_options": {}, "optimizer": "sgd", "lr": 1.0, "batch_size": 1,
+                   "weight_decay": 0.0, "scheduler": "none", "augment": "none", "epochs": 2},
+}
+
 # How each --scheduler is built; E is the number of epochs the schedule was planned for and S
 # the number of batches per epoch.
 SCHEDULES = {
@@ -95,13 +104,17 @@ SCHEDULES = {
 }
 
 
-def recipe_for(dataset: str | None = None) -> dict:
+def recipe_for(dataset: str | None = None, model: str | None = None) -> dict:
     """A deep copy of the recipe for ``dataset``: ``DEFAULT_RECIPE``, with ``TOY_RECIPE`` laid
-    over it for the toy sets."""
+    over it for the toy sets and ``MODEL_RECIPES[model]`` over that for models with a learning
+    rule of their own."""
     recipe = copy.deepcopy(DEFAULT_RECIPE)
     name = (dataset or recipe["dataset"]).lower()
     if name in ("circle", "xor", "gauss", "spiral"):
         recipe.update(copy.deepcopy(TOY_RECIPE))
+    if model is not None and model.lower().replace("-", "_") in MODEL_RECIPES:
+        recipe.update(copy.deepcopy(MODEL_RECIPES[model.lower().replace("-", "_")]))
+        recipe["model"] = model
     if dataset is not None:
         recipe["dataset"] = name
     return recipe

@@ -3,7 +3,8 @@ learning rule ``w <- w + lr (d - y) x`` (no gradients: the step function has non
 from __future__ import annotations
 
 from .. import nn
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor, is_grad_enabled, no_grad
+from ..nn import functional as F
 from ..backend import xp
 from .registry import register_model
 
@@ -18,7 +19,14 @@ class Perceptron(nn.Module):
 
     ``forward`` returns the step outputs; ``net_input`` the weighted sums. Learning is
     ``perceptron_update(x, d)`` (one pass of the rule over a batch, sample by sample) or
-    ``fit(x, d, epochs)`` (repeat until an epoch makes no error)."""
+    ``fit(x, d, epochs)`` (repeat until an epoch makes no error).
+
+    The same rule through the ordinary training loop (``foveanet train --model perceptron``):
+    the step has no useful derivative, so ``forward`` lets the gradient through it unchanged
+    (``y = v + (step(v) - v).detach()``: the value is the step, d y / d v = 1). With the
+    lecture's error E = 1/2 sum (y - d)^2 (``loss_fn``, one-hot targets) the gradient is
+    dE/dw = (y - d) x, so plain SGD's ``w <- w - lr dE/dw`` is ``w <- w + lr (d - y) x``: the
+    perceptron rule, sample by sample with batch size 1 and summed over the batch otherwise."""
 
     def __init__(self, in_features: int, num_classes: int = 1, bipolar: bool = False, dtype=None):
         super().__init__()
@@ -29,6 +37,10 @@ class Perceptron(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_classes={self.num_classes}, bipolar={self.bipolar}"
+
+    def macs_per_sample(self) -> int:
+        """One multiply-add per weight: ``W x`` (for ``fv.models.summary``)."""
+        return self.in_features * self.num_classes
 
     @staticmethod
     def _array(x):
@@ -48,8 +60,23 @@ class Perceptron(nn.Module):
         return Tensor(a @ self.weight.data.T + self.bias.data)
 
     def forward(self, x):
-        with no_grad():
-            return Tensor(self._step(self.net_input(x).data))
+        if not (is_grad_enabled() and self.weight.requires_grad):
+            with no_grad():
+                return Tensor(self._step(self.net_input(x).data))
+        a = x if isinstance(x, Tensor) else Tensor(xp.asarray(x))
+        a = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(1, -1)
+        v = F.linear(a.to(self.weight.dtype), self.weight, self.bias)
+        return v + (Tensor(self._step(v.data)) - v).detach()
+
+    def loss_fn(self, output, target):
+        """E = 1/2 sum (y - d)^2 per sample against one-hot targets (class indices are turned into
+        them), averaged over the batch: with ``forward``'s straight-through step, SGD on it is
+        the perceptron rule (batch size 1: exactly; larger batches: the mean of the updates)."""
+        d = target if isinstance(target, Tensor) else Tensor(xp.asarray(target))
+        if d.ndim == 1 and self.num_classes > 1:
+            d = Tensor(self._targets(d.data, d.shape[0]))
+        n = output.shape[0] if output.ndim > 1 else 1
+        return F.sum_squared_error(output, d.to(output.dtype).reshape(output.shape)) / n
 
     def _targets(self, d, n):
         t = self._array(d).astype(self.weight.data.dtype).reshape(n, -1)

@@ -18,7 +18,11 @@ def _prod(shape):
 
 
 def layer_macs(module, inputs, output) -> int:
-    """Multiply-accumulate operations of one layer for ONE sample (batch dimension excluded)."""
+    """Multiply-accumulate operations of one layer for ONE sample (batch dimension excluded).
+    A module that computes weighted sums of its own (not through Conv2d/Linear submodules)
+    says how many with a ``macs_per_sample()`` method."""
+    if hasattr(module, "macs_per_sample"):
+        return int(module.macs_per_sample())
     out = output.shape[1:] if hasattr(output, "shape") else ()
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
