@@ -238,6 +238,45 @@ def test_train_perceptron_uses_its_rule(tmp_path, data_dir, capsys):
     assert acc >= 80.0, out
 
 
+def test_transfer_from_a_run_directory(trained, tmp_path, data_dir, capsys):
+    """--from RUN_DIR: the source's weights, a new head, the features frozen (they stay equal
+    to the source's, bit for bit), the head trained; evaluate rebuilds the same model."""
+    src, _ = trained
+    run = str(tmp_path / "tl")
+    assert main(["train", "--from", src, "--freeze", "features", "--num-classes", "10",
+                 "--data-dir", data_dir, "--epochs", "1", "--limit-train", "200",
+                 "--limit-test", "50", "--out", run, "--threads", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert ACC_LINE.search(out), out
+    cfg = json.load(open(os.path.join(run, "config.json")))
+    assert cfg["from"] == os.path.abspath(src) and cfg["freeze"] == "features"
+    from foveanet.train import load_state_dict
+    a = load_state_dict(os.path.join(src, "best.safetensors"))
+    b = load_state_dict(os.path.join(run, "model.safetensors"))
+    last = max(a, key=lambda k: int(k.split(".")[0]))
+    last_layer = last.split(".")[0]
+    for k in a:
+        if k.split(".")[0] == last_layer:
+            assert not np.array_equal(a[k], b[k]), k  # the new head was trained
+        else:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)  # frozen
+    assert main(["evaluate", run]) == 0
+    capsys.readouterr()
+    # the options of transfer learning need --from, and --from excludes --model
+    assert main(["train", "--freeze", "features", "--data-dir", data_dir, "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "give the model to start from with --from" in capsys.readouterr().err
+    assert main(["train", "--from", src, "--model", "lenet5", "--data-dir", data_dir, "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert main(["train", "--from", src, "--freeze", "nosuchlayer", "--data-dir", data_dir,
+                 "--out", str(tmp_path / "y")] + TINY[2 + 2:]) == 2
+    assert "names no parameter" in capsys.readouterr().err
+    assert main(["train", "--from", str(tmp_path / "missing.onnx"), "--data-dir", data_dir,
+                 "--out", str(tmp_path / "z")]) == 2
+    assert "no such file or run directory" in capsys.readouterr().err
+
+
 def test_dropout_option(tmp_path, data_dir, capsys):
     run = str(tmp_path / "drop")
     assert main(["train", "--data-dir", data_dir, "--epochs", "1", "--limit-train", "100",

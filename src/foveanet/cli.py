@@ -1,4 +1,4 @@
-"""The ``foveanet`` command line: train, evaluate, predict, summary, models.
+"""The ``foveanet`` command line: train, evaluate, predict, export, summary, models.
 
 ::
 
@@ -9,6 +9,8 @@
     foveanet train --resume runs/cnn_bn-fashion-mnist-20250101-120000
     foveanet evaluate runs/cnn_bn-fashion-mnist-20250101-120000
     foveanet predict runs/cnn_bn-fashion-mnist-20250101-120000 shirt.png boot.jpg --top 3
+    foveanet export runs/cnn_bn-fashion-mnist-20250101-120000 --onnx model.onnx --optimize
+    foveanet train --from model.onnx --freeze features --num-classes 10   # transfer learning
     foveanet summary lenet5 --input-shape 1,32,32
     foveanet models
 
@@ -229,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-option", metavar="KEY=VALUE", action="append", dest="model_option",
                    help="a keyword of the model's constructor, e.g. width=8 or hidden=256,256 "
                    "(repeatable)")
+    g.add_argument("--from", metavar="SOURCE", dest="from_",
+                   help="transfer learning: start from an ONNX file or a run directory instead of "
+                   "a fresh --model")
+    g.add_argument("--freeze", metavar="NAMES",
+                   help="with --from: freeze 'features' (all but the new head) or the listed "
+                   "parameter-name prefixes, comma-separated")
+    g.add_argument("--num-classes", type=_positive_int, metavar="N", dest="num_classes",
+                   help="with --from: outputs of the new classifier head (default: the data "
+                   "set's classes)")
     g.add_argument("--dropout", type=_probability, metavar="P",
                    help="set the p of every Dropout layer (or the model's dropout option)")
     g = t.add_argument_group("data")
@@ -283,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--download", action="store_true", help="download the data set if needed")
     e.add_argument("--report", action="store_true",
                    help="rewrite results.json, report.md and the plots from this evaluation")
+    e.add_argument("--optimize", action="store_true",
+                   help="run fv.optimize_for_inference's model (BN folded, activations fused)")
 
     p = sub.add_parser("predict", help="classify image files with a trained run",
                        description="Classify PNG/JPEG pictures with a trained run.",
@@ -297,6 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
                    help="invert grey values (auto: dark-on-light pictures, for (Fashion-)MNIST)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--optimize", action="store_true",
+                   help="run fv.optimize_for_inference's model (BN folded, activations fused)")
+
+    x = sub.add_parser("export", help="write a trained run's model as an ONNX file",
+                       description="Export a trained run to ONNX (needs foveanet[onnx]).",
+                       formatter_class=_Formatter)
+    x.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of 'foveanet train'")
+    x.add_argument("--onnx", metavar="FILE", required=True, help="the ONNX file to write")
+    x.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="best: lowest validation loss (default); last: the last epoch")
+    x.add_argument("--opset", type=_positive_int, default=None, metavar="N",
+                   help="ONNX opset (default: the exporter's)")
+    x.add_argument("--optimize", action="store_true",
+                   help="fold BatchNorm into the convolutions before exporting")
 
     s = sub.add_parser("summary", help="the layers, shapes, parameters and mult-adds of a model",
                        description="Print fv.models.summary of a registered model.",
@@ -414,11 +441,25 @@ def resolve_config(given: dict) -> dict:
     from .recipes import recipe_for
     recipe = recipe_for(given.get("dataset"), given.get("model"))
     cfg = {k: given.get(k, v) for k, v in recipe.items()}
-    cfg["model"] = _canonical_model(cfg["model"])
-    recipe_model = _canonical_model(recipe["model"])
-    options = dict(recipe["model_options"]) if cfg["model"] == recipe_model else {}
-    options.update(parse_model_options(given.get("model_option")))
-    cfg["model_options"] = _jsonable_options(check_model_options(cfg["model"], options))
+    source = given.get("from_")
+    if source is None:
+        for opt in ("freeze", "num_classes"):
+            if opt in given:
+                raise UsageError(f"--{opt.replace('_', '-')} applies to transfer learning: give "
+                                 "the model to start from with --from")
+        cfg["model"] = _canonical_model(cfg["model"])
+        recipe_model = _canonical_model(recipe["model"])
+        options = dict(recipe["model_options"]) if cfg["model"] == recipe_model else {}
+        options.update(parse_model_options(given.get("model_option")))
+        cfg["model_options"] = _jsonable_options(check_model_options(cfg["model"], options))
+    else:
+        for opt in ("model", "model_option", "dropout"):
+            if opt in given:
+                raise UsageError(f"--{opt.replace('_', '-')} and --from exclude each other: the "
+                                 "model is the one --from names")
+        cfg.update(_transfer_source(source))
+        cfg["freeze"] = given.get("freeze")
+        cfg["head_classes"] = given.get("num_classes")
     toy = cfg["dataset"] in TOY_DATASETS
     if toy and cfg["augment"] and str(cfg["augment"]).strip().lower() not in ("none", "off", "no"):
         raise UsageError(f"--augment {cfg['augment']!r}: augmentation applies to image data sets, "
@@ -561,6 +602,8 @@ def _loader(dataset, cfg, train):
 # --------------------------------------------------------------------------------- model
 def model_kwargs(cfg) -> dict:
     from .models import model_options
+    if cfg.get("from"):
+        return {"from": cfg["from"]}
     info = {"num_classes": cfg["num_classes"]}
     shape = cfg["input_shape"]
     if len(shape) == 3:
@@ -581,6 +624,8 @@ def build_model(cfg):
     import foveanet as fv
     from .models import create, model_options
     from .nn import Dropout
+    if cfg.get("from"):
+        return build_transfer_model(cfg)
     name = _canonical_model(cfg["model"])
     kwargs = model_kwargs(cfg)
     p = cfg.get("dropout")
@@ -598,6 +643,65 @@ def build_model(cfg):
                              "option")
         for m in drops:
             m.p = float(p)
+    return model
+
+
+def _transfer_source(source) -> dict:
+    """The configuration entries of a run that starts from ``source`` (--from): an ONNX file or
+    the run directory of an earlier 'foveanet train'."""
+    path = os.path.abspath(os.fspath(source))
+    if os.path.isdir(path):
+        src = load_run_config(path)
+        return {"from": path, "from_kind": "run", "model": src["model"], "model_options": {}}
+    if not os.path.isfile(path):
+        raise UsageError(f"--from {source}: no such file or run directory")
+    return {"from": path, "from_kind": "onnx", "model": "onnx", "model_options": {}}
+
+
+def build_transfer_model(cfg):
+    """The model a --from run trains: the source's network and weights, a new classifier head
+    when the number of classes differs (or --num-classes says so), the --freeze'd parameters
+    frozen. evaluate/predict/--resume rebuild it the same way, then load the run's weights."""
+    import foveanet as fv
+    from .train.transfer import freeze, replace_head
+    path = cfg["from"]
+    if cfg.get("from_kind") == "run":
+        src_cfg = load_run_config(path)
+        model = build_model(src_cfg)
+        which = "best" if os.path.isfile(os.path.join(path, "best.safetensors")) else "last"
+        _load_weights(model, path, which)
+    else:
+        try:
+            model = fv.onnx.load(path)
+        except ImportError as exc:
+            raise UsageError(f"--from {path}: reading ONNX needs the onnx extra (pip install "
+                             f"'foveanet[onnx]'): {exc}") from None
+        except (ValueError, TypeError, RuntimeError, OSError) as exc:
+            raise RunError(f"--from {path}: {exc}") from None
+    classes = int(cfg.get("head_classes") or cfg["num_classes"])
+    if classes != int(cfg["num_classes"]):
+        raise UsageError(f"--num-classes {classes}: the data set {cfg['dataset']} has "
+                         f"{cfg['num_classes']} classes")
+    with fv.no_grad():
+        model.eval()
+        try:
+            out = model(fv.zeros(1, *cfg["input_shape"]))
+        except (ValueError, TypeError, RuntimeError) as exc:
+            raise UsageError(f"--from {path}: the model does not accept inputs of shape "
+                             f"{tuple(cfg['input_shape'])} ({cfg['dataset']}): {exc}") from None
+        model.train()
+    head = []
+    fv.manual_seed(cfg["seed"])
+    if cfg.get("head_classes") or out.shape[-1] != classes:
+        try:
+            head = replace_head(model, classes)
+        except ValueError as exc:
+            raise UsageError(f"--from {path}: {exc}") from None
+    if cfg.get("freeze"):
+        try:
+            freeze(model, cfg["freeze"], head=head)
+        except ValueError as exc:
+            raise UsageError(f"--freeze {cfg['freeze']}: {exc}") from None
     return model
 
 
@@ -709,6 +813,9 @@ def _check_resume_options(cfg, given, completed):
     for key, value in given.items():
         if key in ENVIRONMENT_OPTIONS or key == "epochs":
             continue
+        if key in ("from_", "freeze", "num_classes"):
+            raise UsageError(f"--{key.strip('_').replace('_', '-')} cannot be combined with "
+                             "--resume: a resumed run keeps its configuration")
         if key == "model_option":
             for k, v in parse_model_options(value).items():
                 have = cfg["model_options"].get(k)
@@ -1037,6 +1144,8 @@ def cmd_evaluate(args) -> int:
     fv.set_num_threads(int(cfg.get("threads") or 1))
     model = build_model(cfg)
     fname, epoch = _load_weights(model, run_dir, args.checkpoint)
+    if args.optimize:
+        model = _optimized(model, cfg)
     test_set = load_test(cfg, data_dir, args.download)
     _check_files(cfg, "test", test_set)
     toy = cfg["dataset"] in TOY_DATASETS
@@ -1056,6 +1165,43 @@ def cmd_evaluate(args) -> int:
         _write_json(path, old)
         written = _write_report(run_dir, cfg, None, old, pred, model if toy else None)
         _out("wrote " + ", ".join(os.path.basename(p) for p in written))
+    return 0
+
+
+def _optimized(model, cfg):
+    """``fv.optimize_for_inference`` of a run's model, traced at the run's input shape."""
+    import foveanet as fv
+    model.eval()
+    try:
+        return fv.optimize_for_inference(model, (1, *cfg["input_shape"]))
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+        raise RunError(f"--optimize: {exc}") from None
+
+
+# -------------------------------------------------------------------------------- export
+def cmd_export(args) -> int:
+    """Write a run's model (best or last weights) as an ONNX file with a dynamic batch size."""
+    import foveanet as fv
+    run_dir = os.fspath(args.run_dir)
+    cfg = load_run_config(run_dir)
+    model = build_model(cfg)
+    fname, epoch = _load_weights(model, run_dir, args.checkpoint)
+    model.eval()
+    kwargs = {} if args.opset is None else {"opset": args.opset}
+    if args.optimize:
+        kwargs["optimize"] = True
+    try:
+        proto = fv.onnx.export(model, fv.zeros(1, *cfg["input_shape"]), args.onnx, **kwargs)
+    except ImportError as exc:
+        raise RunError(f"exporting to ONNX needs the onnx extra (pip install 'foveanet[onnx]'): "
+                       f"{exc}") from None
+    except (ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+        raise RunError(f"{run_dir}: cannot export {cfg['model']}: {exc}") from None
+    ops = sorted({n.op_type for n in proto.graph.node})
+    _out(f"wrote {args.onnx}: {cfg['model']} from {fname} (epoch {epoch}), opset "
+         f"{proto.opset_import[0].version}, {len(proto.graph.node)} nodes ({', '.join(ops)}), "
+         f"{len(proto.graph.initializer)} initializers, input {cfg['input_shape']} per sample, "
+         "dynamic batch")
     return 0
 
 
@@ -1113,6 +1259,8 @@ def cmd_predict(args) -> int:
     cfg = load_run_config(run_dir)
     model = build_model(cfg)
     _load_weights(model, run_dir, args.checkpoint)
+    if args.optimize:
+        model = _optimized(model, cfg)
     classes = cfg["classes"]
     k = min(args.top, len(classes))
     inverted = [False] * len(args.images)
@@ -1197,7 +1345,7 @@ def cmd_models(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "summary": cmd_summary, "models": cmd_models}
+            "export": cmd_export, "summary": cmd_summary, "models": cmd_models}
 
 
 def main(argv=None) -> int:
