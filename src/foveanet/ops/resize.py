@@ -88,14 +88,14 @@ def resize_nearest(input, indices):  # noqa: A002
             raise ValueError(f"resize_nearest: axis {axis} is listed twice")
         arr = xp.asarray(idx.data if isinstance(idx, Tensor) else idx)
         if arr.ndim != 1 or not (xp.issubdtype(arr.dtype, xp.integer) or arr.size == 0):
-            raise ValueError(f"resize_nearest: the indices for axis {axis} must be a 1-D integer array, "
-                             f"got shape {arr.shape} and dtype {arr.dtype}")
+            raise ValueError(f"resize_nearest: the indices for axis {axis} must be a 1-D integer "
+                             f"array, got shape {arr.shape} and dtype {arr.dtype}")
         arr = arr.astype(xp.int64, copy=False)
         n = x.shape[ax]
         if arr.size and (arr.min() < 0 or arr.max() >= n):
-            raise ValueError(f"resize_nearest: index {int(arr.min() if arr.min() < 0 else arr.max())} "
-                             f"is out of range for axis {axis} of size {n} (input shape "
-                             f"{tuple(x.shape)})")
+            bad = int(arr.min() if arr.min() < 0 else arr.max())
+            raise ValueError(f"resize_nearest: index {bad} is out of range for axis {axis} of size "
+                             f"{n} (input shape {tuple(x.shape)})")
         maps[ax] = arr
     return NearestResize.apply(x, tuple(sorted(maps.items())))
 
