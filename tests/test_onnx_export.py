@@ -417,3 +417,24 @@ def test_outputs_built_from_raw_arrays_are_a_clear_error():
 
     with pytest.raises(ONNXExportError, match="not computed by foveanet's primitives"):
         export(Raw(), fv.randn(2, 3), None)
+
+
+def test_optimize_folds_batchnorm_into_conv_and_keeps_the_outputs():
+    """export(optimize=True): every Conv -> BatchNormalization pair of resnet20 folded (19 BN
+    layers), no Identity left, outputs as before (running statistics made non-trivial)."""
+    model = fv.models.create("resnet20", in_channels=1)
+    rng = np.random.default_rng(0)
+    for m in model.modules():
+        if isinstance(m, fv.nn.BatchNorm2d):
+            m.running_mean.data[...] = rng.normal(size=m.num_features)
+            m.running_var.data[...] = rng.random(m.num_features) + 0.5
+            m.weight.data[...] = rng.random(m.num_features) + 0.5
+            m.bias.data[...] = rng.normal(size=m.num_features)
+    plain = _round_trip(model, (1, 28, 28))
+    folded = _round_trip(model, (1, 28, 28), optimize=True)
+    ops = lambda p: [n.op_type for n in p.graph.node]  # noqa: E731
+    assert ops(plain).count("BatchNormalization") == 19
+    assert "BatchNormalization" not in ops(folded) and "Identity" not in ops(folded)
+    assert ops(folded).count("Conv") == 19
+    names = {i.name for i in folded.graph.initializer}
+    assert "conv1.weight" in names and "bn1.running_mean" not in names

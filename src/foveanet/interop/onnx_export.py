@@ -58,7 +58,7 @@ class ONNXExportError(RuntimeError):
 
 # ============================================================================== public entry point
 def export(model, example_input, path, opset=None, input_names=None, output_names=None,
-           dynamic_batch=True):
+           dynamic_batch=True, optimize=False):
     """Export ``model`` to ONNX and return the ``onnx.ModelProto``; write it to ``path`` too.
 
     ``example_input``: a Tensor (or array), or a tuple/list of them for a model with several
@@ -68,7 +68,10 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
     ``input_names`` / ``output_names``: graph input and output names (default ``input``,
     ``input_1``, ... and ``output``, ``output_1``, ...). ``dynamic_batch``: make dimension 0 of
     the inputs (and the output dimensions that follow it) the symbolic ``batch``; with ``False``
-    the file only accepts the example's shapes.
+    the file only accepts the example's shapes. ``optimize``: fold each BatchNormalization into
+    the convolution before it (when that convolution feeds nothing else) and drop Identity
+    nodes, as ``fv.optimize_for_inference`` does in foveanet; the outputs stay the same to
+    float32 rounding.
 
     The model is run in evaluation mode under ``no_grad``; its train/eval mode is restored
     afterwards. Raises :class:`ONNXExportError` naming the operation and the module path where it
@@ -86,6 +89,8 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
         _check_twins(graph, twin)
     _check_size(graph)
     proto = _Builder(onnx, opset, graph, twin, input_names, output_names).build(model)
+    if optimize:
+        fold_batchnorm_into_conv(proto)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:  # a converter bug, not the user's: say so plainly
@@ -95,6 +100,62 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
         from ..train.io import atomic_write_bytes
         atomic_write_bytes(os.fspath(path), proto.SerializeToString())
     return proto
+
+
+def fold_batchnorm_into_conv(proto) -> int:
+    """Fold ``Conv -> BatchNormalization`` pairs of an ONNX ``ModelProto`` in place and remove
+    Identity nodes; returns the number of BatchNormalizations folded.
+
+    With s = scale / sqrt(var + eps): W' = W * s (per output channel), b' = (b - mean) * s + B.
+    The fold is computed in float64 and stored in the weight's dtype. A pair is folded only when
+    the Conv's output feeds that BatchNormalization alone and every tensor involved is an
+    initializer used by nothing else (shared weights are left alone)."""
+    from onnx import numpy_helper
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    uses: dict = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    outputs = {o.name for o in g.output}
+    producer = {o: n for n in g.node for o in n.output}
+    folded, dead = 0, []
+    for bn in [n for n in g.node if n.op_type == "BatchNormalization"]:
+        conv = producer.get(bn.input[0])
+        if (conv is None or conv.op_type != "Conv" or uses.get(conv.output[0]) != 1
+                or conv.output[0] in outputs or len(bn.output) != 1
+                or not all(i in inits and uses.get(i) == 1 for i in list(bn.input[1:5]) + list(conv.input[1:]))):
+            continue
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        scale, beta, mean, var = (numpy_helper.to_array(inits[i]).astype(xp.float64)
+                                  for i in bn.input[1:5])
+        w_init = inits[conv.input[1]]
+        w = numpy_helper.to_array(w_init)
+        s_ = scale / xp.sqrt(var + eps)
+        b = (numpy_helper.to_array(inits[conv.input[2]]).astype(xp.float64) if len(conv.input) > 2
+             else xp.zeros_like(mean))
+        w_init.CopyFrom(numpy_helper.from_array(
+            (w.astype(xp.float64) * s_.reshape(-1, *([1] * (w.ndim - 1)))).astype(w.dtype), w_init.name))
+        bias = ((b - mean) * s_ + beta).astype(w.dtype)
+        if len(conv.input) > 2:
+            inits[conv.input[2]].CopyFrom(numpy_helper.from_array(bias, conv.input[2]))
+        else:
+            name = bn.input[2]  # the BN's shift becomes the folded bias: its name is free now
+            inits[name].CopyFrom(numpy_helper.from_array(bias, name))
+            conv.input.append(name)
+        dead += [i for i in bn.input[1:5] if i not in conv.input]
+        conv.output[0] = bn.output[0]
+        g.node.remove(bn)
+        folded += 1
+    for n in [n for n in g.node if n.op_type == "Identity" and n.output[0] not in outputs]:
+        for m in g.node:
+            for k, i in enumerate(m.input):
+                if i == n.output[0]:
+                    m.input[k] = n.input[0]
+        g.node.remove(n)
+    for t in [t for t in g.initializer if t.name in set(dead)]:
+        g.initializer.remove(t)
+    return folded
 
 
 def supported_ops() -> list:
