@@ -277,6 +277,60 @@ def test_transfer_from_a_run_directory(trained, tmp_path, data_dir, capsys):
     assert "no such file or run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_transfer_from_onnx_then_export(tmp_path, data_dir, capsys):
+    """The lecture's transfer learning through files: a network written in PyTorch, exported to
+    ONNX, fine-tuned by ``foveanet train --from net.onnx --freeze features --num-classes 10``
+    (the convolutions frozen, a new head), exported again by ``foveanet export`` (plain and
+    --optimize) and run by onnxruntime with foveanet's outputs; --optimize in evaluate agrees."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+    src = str(tmp_path / "net.onnx")
+    torch.onnx.export(net, (torch.zeros(1, 1, 28, 28),), src, dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    run = str(tmp_path / "tl-onnx")
+    assert main(["train", "--from", src, "--freeze", "features", "--data-dir", data_dir,
+                 "--epochs", "1", "--limit-train", "300", "--limit-test", "50", "--lr", "0.01",
+                 "--out", run, "--threads", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert ACC_LINE.search(out), out
+    cfg = json.load(open(os.path.join(run, "config.json")))
+    assert cfg["model"] == "onnx" and cfg["from_kind"] == "onnx"
+    from foveanet.cli import build_model, load_run_config, _load_weights
+    model = build_model(load_run_config(run))
+    _load_weights(model, run, "best")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 and all(p.shape[0] == 10 for n, p in model.named_parameters()
+                                       if n in trainable)
+    import onnx
+    src_model = onnx.load(src)
+    conv_w = next(i for i in src_model.graph.initializer if len(i.dims) == 4)
+    np.testing.assert_array_equal(model.state_dict()[conv_w.name].numpy(),
+                                  onnx.numpy_helper.to_array(conv_w))  # frozen: unchanged
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    model.eval()
+    with fv.no_grad():
+        want = model(fv.tensor(x)).numpy()
+    for extra in ([], ["--optimize"]):
+        dst = str(tmp_path / f"out{len(extra)}.onnx")
+        assert main(["export", run, "--onnx", dst] + extra) == 0
+        assert "dynamic batch" in capsys.readouterr().out
+        sess = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert main(["evaluate", run]) == 0
+    plain = capsys.readouterr().out
+    assert main(["evaluate", run, "--optimize"]) == 0
+    optimized = capsys.readouterr().out
+    acc = re.compile(r"accuracy\D*(\d+\.\d+)%")
+    assert acc.search(plain).group(1) == acc.search(optimized).group(1), (plain, optimized)
+
+
 def test_dropout_option(tmp_path, data_dir, capsys):
     run = str(tmp_path / "drop")
     assert main(["train", "--data-dir", data_dir, "--epochs", "1", "--limit-train", "100",
