@@ -40,6 +40,14 @@ KINDS = ("node", "real", "simple", "pytorch-converted", "pytorch-operator")
 # Cases made only of supported operators that are excluded anyway, grouped by reason. Each key is
 # a regular expression searched in the case name (without the _cpu suffix).
 EXCLUDED = {
+    # light_squeezenet's logits are about 1.05e10, where float32 values are 1024 apart: its
+    # expected output (0.001 in every class) needs all 1000 logits bit-identical, which depends on
+    # the BLAS summation order. Measured here: 1 thread gives 0.001 everywhere, 2 threads give
+    # 0.00103 in 968 classes and 0 in 32 (the first difference is float32 rounding, 2^-11 at
+    # magnitude 4096, in fire5/squeeze1x1), and the suite failed or passed with the thread count
+    # an earlier test left. The other eight real models run.
+    r"^test_squeezenet$": "ill-conditioned expected output (logits ~1e10; depends on BLAS "
+                          "summation order)",
     # 3-D convolutions: conv2d/conv_transpose2d are the primitives (1-D runs as 2-D with a height
     # of 1); pooling works in any dimension.
     r"^test_Conv3d": "3-D convolution (Conv is 1-D and 2-D only)",
