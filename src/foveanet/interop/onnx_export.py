@@ -41,7 +41,7 @@ import os
 from ..autograd import Function, Tensor, no_grad
 from ..backend import xp
 from ..ops.pool import _adaptive_matrix, _window_counts
-from .trace import Node, Value, trace
+from .trace import Node, Value, trace, unique_name
 
 __all__ = ["export", "ONNXExportError", "DEFAULT_OPSET", "MIN_OPSET", "supported_ops"]
 
@@ -441,22 +441,11 @@ class _Builder:
 
     # ------------------------------------------------------------------------------------ names
     def fresh(self, base: str) -> str:
-        name, i = base, 1
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return unique_name(base, self.taken)
 
     def _node_name(self, op_type: str) -> str:
         scope = self.node.scope if self.node is not None else ""
-        base = f"{scope}/{op_type}" if scope else op_type
-        name, i = base, 1
-        while name in self.node_names:
-            i += 1
-            name = f"{base}_{i}"
-        self.node_names.add(name)
-        return name
+        return unique_name(f"{scope}/{op_type}" if scope else op_type, self.node_names)
 
     def tmp(self, hint: str) -> str:
         """A new intermediate tensor name inside the current node's conversion."""

@@ -83,6 +83,16 @@ class Graph:
         return "\n".join(lines)
 
 
+def unique_name(base: str, taken: set) -> str:
+    """``base``, or ``base_2``, ``base_3``, ... : the first not in ``taken`` (which it joins)."""
+    name, i = base, 1
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    taken.add(name)
+    return name
+
+
 class _Tracer:
     def __init__(self, model):
         self.by_id: dict[int, Value] = {}
@@ -102,16 +112,8 @@ class _Tracer:
                 self.names.setdefault(id(b), ("buffer", name))
                 self.arrays.setdefault(id(b.data), b)
 
-    def _unique(self, name: str) -> str:
-        base, i = name, 1
-        while name in self.used:
-            i += 1
-            name = f"{base}_{i}"
-        self.used.add(name)
-        return name
-
     def add(self, tensor: Tensor, kind: str, name: str, producer=None) -> Value:
-        v = Value(self._unique(name), tensor, kind, producer)
+        v = Value(unique_name(name, self.used), tensor, kind, producer)
         self.by_id[id(tensor)] = v
         self.values.append(v)
         return v
