@@ -136,6 +136,21 @@ def test_conv2d_partial_gradients(grad):
                         grad=grad)
 
 
+@pytest.mark.parametrize("as_conv", [True, False])
+@pytest.mark.parametrize("cin,cout,k,pad", [(2, 5, 5, 0), (4, 2, 3, 1), (3, 3, 3, 1), (2, 4, (3, 2), (2, 1))])
+def test_conv2d_input_grad_both_ways(monkeypatch, as_conv, cin, cout, k, pad):
+    # stride 1: the input gradient is a convolution of the gradient or GEMM + col2im, chosen by
+    # size; both ways must give PyTorch's gradients, whichever the choice would be
+    monkeypatch.setattr(conv_module.Conv2d, "_input_grad_is_a_conv",
+                        lambda self: as_conv and conv_module.Conv2d._fits_as_conv(self))
+    rng = np.random.default_rng(4)
+    kk = k if isinstance(k, tuple) else (k, k)
+    x, w, b = _arr(rng, 3, cin, 7, 6), _arr(rng, cout, cin, *kk), _arr(rng, cout)
+    kw = dict(padding=pad)
+    check_against_torch(lambda *a: F.conv2d(*a, **kw), lambda *a: T.conv2d(*a, **kw), [x, w, b])
+    gradcheck(lambda *a: F.conv2d(*a, **kw), [a.astype(np.float64) for a in (x, w, b)], wrt=[0])
+
+
 @pytest.mark.parametrize("chunk_bytes", [1, 5000, 1 << 30])
 def test_conv_batch_chunks(monkeypatch, chunk_bytes):
     # the batch is processed in cache-sized chunks: one sample each, a few, all at once
