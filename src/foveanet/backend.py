@@ -78,7 +78,7 @@ _thread_limiter = None
 # fresh mmap()s and returns them to the system on free, so every step page-faults all of that
 # memory in again (tens of thousands of faults per step, each zeroing a page). Serving blocks up to
 # 32 MiB from the heap and keeping freed heap memory for reuse removes that: measured LeNet-5
-# training steps 48 -> 40 ms (batch 128, 2 threads; benchmarks/RESULTS.md, 2026-11-27). The peak
+# training steps about 51 -> 37 ms (batch 128, 2 threads; benchmarks/RESULTS.md, 2026-11-27). The peak
 # memory is unchanged; memory freed after the peak stays with the process for reuse (as PyTorch's
 # caching allocators do). Linux/glibc only; ``FOVEANET_MALLOC=system`` before import keeps glibc's
 # defaults.
