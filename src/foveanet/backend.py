@@ -76,12 +76,12 @@ _thread_limiter = None
 # A training step allocates and frees the same large temporaries (activations, im2col columns,
 # gradients: 1-30 MB each) every step. glibc's malloc serves blocks above its mmap threshold with
 # fresh mmap()s and returns them to the system on free, so every step page-faults all of that
-# memory in again (tens of thousands of faults per step, each zeroing a page). Serving blocks up to
-# 32 MiB from the heap and keeping freed heap memory for reuse removes that: measured LeNet-5
-# training steps about 51 -> 37 ms (batch 128, 2 threads; benchmarks/RESULTS.md, 2026-11-27). The peak
-# memory is unchanged; memory freed after the peak stays with the process for reuse (as PyTorch's
-# caching allocators do). Linux/glibc only; ``FOVEANET_MALLOC=system`` before import keeps glibc's
-# defaults.
+# memory in again (tens of thousands of faults per step, each zeroing a page). Serving blocks up
+# to 32 MiB from the heap and keeping freed heap memory for reuse removes that: measured LeNet-5
+# training steps about 51 -> 37 ms (batch 128, 2 threads; benchmarks/RESULTS.md, 2026-11-27).
+# The peak memory is unchanged; memory freed after the peak stays with the process for reuse (as
+# PyTorch's caching allocators do). Linux/glibc only; ``FOVEANET_MALLOC=system`` before import
+# keeps glibc's defaults.
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 512 << 20
 _allocator_tuned = False
