@@ -1024,22 +1024,19 @@ class InferenceModel(Module):
         s = self.stats
         parts = [f"{s['steps']} steps (from {s['nodes']} traced operations)",
                  f"{s['bn_folded']} BN folded", f"{s['relu_fused']} ReLU fused"]
-        if s["activations_fused"]:
-            parts.append(f"{s['activations_fused']} other activations fused")
-        if s["bn_affine"]:
-            parts.append(f"{s['bn_affine']} BN as scale+shift")
-        if s["dropped"]:
-            parts.append(f"{s['dropped']} identities dropped")
-        if s["constants_folded"]:
-            parts.append(f"{s['constants_folded']} constants folded")
-        if s["dead_removed"]:
-            parts.append(f"{s['dead_removed']} unused operations removed")
-        if s["inplace_adds"]:
-            parts.append(f"{s['inplace_adds']} additions in place")
+        parts += [f"{s[key]} {label}" for key, label in _OPTIONAL_STATS if s[key]]
         return f"InferenceModel({self._name}): " + ", ".join(parts)
 
     def __repr__(self):
         return self._summary_line()
+
+
+# counts the summary line shows only when they are not zero
+_OPTIONAL_STATS = (("activations_fused", "other activations fused"),
+                   ("bn_affine", "BN as scale+shift"), ("dropped", "identities dropped"),
+                   ("constants_folded", "constants folded"),
+                   ("dead_removed", "unused operations removed"),
+                   ("inplace_adds", "additions in place"))
 
 
 def _rebuild(structure, outs):
