@@ -123,7 +123,7 @@ def test_both_convolution_kernels(monkeypatch, threads, split):
     dilation, 1x1 convolutions, padding and pooling in between."""
     from foveanet.interop import optimize
 
-    monkeypatch.setattr(optimize, "_blas_threads", lambda: threads)
+    monkeypatch.setattr(optimize, "blas_threads", lambda: threads)
     if not split:
         monkeypatch.setattr(optimize, "SPLIT_GEMM_MACS", 0)
     monkeypatch.setattr(optimize, "CONV_CHUNK_BYTES", 1 << 18)   # chunks of 2 samples and 1

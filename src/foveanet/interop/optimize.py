@@ -65,6 +65,7 @@ from ..autograd import Tensor
 from ..backend import get_default_dtype, xp
 from ..nn.module import Module
 from ..ops import conv as _conv  # the module: its im2col helpers, out_size, pad_array
+from ..ops._parallel import blas_threads
 from ..ops.activation import LeakyReLU, ReLU
 from ..ops.conv import Conv2d
 from ..ops.dropout import Dropout
@@ -684,7 +685,7 @@ def _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, epilogue):
     oh = _conv.out_size(h + pads[0] + pads[1], kh, sh, dh)
     ow = _conv.out_size(w + pads[2] + pads[3], kw, sw, dw)
     p = oh * ow
-    if n > 1 and (o * k * p <= SMALL_GEMM_MACS or _blas_threads() == 1):
+    if n > 1 and (o * k * p <= SMALL_GEMM_MACS or blas_threads() == 1):
         # no thread hand-off to save (one BLAS thread, or products OpenBLAS runs on one thread):
         # the training kernel's per-sample products, whose columns stay in cache, are faster
         xpad = _conv.pad_array(x, *pads)
@@ -715,32 +716,12 @@ def _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, epilogue):
     return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
 
 
-_blas_controllers = []
-
-
-def _blas_threads():
-    """How many threads the BLAS runs now (threadpoolctl, ~4 us a query), or None if unknown."""
-    if not _blas_controllers:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl comes with foveanet[train]
-            _blas_controllers.append(None)
-        else:
-            _blas_controllers.extend(c for c in ThreadpoolController().lib_controllers
-                                     if c.user_api == "blas")
-            if not _blas_controllers:
-                _blas_controllers.append(None)
-    if _blas_controllers[0] is None:
-        return None
-    return max(c.num_threads for c in _blas_controllers)
-
-
 def _gemm(a, b, out):
     """``out[...] = a @ b`` for 2-D arrays; small products on one thread (``SPLIT_GEMM_MACS``)."""
     m, k = a.shape
     n = b.shape[1]
     if not SMALL_GEMM_MACS < m * k * n <= SPLIT_GEMM_MACS or m * k > SMALL_GEMM_MACS \
-            or _blas_threads() == 1:
+            or blas_threads() == 1:
         return xp.matmul(a, b, out=out)
     step = SMALL_GEMM_MACS // (m * k)
     for j in range(0, n, step):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..autograd import Tensor
 from ..backend import xp
+from . import _parallel
 
 
 def unbroadcast(grad, shape, dtype=None):
@@ -107,6 +108,19 @@ def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
     if not (top or bottom or left or right):
         return x
     h, w = x.shape[-2:]
-    out = xp.full(x.shape[:-2] + (h + top + bottom, w + left + right), value, dtype=x.dtype)
-    out[..., top:top + h, left:left + w] = x
+    if x.ndim < 3:
+        out = xp.full((h + top + bottom, w + left + right), value, dtype=x.dtype)
+        out[top:top + h, left:left + w] = x
+        return out
+    out = xp.empty(x.shape[:-2] + (h + top + bottom, w + left + right), dtype=x.dtype)
+
+    def part(lo, hi):  # the border strips, then the image: every element written once
+        o = out[lo:hi]
+        o[..., :top, :] = value
+        o[..., top + h:, :] = value
+        o[..., top:top + h, :left] = value
+        o[..., top:top + h, left + w:] = value
+        o[..., top:top + h, left:left + w] = x[lo:hi]
+
+    _parallel.split(part, x.shape[0], out.nbytes)
     return out

@@ -12,6 +12,7 @@ import warnings
 
 from ..autograd import Function, Tensor
 from ..backend import get_default_dtype, xp
+from . import _parallel
 from ._util import norm_axis
 from .elementwise import cast
 
@@ -83,11 +84,18 @@ def tanh(input):  # noqa: A002
 class ReLU(Function):
     def forward(self, a):
         # the output is kept (the next layer holds it anyway); out > 0 is exactly a > 0
-        self.out = xp.maximum(a, 0)
+        self.out = xp.maximum(a, 0) if a.ndim == 0 else \
+            _parallel.binary(xp.maximum, a, 0, xp.empty_like(a))
         return self.out
 
     def backward(self, g):
-        return g * (self.out > 0)  # 0 at 0, as PyTorch
+        out = self.out
+        if g.shape != out.shape or g.ndim == 0:
+            return g * (out > 0)  # 0 at 0, as PyTorch
+        gx = xp.empty_like(g)
+        _parallel.split(lambda lo, hi: xp.multiply(g[lo:hi], out[lo:hi] > 0, out=gx[lo:hi]),
+                        g.shape[0], g.nbytes)
+        return gx
 
 
 class LeakyReLU(Function):

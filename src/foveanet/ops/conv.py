@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import xp
+from . import _parallel
 from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 _as_strided = xp.lib.stride_tricks.as_strided
@@ -46,12 +47,21 @@ def im2col(xpad, kernel, stride, dilation, out_hw, groups: int):
     s_n, s_c, s_h, s_w = xpad.strides
     view = _as_strided(xpad, (n, c, kh, kw, oh, ow),
                        (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
-    return view.reshape(n, groups, (c // groups) * kh * kw, oh * ow)  # the one im2col copy
+    cols = xp.empty(view.shape, dtype=xpad.dtype)  # the one im2col copy, split over the samples
+    _parallel.split(lambda lo, hi: xp.copyto(cols[lo:hi], view[lo:hi]), n, cols.nbytes)
+    return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
 
 
 def col2im(cols, out, kernel, stride, dilation, out_hw):
     """The adjoint of ``im2col``: add every column entry onto the pixel of ``out`` (N, C, Hp, Wp)
-    it was read from. One vectorised add per kernel offset (KH*KW of them), never a pixel loop."""
+    it was read from. One vectorised add per kernel offset (KH*KW of them), never a pixel loop;
+    the samples split over the engine's threads."""
+    _parallel.split(lambda lo, hi: _col2im(cols[lo:hi], out[lo:hi], kernel, stride, dilation,
+                                           out_hw), out.shape[0], out.nbytes)
+    return out
+
+
+def _col2im(cols, out, kernel, stride, dilation, out_hw):
     n, c, hp, wp = out.shape
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     cols = cols.reshape(n, c, kh, kw, oh, ow)
@@ -105,7 +115,7 @@ class Conv2d(Function):
         wm = w.reshape(groups, o // groups, cg * kh * kw)
         out = _correlate(xpad, wm, self.geom, groups)
         if b is not None:
-            out += b.reshape(o, 1, 1)
+            _parallel.binary(xp.add, out, b.reshape(o, 1, 1), out)
         nx, nw = self.needs_input_grad[:2]
         self.xpad = xpad if nw else None
         self.wm = wm

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor
 from ..backend import xp
+from . import _parallel
 
 
 # ------------------------------------------------------------------------------ per-channel sums
@@ -43,9 +44,7 @@ class BatchNorm(Function):
         count = x3.shape[0] * x3.shape[2]
         dt = x.dtype
         if training:
-            mean = _csum(x3) / count
-            out = x3 - _col(mean)                     # the one new array of the step
-            var = _cdot(out, out) / count             # biased, two-pass (no cancellation)
+            mean, var, out = _train_forward(x3, weight, bias, eps)
             invstd = 1.0 / xp.sqrt(var + eps)
             if running_mean is not None:
                 running_mean *= 1.0 - momentum
@@ -54,17 +53,13 @@ class BatchNorm(Function):
                 unbiased = var * (count / (count - 1))
                 running_var *= 1.0 - momentum
                 running_var += (momentum * unbiased).astype(running_var.dtype, copy=False)
-            scale = invstd if weight is None else invstd * weight
-            out *= _col(scale)
-            if bias is not None:
-                out += _col(bias)
         else:
             mean = running_mean.astype(dt)  # a copy: a later training call updates the buffer
             invstd = (1.0 / xp.sqrt(running_var + eps)).astype(dt, copy=False)
             scale = invstd if weight is None else invstd * weight
             shift = -mean * scale if bias is None else bias - mean * scale
-            out = x3 * _col(scale)
-            out += _col(shift)
+            out = _parallel.binary(xp.multiply, x3, _col(scale), xp.empty_like(x3))
+            _parallel.binary(xp.add, out, _col(shift), out)
         self.x3, self.mean, self.invstd, self.weight = x3, mean, invstd, weight
         self.training, self.count, self.shape = training, count, x.shape
         self.bias_dtype = None if bias is None else bias.dtype
@@ -76,28 +71,74 @@ class BatchNorm(Function):
         g3 = g.reshape(x3.shape)
         scale = invstd if weight is None else invstd * weight
         dx = dw = db = None
-        sum_g = _csum(g3) if (need_b or (need_x and self.training)) else None
+        if need_x and self.training:  # the whole backward per block of channels, on all threads
+            dx, dw, db = _train_backward(g3, x3, mean, invstd, weight, self.count)
+            dx = dx.reshape(self.shape)
+            dw, db = (dw if need_w else None), (db if need_b else None)
+            return (dx, *self._param_grads(dw, db), None, None)
+        sum_g = _csum(g3) if need_b else None
         if need_b:
             db = sum_g
-        if need_w or (need_x and self.training):
-            xc = x3 - _col(mean)
-            dw_full = _cdot(g3, xc) * invstd          # sum g * xhat
-            if need_w:
-                dw = dw_full
-            if need_x and self.training:              # reuse xc as the dx buffer
-                m = self.count
-                xc *= _col(-invstd * dw_full / m)     # - xhat * dweight / m
-                xc += g3
-                xc -= _col(sum_g / m)
-                xc *= _col(scale)
-                dx = xc.reshape(self.shape)
-        if need_x and not self.training:
-            dx = (g3 * _col(scale)).reshape(self.shape)
-        if weight is not None and dw is not None:
-            dw = dw.astype(weight.dtype, copy=False)
+        if need_w:
+            dw = _cdot(g3, x3 - _col(mean)) * invstd  # sum g * xhat
+        if need_x:  # eval: the statistics are constants
+            dx = _parallel.binary(xp.multiply, g3, _col(scale), xp.empty_like(g3))
+            dx = dx.reshape(self.shape)
+        return (dx, *self._param_grads(dw, db), None, None)
+
+    def _param_grads(self, dw, db):
+        if self.weight is not None and dw is not None:
+            dw = dw.astype(self.weight.dtype, copy=False)
         if db is not None and self.bias_dtype is not None:
             db = db.astype(self.bias_dtype, copy=False)
-        return dx, dw, db, None, None
+        return dw, db
+
+
+def _train_forward(x3, weight, bias, eps):
+    """Batch statistics and the normalised output, computed per block of channels on the
+    engine's threads (each block's passes stay on one core while its data is in cache)."""
+    c, count = x3.shape[1], x3.shape[0] * x3.shape[2]
+    out = xp.empty_like(x3)
+    mean = xp.empty(c, dtype=x3.dtype)
+    var = xp.empty(c, dtype=x3.dtype)
+
+    def block(lo, hi):
+        xs, ys = x3[:, lo:hi], out[:, lo:hi]
+        mean[lo:hi] = _csum(xs) / count
+        xp.subtract(xs, _col(mean[lo:hi]), out=ys)
+        var[lo:hi] = _cdot(ys, ys) / count               # biased, two-pass (no cancellation)
+        scale = 1.0 / xp.sqrt(var[lo:hi] + eps)
+        if weight is not None:
+            scale *= weight[lo:hi]
+        ys *= _col(scale)
+        if bias is not None:
+            ys += _col(bias[lo:hi])
+
+    _parallel.split(block, c, x3.nbytes)
+    return mean, var, out
+
+
+def _train_backward(g3, x3, mean, invstd, weight, m):
+    """dx, dweight, dbias of training-mode batch norm, per block of channels on the engine's
+    threads; dx = weight * invstd * (g - dbias / m - xhat * dweight / m)."""
+    c = x3.shape[1]
+    dx = xp.empty_like(x3)
+    dw = xp.empty(c, dtype=x3.dtype)
+    db = xp.empty(c, dtype=x3.dtype)
+
+    def block(lo, hi):
+        gs, xc = g3[:, lo:hi], dx[:, lo:hi]
+        inv = invstd[lo:hi]
+        db[lo:hi] = _csum(gs)
+        xp.subtract(x3[:, lo:hi], _col(mean[lo:hi]), out=xc)   # dx's buffer holds x - mean first
+        dw[lo:hi] = _cdot(gs, xc) * inv                        # sum g * xhat
+        xc *= _col(-inv * dw[lo:hi] / m)                       # - xhat * dweight / m
+        xc += gs
+        xc -= _col(db[lo:hi] / m)
+        xc *= _col(inv if weight is None else inv * weight[lo:hi])
+
+    _parallel.split(block, c, x3.nbytes)
+    return dx, dw, db
 
 
 def _param(v, c, name, dtype):

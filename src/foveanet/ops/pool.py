@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor, is_grad_enabled
 from ..backend import xp
+from . import _parallel
 from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 
@@ -103,25 +104,26 @@ def _padded(x, kernel, stride, padding, dilation, out_hw, value):
 
 
 # ------------------------------------------------------------------------------------- max pool
-def _tile_argmax(x, kh, kw, oh, ow):
-    """Max of each KH x KW tile of x (stride = kernel) and which tap (row-major) holds the first max.
+def _tile_argmax(x, kh, kw, best, tap):
+    """Max of each KH x KW tile of x (stride = kernel) into ``best`` and which tap (row-major)
+    holds the first max into ``tap`` (both (N, C, OH, OW), tap an int8/int16 array).
 
     The max first (one ``maximum`` per tap), then the winning tap by counting down from the last
     tap: ``tap -= (tap_t == max) * (tap - t)`` leaves the first tap equal to the max, in integer
     arithmetic. Measured 13.6 ms against 27.3 ms for a masked ``copyto`` per tap on
     128x32x28x28 (2x2): NumPy's ``where=`` copies run at about 1 GB/s. A NaN makes the max NaN
     (no tap equals it); the caller then takes the general path with PyTorch's NaN rule."""
+    oh, ow = best.shape[2:]
     taps = [x[:, :, i:i + kh * oh:kh, j:j + kw * ow:kw] for i in range(kh) for j in range(kw)]
-    best = taps[0].copy()
+    xp.copyto(best, taps[0])
     for v in taps[1:]:
         xp.maximum(best, v, out=best)
-    dt = xp.int8 if kh * kw <= 127 else xp.int16
-    tap = xp.full(best.shape, kh * kw - 1, dtype=dt)
+    dt = tap.dtype.type
+    tap.fill(kh * kw - 1)
     hit = xp.empty(best.shape, dtype=bool)
     for t in range(kh * kw - 2, -1, -1):
         xp.equal(taps[t], best, out=hit)
         tap -= hit * (tap - dt(t))
-    return best, tap
 
 
 def _tile_index(tap, kh, kw, w):
@@ -154,7 +156,10 @@ class MaxPool2d(Function):
         if not padded and (dh, dw) == (1, 1) and (sh, sw) == (kh, kw):
             # windows tiling the input (the usual 2x2 / stride 2): keep only which tap won (int8);
             # measured 1.75x faster than the general path's int64 indices on 128x16x28x28
-            out, tap = _tile_argmax(x, kh, kw, oh, ow)
+            out = xp.empty((n, c, oh, ow), dtype=x.dtype)
+            tap = xp.empty((n, c, oh, ow), dtype=xp.int8 if kh * kw <= 127 else xp.int16)
+            _parallel.split(lambda lo, hi: _tile_argmax(x[lo:hi], kh, kw, out[lo:hi], tap[lo:hi]),
+                            n, x.nbytes)
             if not xp.isnan(out).any():  # NaN present: the general path has PyTorch's NaN rule
                 self.tap = tap
                 if sink is not None:
@@ -197,10 +202,15 @@ class MaxPool2d(Function):
             gx = xp.zeros(self.x_shape, dtype=g.dtype)
             kh, kw = self.kernel
             oh, ow = self.tap.shape[2:]
-            g4 = g[None] if self.unbatched else g
-            for t in range(kh * kw):
-                i, j = divmod(t, kw)
-                xp.multiply(g4, self.tap == t, out=gx[:, :, i:i + kh * oh:kh, j:j + kw * ow:kw])
+            g4, tap = (g[None] if self.unbatched else g), self.tap
+
+            def part(lo, hi):
+                for t in range(kh * kw):
+                    i, j = divmod(t, kw)
+                    xp.multiply(g4[lo:hi], tap[lo:hi] == t,
+                                out=gx[lo:hi, :, i:i + kh * oh:kh, j:j + kw * ow:kw])
+
+            _parallel.split(part, n, gx.nbytes)
             return gx[0] if self.unbatched else gx
         g = g.reshape(n * c, -1)
         idx = self.idx.reshape(n * c, -1)

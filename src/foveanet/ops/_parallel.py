@@ -1,0 +1,136 @@
+"""The second core for NumPy's own passes: ``split`` runs one over slices of the batch at once.
+
+Why. BLAS products use every thread they are given, but NumPy's copies and element-wise passes
+(im2col, col2im, batch norm, ReLU, pooling) run on the calling thread alone: on a 2-core machine
+one core idled for about half of a CNN training step. ``split(fn, n, nbytes)`` calls ``fn(lo, hi)``
+for T contiguous slices of ``range(n)`` (usually the batch axis), the calling thread doing the
+first and a persistent pool the others; NumPy releases the GIL inside its loops, so the slices run
+in parallel. T is the BLAS thread limit (``fv.set_num_threads`` or threadpoolctl), so the engine
+never uses more threads than it was given; passes under ``MIN_BYTES`` stay on one thread (a
+hand-off costs ~20 us). Measured on 128-sample batches, 2 threads: the im2col copy of a 32-channel
+28x28 layer 18 -> 12 ms, a ReLU 4.0 -> 2.5 ms (benchmarks/RESULTS.md, 2026-11-27).
+
+This pays only with OpenBLAS's idle workers asleep: they spin ~0.1 s (2^28 cycles) after every
+product, holding the second core exactly when a pass would use it. So the first parallel pass
+shortens that spin to ``BLAS_SPIN_LOG2`` cycles (``_quiet_openblas``), through OpenBLAS's own
+environment variable and its post-``fork`` restart of the thread pool. ``FOVEANET_THREADS=1`` (or
+``fv.set_num_threads(1)``) keeps every pass on the calling thread and OpenBLAS untouched.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+MIN_BYTES = 1 << 20
+BLAS_SPIN_LOG2 = 16  # OpenBLAS workers sleep after 2^16 cycles (~25 us) idle instead of 2^28
+
+_state: dict = {"blas": None, "pool": None, "workers": 0, "quiet": False}
+_local = threading.local()
+_lock = threading.Lock()
+
+
+def _controllers():
+    """threadpoolctl's controllers of the BLAS libraries NumPy uses ([] without threadpoolctl)."""
+    if _state["blas"] is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with foveanet[train]
+            _state["blas"] = []
+        else:
+            _state["blas"] = [c for c in ThreadpoolController().lib_controllers
+                              if c.user_api == "blas"]
+    return _state["blas"]
+
+
+def blas_threads():
+    """How many threads the BLAS runs now (threadpoolctl, ~4 us a query), or None if unknown."""
+    libs = _controllers()
+    return max(c.num_threads for c in libs) if libs else None
+
+
+def threads() -> int:
+    """How many threads ``split`` uses now: the BLAS limit, 1 when unknown or FOVEANET_THREADS=1."""
+    if os.environ.get("FOVEANET_THREADS") == "1":
+        return 1
+    return blas_threads() or 1
+
+
+def _quiet_openblas() -> None:
+    """Make OpenBLAS's idle workers sleep after ~25 us instead of spinning for ~0.1 s (once).
+
+    OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it starts its thread pool; the pool is restarted
+    by ``blas_thread_shutdown_`` (what OpenBLAS does after a ``fork``) and comes back, with the
+    new timeout, on the next product. A timeout the user set is left alone."""
+    if _state["quiet"]:
+        return
+    _state["quiet"] = True
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
+        return
+    for c in _controllers():
+        lib = getattr(c, "dynlib", None)
+        if c.internal_api != "openblas" or lib is None or \
+                not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
+            continue
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_SPIN_LOG2)
+        lib.openblas_read_env()
+        lib.blas_thread_shutdown_()
+
+
+def _pool(workers: int):
+    if _state["workers"] != workers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if _state["pool"] is not None:
+            _state["pool"].shutdown(wait=True)
+        _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="foveanet",
+                                            initializer=_mark_worker)
+        _state["workers"] = workers
+    return _state["pool"]
+
+
+def _mark_worker():
+    _local.worker = True
+
+
+def split(fn, n: int, nbytes: int) -> None:
+    """``fn(lo, hi)`` for contiguous slices [lo, hi) that together cover ``range(n)``, run at once
+    on up to ``threads()`` threads when the pass touches at least ``MIN_BYTES`` (``nbytes``).
+
+    ``fn`` must write disjoint outputs for disjoint slices (each slice its own rows of an output
+    array); results are the same as ``fn(0, n)``. Inside a worker, the pass runs unsplit."""
+    t = min(threads(), n) if nbytes >= MIN_BYTES and n > 1 else 1
+    if t < 2 or getattr(_local, "worker", False):
+        fn(0, n)
+        return
+    with _lock:
+        _quiet_openblas()
+        pool = _pool(t - 1)
+    bounds = [n * i // t for i in range(t + 1)]
+    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, t)]
+    try:
+        fn(bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()  # waits; re-raises a worker's exception here
+
+
+def unary(ufunc, a, out, **kw):
+    """``ufunc(a, out=out, **kw)`` split over the first axis of ``a`` and ``out``."""
+    if a.ndim == 0:
+        return ufunc(a, out=out, **kw)
+    split(lambda lo, hi: ufunc(a[lo:hi], out=out[lo:hi], **kw), a.shape[0], a.nbytes)
+    return out
+
+
+def binary(ufunc, a, b, out):
+    """``ufunc(a, b, out=out)`` split over the first axis of ``out``; an operand with fewer axes
+    or a first axis of 1 (broadcasting) goes whole to every slice."""
+    if out.ndim == 0:
+        return ufunc(a, b, out=out)
+    n = out.shape[0]
+
+    def part(x, lo, hi):
+        return x[lo:hi] if getattr(x, "ndim", 0) == out.ndim and x.shape[0] == n else x
+
+    split(lambda lo, hi: ufunc(part(a, lo, hi), part(b, lo, hi), out=out[lo:hi]), n, out.nbytes)
+    return out

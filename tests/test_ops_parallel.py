@@ -1,0 +1,189 @@
+"""The engine's own threads (foveanet.ops._parallel): ``split`` covers its range exactly once, on
+several threads, re-raises a slice's error and never nests; every op that splits its passes
+(conv2d's im2col and bias, conv_transpose2d's col2im, padding, batch norm, ReLU, 2x2 max pooling)
+gives PyTorch's outputs and gradients and passes finite differences with the splitting forced on
+tiny inputs, on 2 and 3 threads (uneven slices); and the OpenBLAS spin setting in a fresh
+interpreter."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+import torch
+from helpers import check_against_torch, gradcheck
+
+import foveanet.nn.functional as F
+from foveanet.ops import _parallel
+
+T = torch.nn.functional
+
+
+@pytest.fixture(params=[2, 3], ids=["2threads", "3threads"])
+def forced(request, monkeypatch):
+    """Split every pass, however small, over ``request.param`` threads."""
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: request.param)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    return request.param
+
+
+def _arr(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ------------------------------------------------------------------------------------- split
+@pytest.mark.parametrize("n", [1, 2, 5, 7, 64])
+def test_split_covers_the_range_once_on_several_threads(forced, n):
+    seen, slices = [], []
+    lock = threading.Lock()
+
+    def fn(lo, hi):
+        with lock:
+            seen.extend(range(lo, hi))
+            slices.append((lo, threading.current_thread() is threading.main_thread()))
+
+    _parallel.split(fn, n, nbytes=1)
+    assert sorted(seen) == list(range(n))
+    assert len(slices) == min(forced, n)  # one slice per thread
+    assert [main for lo, main in slices if lo == 0] == [True]  # the first on the calling thread
+    assert all(not main for lo, main in slices if lo > 0)  # the others on the engine's workers
+
+
+def test_split_small_passes_stay_on_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    calls = []
+    _parallel.split(lambda lo, hi: calls.append((lo, hi, threading.current_thread().name)), 10,
+                    nbytes=_parallel.MIN_BYTES - 1)
+    assert calls == [(0, 10, threading.current_thread().name)]
+
+
+def test_split_one_thread_on_request(monkeypatch):
+    monkeypatch.setenv("FOVEANET_THREADS", "1")
+    assert _parallel.threads() == 1
+    calls = []
+    _parallel.split(lambda lo, hi: calls.append((lo, hi)), 10, nbytes=1 << 30)
+    assert calls == [(0, 10)]
+
+
+def test_split_reraises_a_slice_error_after_all_slices_end(forced):
+    done = []
+
+    def fn(lo, hi):
+        if lo > 0:
+            raise ValueError(f"slice {lo}:{hi} failed")
+        done.append(lo)
+
+    with pytest.raises(ValueError, match="slice"):
+        _parallel.split(fn, 6, nbytes=1)
+    assert done == [0]  # the caller's own slice ran, and the error still came back
+
+
+def test_split_inside_a_worker_runs_unsplit(forced):
+    inner = []
+    lock = threading.Lock()
+
+    def outer(lo, hi):
+        def fn(a, b):
+            with lock:
+                inner.append((lo, a, b))
+        _parallel.split(fn, 4, nbytes=1)
+
+    _parallel.split(outer, forced, nbytes=1)
+    worker_calls = [c for c in inner if c[0] > 0]
+    assert worker_calls and all((a, b) == (0, 4) for _, a, b in worker_calls)
+
+
+# ---------------------------------------------------------------------- ops with split passes
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=(1, 0), groups=2),
+                                dict(padding=2, dilation=2)])
+def test_conv2d_split(forced, kw):
+    rng = np.random.default_rng(0)
+    x, w, b = _arr(rng, 5, 4, 7, 6), _arr(rng, 6, 4 // kw.get("groups", 1), 3, 3), _arr(rng, 6)
+    check_against_torch(lambda *a: F.conv2d(*a, **kw), lambda *a: T.conv2d(*a, **kw), [x, w, b])
+    gradcheck(lambda *a: F.conv2d(*a, **kw), [a.astype(np.float64) for a in (x, w, b)])
+
+
+def test_conv_transpose2d_split(forced):
+    rng = np.random.default_rng(1)
+    x, w, b = _arr(rng, 5, 4, 5, 4), _arr(rng, 4, 3, 3, 3), _arr(rng, 3)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    check_against_torch(lambda *a: F.conv_transpose2d(*a, **kw),
+                        lambda *a: T.conv_transpose2d(*a, **kw), [x, w, b])
+    gradcheck(lambda *a: F.conv_transpose2d(*a, **kw), [a.astype(np.float64) for a in (x, w, b)])
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_split(forced, training):
+    rng = np.random.default_rng(2)
+    x = _arr(rng, 4, 5, 3, 3) * 2 + 1
+    w, b = _arr(rng, 5), _arr(rng, 5)
+    rm, rv = _arr(rng, 5), np.abs(_arr(rng, 5)) + 0.5
+
+    def ours(x, w, b):
+        return F.batch_norm(x, rm.copy(), rv.copy(), w, b, training=training, eps=1e-3)
+
+    def theirs(x, w, b):
+        return T.batch_norm(x, torch.tensor(rm), torch.tensor(rv), w, b, training=training,
+                            eps=1e-3)
+
+    check_against_torch(ours, theirs, [x, w, b], atol=1e-5)
+    gradcheck(ours, [a.astype(np.float64) for a in (x, w, b)])
+
+
+def test_relu_split(forced):
+    rng = np.random.default_rng(3)
+    x = _arr(rng, 5, 3, 4)
+    x[0, 0, :2] = 0.0  # the gradient at 0 is 0, as PyTorch
+    check_against_torch(F.relu, T.relu, [x])
+    gradcheck(F.relu, [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])  # off the kink
+
+
+@pytest.mark.parametrize("hw", [(6, 8), (7, 9)])
+def test_max_pool2d_tiles_split(forced, hw):
+    rng = np.random.default_rng(4)
+    x = np.round(_arr(rng, 5, 3, *hw), 1)  # rounded: ties inside windows go to the first tap
+    check_against_torch(lambda a: F.max_pool2d(a, 2), lambda a: T.max_pool2d(a, 2), [x])
+    distinct = rng.permutation(np.prod(x.shape)).reshape(x.shape).astype(np.float64)
+    gradcheck(lambda a: F.max_pool2d(a, 2), [distinct])
+
+
+# ---------------------------------------------------------------------------- OpenBLAS spin
+SPIN = """
+import os, numpy as np
+import foveanet as fv
+from foveanet.ops import _parallel
+fv.set_num_threads(2)
+a = np.random.default_rng(0).standard_normal((300, 300))
+ref = a @ a
+_parallel.MIN_BYTES = 0
+_parallel.split(lambda lo, hi: None, 2, 1)
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), bool(np.allclose(a @ a, ref)),
+      _parallel.blas_threads())
+"""
+
+
+def _spin_run(**env):
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("OPENBLAS_THREAD_TIMEOUT", "FOVEANET_THREADS")}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", SPIN], env=full, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def _uses_openblas():
+    from threadpoolctl import threadpool_info
+
+    return any(i.get("internal_api") == "openblas" for i in threadpool_info())
+
+
+@pytest.mark.skipif(not _uses_openblas(), reason="NumPy's BLAS here is not OpenBLAS")
+def test_first_split_quiets_openblas_and_products_stay_right():
+    assert _spin_run() == [str(_parallel.BLAS_SPIN_LOG2), "True", "2"]
+
+
+def test_a_user_set_openblas_timeout_is_left_alone():
+    assert _spin_run(OPENBLAS_THREAD_TIMEOUT="20") == ["20", "True", "2"]
