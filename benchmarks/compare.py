@@ -25,8 +25,9 @@ in eval mode and in training mode (batch statistics; dropout switched off for th
 and must agree (loss within 1e-4 relative, logits within 1e-4 of their largest magnitude), so the
 timings compare equal work. Each figure is then timed after warm-up steps: one repeat runs whole
 steps until at least ``--min-time`` seconds have passed and gives seconds per step; foveanet and
-PyTorch alternate repeat by repeat (and which one goes first alternates too), and the figure is the
-median over ``--repeats`` repeats. Before each repeat it waits (``--quiet-wait``) until other
+PyTorch alternate repeat by repeat (and which one goes first alternates too), with a pause
+(``SETTLE_S``) between them so that one library's spinning idle threads do not eat into the
+other's timing, and the figure is the median over ``--repeats`` repeats. Before each repeat it waits (``--quiet-wait``) until other
 processes leave the CPUs quiet, since a shared 2-core machine otherwise distorts 2-thread timings
 many times over. The ratio foveanet/PyTorch is > 1 where foveanet is faster (for
 throughput and GFLOP/s), and for memory it is foveanet's peak growth over PyTorch's (< 1 where
@@ -336,6 +337,14 @@ def wait_quiet(max_busy, max_wait):
 
 GATE = dict(max_busy=0.15, max_wait=0.0, log=[])
 
+# Seconds of idle time between the two libraries' halves of a repeat. Thread pools keep their
+# idle workers spinning for a while after the last task (OpenBLAS's for 2^28 cycles, ~0.1 s, by
+# default; OpenMP's for its spin count), and inside one process those spinning workers take a core
+# from whatever runs next: PyTorch's MLP inference measured 36-39 k images/s right after foveanet's
+# steps against 44-46 k with NumPy's OpenBLAS workers asleep. The pause lets them go idle, so
+# neither library's timing pays for the other's threads.
+SETTLE_S = 0.25
+
 
 def interleaved(fstep, tstep, repeats, warmup, min_time):
     for _ in range(warmup):
@@ -346,12 +355,12 @@ def interleaved(fstep, tstep, repeats, warmup, min_time):
         waited, busy = wait_quiet(GATE["max_busy"], GATE["max_wait"])
         if GATE["max_wait"] > 0:
             GATE["log"].append((round(waited, 2), None if busy is None else round(busy, 3)))
-        if r % 2 == 0:
-            fs.append(time_steps(fstep, min_time))
-            ts.append(time_steps(tstep, min_time))
-        else:
-            ts.append(time_steps(tstep, min_time))
-            fs.append(time_steps(fstep, min_time))
+        first, second = (fstep, tstep) if r % 2 == 0 else (tstep, fstep)
+        a = time_steps(first, min_time)
+        time.sleep(SETTLE_S)
+        b = time_steps(second, min_time)
+        fs.append(a if r % 2 == 0 else b)
+        ts.append(b if r % 2 == 0 else a)
     return fs, ts
 
 

@@ -20,3 +20,21 @@ def test_compare_quick_mlp(tmp_path):
     for lib in ("foveanet", "torch"):
         assert res[lib]["train_images_per_s"] > 0 and res[lib]["train_peak_growth_mib"] >= 0
     assert "train_images_per_s" in res["ratio"]
+
+
+def test_interleaved_alternates_and_pauses_between_libraries(monkeypatch):
+    # each repeat times both libraries (which goes first alternates), with SETTLE_S of idle time
+    # between them so that one library's spinning idle threads do not eat into the other's timing
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import compare
+
+    events = []
+    monkeypatch.setattr(compare.time, "sleep", lambda s: events.append(("sleep", s)))
+    monkeypatch.setattr(compare, "time_steps", lambda step, min_time: step())
+    monkeypatch.setitem(compare.GATE, "max_wait", 0.0)
+    f = lambda: events.append("fv") or 1.0  # noqa: E731
+    t = lambda: events.append("torch") or 2.0  # noqa: E731
+    fs, ts = compare.interleaved(f, t, repeats=3, warmup=0, min_time=0)
+    pause = ("sleep", compare.SETTLE_S)
+    assert events == ["fv", pause, "torch", "torch", pause, "fv", "fv", pause, "torch"]
+    assert fs == [1.0] * 3 and ts == [2.0] * 3 and compare.SETTLE_S >= 0.2
