@@ -165,6 +165,23 @@ def test_conv_batch_chunks(monkeypatch, chunk_bytes):
                         lambda *a: T.conv_transpose2d(*a, **kw), [x, wt, b])
 
 
+@pytest.mark.parametrize("wide_macs", [0, 1 << 40], ids=["per-sample", "side-by-side"])
+@pytest.mark.parametrize("as_conv", [False, True])
+def test_conv2d_both_product_layouts(monkeypatch, wide_macs, as_conv):
+    # small per-sample products run as one product over a chunk's samples side by side, larger
+    # ones per sample: both layouts (and both input-gradient ways) give PyTorch's results
+    monkeypatch.setattr(conv_module, "WIDE_MACS", wide_macs)
+    monkeypatch.setattr(conv_module, "WIDE_POSITIONS", 1 << 20)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3000)  # several chunks, the last one short
+    monkeypatch.setattr(conv_module.Conv2d, "_input_grad_is_a_conv",
+                        lambda self: as_conv and conv_module.Conv2d._fits_as_conv(self))
+    rng = np.random.default_rng(5)
+    x, w, b = _arr(rng, 7, 3, 8, 7), _arr(rng, 4, 3, 3, 2), _arr(rng, 4)
+    for kw in (dict(padding=1), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2))):
+        check_against_torch(lambda *a: F.conv2d(*a, **kw), lambda *a: T.conv2d(*a, **kw), [x, w, b])
+        gradcheck(lambda *a: F.conv2d(*a, **kw), [a.astype(np.float64) for a in (x, w, b)])
+
+
 def test_conv2d_dtypes():
     rng = np.random.default_rng(3)
     x, w, b = _arr(rng, 2, 16, 12, 12), _arr(rng, 8, 16, 3, 3), _arr(rng, 8)

@@ -87,7 +87,8 @@ TRACE_BATCHES = (5, 7)
 # faster than 2 MiB, as fast as unchunked), and 16 MiB bounds the columns' memory.
 CONV_CHUNK_BYTES = 16 << 20
 # A convolution whose per-sample product has at most this many multiply-adds (O x C*KH*KW x OH*OW)
-# runs as the training kernel does, one small product per sample: OpenBLAS runs products below
+# runs through the training kernel (``conv._correlate``: one small product per sample, or for
+# small outputs one per chunk with the samples side by side): OpenBLAS runs products below
 # 65536 x 4 multiply-adds on one thread, so they pay no thread hand-off, while one large threaded
 # product per chunk does. Measured on LeNet-5's two convolutions at batch 256 (2 threads):
 # 11.6 vs 24 ms and 15 vs 25 ms; above the threshold (resnet20, cnn_bn layers) the one-product
