@@ -38,3 +38,14 @@ def test_interleaved_alternates_and_pauses_between_libraries(monkeypatch):
     pause = ("sleep", compare.SETTLE_S)
     assert events == ["fv", pause, "torch", "torch", pause, "fv", "fv", pause, "torch"]
     assert fs == [1.0] * 3 and ts == [2.0] * 3 and compare.SETTLE_S >= 0.2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ab", ["threads", "wide"])
+def test_ab_steps_runs_every_variant(ab):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_steps.py"), "--ab", ab,
+                        "--models", "lenet5", "--pairs", "1", "--min-time", "0"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip().splitlines()[-1]
+    assert line.startswith("lenet5 train:") and line.count(" ms (") == 2, line

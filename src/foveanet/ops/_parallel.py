@@ -56,24 +56,31 @@ def threads() -> int:
 
 
 def _quiet_openblas() -> None:
-    """Make OpenBLAS's idle workers sleep after ~25 us instead of spinning for ~0.1 s (once).
-
-    OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it starts its thread pool; the pool is restarted
-    by ``blas_thread_shutdown_`` (what OpenBLAS does after a ``fork``) and comes back, with the
-    new timeout, on the next product. A timeout the user set is left alone."""
+    """Make OpenBLAS's idle workers sleep after ~25 us instead of spinning for ~0.1 s (once; a
+    timeout the user set in OPENBLAS_THREAD_TIMEOUT is left alone)."""
     if _state["quiet"]:
         return
     _state["quiet"] = True
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ:
-        return
+    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
+        set_openblas_spin(BLAS_SPIN_LOG2)
+
+
+def set_openblas_spin(log2_cycles: int) -> bool:
+    """Set how long OpenBLAS's idle workers spin before they sleep (2^log2_cycles, 4..30; its
+    default is 28). OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it starts its thread pool; the
+    pool is restarted by ``blas_thread_shutdown_`` (what OpenBLAS does after a ``fork``) and
+    comes back, with the new value, on the next product. True if an OpenBLAS was set."""
+    done = False
     for c in _controllers():
         lib = getattr(c, "dynlib", None)
         if c.internal_api != "openblas" or lib is None or \
                 not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
             continue
-        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(BLAS_SPIN_LOG2)
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(int(log2_cycles))
         lib.openblas_read_env()
         lib.blas_thread_shutdown_()
+        done = True
+    return done
 
 
 def _pool(workers: int):

@@ -1,0 +1,82 @@
+"""In-process A/B of engine variants on compare.py's models: the variants alternate step by step
+in one process, so a drifting machine hits both alike (this VM's speed moves 1.5x between
+processes). Prints the median seconds per step of each variant and their ratio.
+
+    .venv/bin/python benchmarks/ab_steps.py --ab threads --models lenet5,cnn-bn --mode train
+    .venv/bin/python benchmarks/ab_steps.py --ab wide --models lenet5 --mode infer --pairs 5
+
+Variants (``--ab``):
+- ``threads``: NumPy passes on one thread with OpenBLAS's default idle spin (2^28 cycles), as
+  before ``ops/_parallel.py``, against split passes with the engine's spin (2^16);
+- ``spin``: split passes with OpenBLAS spinning 2^28 / 2^16 / 2^20 cycles;
+- ``wide``: convolution products per sample (``conv.WIDE_MACS = 0``) against the default rule.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare as C  # noqa: E402
+
+from foveanet.ops import _parallel, conv  # noqa: E402
+
+
+def _threads(n, spin):
+    def apply():
+        os.environ["FOVEANET_THREADS"] = str(n)
+        _parallel.set_openblas_spin(spin)
+    return apply
+
+
+def _wide(macs):
+    def apply():
+        conv.WIDE_MACS = macs
+    return apply
+
+
+VARIANTS = {
+    "threads": {"1 thread, spin 2^28": _threads(1, 28), "split, spin 2^16": _threads(2, 16)},
+    "spin": {f"split, spin 2^{k}": _threads(2, k) for k in (28, 16, 20)},
+    "wide": {"per sample": _wide(0), "default rule": _wide(conv.WIDE_MACS)},
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ab", choices=sorted(VARIANTS), required=True)
+    ap.add_argument("--models", default="lenet5,cnn-bn,resnet20")
+    ap.add_argument("--mode", choices=("train", "infer"), default="train")
+    ap.add_argument("--pairs", type=int, default=5, help="rounds of all variants (median)")
+    ap.add_argument("--min-time", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    _parallel._state["quiet"] = True  # the variants set OpenBLAS's spin themselves
+    variants = VARIANTS[args.ab]
+    with threadpool_limits(args.threads):
+        for name in args.models.split(","):
+            model = C.fv_model(name)
+            xt, yt = C.batch(name, 128, 1)
+            xi, _ = C.batch(name, 256, 2)
+            runner = C.FvRunner(name, model, xt, yt, xi)
+            if args.mode == "infer":
+                model.eval()
+            step = runner.train_step if args.mode == "train" else runner.infer_step
+            times = {v: [] for v in variants}
+            for _ in range(args.pairs):
+                for v, apply in variants.items():
+                    apply()
+                    step()  # one untimed step after each switch
+                    times[v].append(C.time_steps(step, args.min_time))
+            med = {v: 1e3 * statistics.median(t) for v, t in times.items()}
+            first = next(iter(med.values()))
+            print(f"{name} {args.mode}: " + "  ".join(
+                f"{v} {ms:.1f} ms ({first / ms:.2f}x)" for v, ms in med.items()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
