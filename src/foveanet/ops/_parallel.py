@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 import threading
 
+from ..backend import xp
+
 MIN_BYTES = 1 << 20
 BLAS_SPIN_LOG2 = 16  # OpenBLAS workers sleep after 2^16 cycles (~25 us) idle instead of 2^28
 
@@ -121,11 +123,10 @@ def split(fn, n: int, nbytes: int) -> None:
             f.result()  # waits; re-raises a worker's exception here
 
 
-def unary(ufunc, a, out, **kw):
-    """``ufunc(a, out=out, **kw)`` split over the first axis of ``a`` and ``out``."""
-    if a.ndim == 0:
-        return ufunc(a, out=out, **kw)
-    split(lambda lo, hi: ufunc(a[lo:hi], out=out[lo:hi], **kw), a.shape[0], a.nbytes)
+def copy(view):
+    """A contiguous copy of ``view`` (e.g. im2col's strided view), split over its first axis."""
+    out = xp.empty(view.shape, dtype=view.dtype)
+    split(lambda lo, hi: xp.copyto(out[lo:hi], view[lo:hi]), view.shape[0], out.nbytes)
     return out
 
 

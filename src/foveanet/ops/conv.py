@@ -7,7 +7,9 @@ is one batched BLAS product ``weight (groups, O/groups, C/groups*KH*KW) @ cols``
 already NCHW. The backward is two more products: ``grad @ cols^T`` (summed over the batch) for the
 weight and ``weight^T @ grad`` for the columns, which col2im adds back onto the input image with
 one vectorised strided add per kernel offset (never a loop over pixels). The batch goes through
-these steps in cache-sized chunks (see ``CHUNK_BYTES``). A transposed convolution is the same two
+these steps in cache-sized chunks (see ``CHUNK_BYTES``); where the per-sample products are small
+(``WIDE_MACS``) a chunk's samples go side by side into one product instead. The copies and adds
+are split over the engine's threads (``_parallel``). A transposed convolution is the same two
 pieces used the other way round: its forward is the convolution's input-gradient (product, then
 col2im) and its input-gradient is a convolution (im2col, then product).
 """
@@ -47,8 +49,7 @@ def im2col(xpad, kernel, stride, dilation, out_hw, groups: int):
     s_n, s_c, s_h, s_w = xpad.strides
     view = _as_strided(xpad, (n, c, kh, kw, oh, ow),
                        (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
-    cols = xp.empty(view.shape, dtype=xpad.dtype)  # the one im2col copy, split over the samples
-    _parallel.split(lambda lo, hi: xp.copyto(cols[lo:hi], view[lo:hi]), n, cols.nbytes)
+    cols = _parallel.copy(view)  # the one im2col copy, split over the samples
     return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
 
 
@@ -106,18 +107,13 @@ def _wide_cols(xpad, kernel, stride, dilation, out_hw):
     s_n, s_c, s_h, s_w = xpad.strides
     view = _as_strided(xpad, (c, kh, kw, m, oh, ow),
                        (s_c, dh * s_h, dw * s_w, s_n, sh * s_h, sw * s_w), writeable=False)
-    cols = xp.empty(view.shape, dtype=xpad.dtype)
-    _parallel.split(lambda lo, hi: xp.copyto(cols[lo:hi], view[lo:hi]), c, cols.nbytes)
-    return cols.reshape(c * kh * kw, m * oh * ow)
+    return _parallel.copy(view).reshape(c * kh * kw, m * oh * ow)  # split over the channels
 
 
 def _side_by_side(g):
     """(m, O, P) -> contiguous (O, m*P): a chunk's gradient in the wide columns' order."""
     m, o, p = g.shape
-    out = xp.empty((o, m, p), dtype=g.dtype)
-    _parallel.split(lambda lo, hi: xp.copyto(out[lo:hi], g[:, lo:hi].transpose(1, 0, 2)), o,
-                    g.nbytes)
-    return out.reshape(o, m * p)
+    return _parallel.copy(g.transpose(1, 0, 2)).reshape(o, m * p)
 
 
 # -------------------------------------------------------------------------------------- conv2d
@@ -134,10 +130,9 @@ def _correlate(xpad, wm, geom, groups: int):
         step = _chunk(n, wm.shape[2] * oh * ow * xpad.itemsize)
         for s in range(0, n, step):
             part = xp.matmul(wm[0], _wide_cols(xpad[s:s + step], *geom))
-            part = part.reshape(o, -1, oh * ow)
-            _parallel.split(lambda lo, hi: xp.copyto(out[s + lo:s + hi],
-                                                     part[:, lo:hi].transpose(1, 0, 2)),
-                            part.shape[1], part.nbytes)
+            part = part.reshape(o, -1, oh * ow).transpose(1, 0, 2)  # (m, O, P) view
+            _parallel.split(lambda lo, hi: xp.copyto(out[s + lo:s + hi], part[lo:hi]),
+                            part.shape[0], part.nbytes)
         return out.reshape(n, o, oh, ow)
     # im2col + one batched BLAS product (over samples and groups) per chunk of the batch
     out = xp.empty((n, groups, o // groups, oh * ow), dtype=xpad.dtype)
