@@ -5,6 +5,8 @@ gives PyTorch's outputs and gradients and passes finite differences with the spl
 tiny inputs, on 2 and 3 threads (uneven slices); and the OpenBLAS spin setting in a fresh
 interpreter."""
 import os
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -147,6 +149,31 @@ def test_max_pool2d_tiles_split(forced, hw):
     check_against_torch(lambda a: F.max_pool2d(a, 2), lambda a: T.max_pool2d(a, 2), [x])
     distinct = rng.permutation(np.prod(x.shape)).reshape(x.shape).astype(np.float64)
     gradcheck(lambda a: F.max_pool2d(a, 2), [distinct])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_split_in_a_forked_child_uses_its_own_pool(forced):
+    seen = []
+    _parallel.split(lambda lo, hi: seen.append(lo), 4, nbytes=1)  # the parent's pool exists
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a split must finish (the parent's workers do not exist here)
+        os.close(r)
+        done = []
+        _parallel.split(lambda lo, hi: done.append(hi - lo), 4, nbytes=1)
+        os.write(w, str(sum(done)).encode())
+        os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 60)
+    if not ready:  # the child hangs: end it and fail (rather than hang the suite)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+        pytest.fail("a split in a forked child never finished")
+    with os.fdopen(r) as f:
+        got = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and got == "4"
 
 
 # ---------------------------------------------------------------------------- OpenBLAS spin

@@ -101,6 +101,18 @@ def _mark_worker():
     _local.worker = True
 
 
+def _after_fork_in_child():
+    """A forked child has none of the parent's threads: it starts its own pool when it needs one
+    (the parent's would take the child's work and never run it)."""
+    global _lock
+    _lock = threading.Lock()
+    _state["pool"], _state["workers"] = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def split(fn, n: int, nbytes: int) -> None:
     """``fn(lo, hi)`` for contiguous slices [lo, hi) that together cover ``range(n)``, run at once
     on up to ``threads()`` threads when the pass touches at least ``MIN_BYTES`` (``nbytes``).
