@@ -697,7 +697,6 @@ def _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, epilogue):
     if any(pads):
         x = _pad_cnhw(x, *pads)
     out = xp.empty((o, n, p), dtype=x.dtype)
-    s_n, s_c, s_h, s_w = x.strides
     pointwise = kh == kw == 1 and sh == sw == 1
     step = max(1, min(n, CONV_CHUNK_BYTES // max(k * p * x.itemsize, 1)))
     for s in range(0, n, step):
@@ -706,9 +705,7 @@ def _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, epilogue):
         if pointwise:
             cols = xs.transpose(1, 0, 2, 3).reshape(c, m * p)
         else:
-            view = _conv._as_strided(xs, (c, kh, kw, m, oh, ow),
-                                     (s_c, dh * s_h, dw * s_w, s_n, sh * s_h, sw * s_w), writeable=False)
-            cols = view.reshape(k, m * p)  # the one im2col copy
+            cols = _conv._wide_cols(xs, kernel, stride, dilation, (oh, ow))  # (k, m * p)
         _gemm(wm, cols, out.reshape(o, n * p) if m == n else out[:, s:s + m].reshape(o, m * p))
     if bias is not None:
         out += bias.reshape(o, 1, 1)

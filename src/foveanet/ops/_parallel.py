@@ -135,9 +135,11 @@ def split(fn, n: int, nbytes: int) -> None:
             f.result()  # waits; re-raises a worker's exception here
 
 
-def copy(view):
-    """A contiguous copy of ``view`` (e.g. im2col's strided view), split over its first axis."""
-    out = xp.empty(view.shape, dtype=view.dtype)
+def copy(view, out=None):
+    """A contiguous copy of ``view`` (e.g. im2col's strided view), or ``view`` copied into ``out``,
+    split over the first axis."""
+    if out is None:
+        out = xp.empty(view.shape, dtype=view.dtype)
     split(lambda lo, hi: xp.copyto(out[lo:hi], view[lo:hi]), view.shape[0], out.nbytes)
     return out
 

@@ -131,8 +131,7 @@ def _correlate(xpad, wm, geom, groups: int):
         for s in range(0, n, step):
             part = xp.matmul(wm[0], _wide_cols(xpad[s:s + step], *geom))
             part = part.reshape(o, -1, oh * ow).transpose(1, 0, 2)  # (m, O, P) view
-            _parallel.split(lambda lo, hi: xp.copyto(out[s + lo:s + hi], part[lo:hi]),
-                            part.shape[0], part.nbytes)
+            _parallel.copy(part, out=out[s:s + step])
         return out.reshape(n, o, oh, ow)
     # im2col + one batched BLAS product (over samples and groups) per chunk of the batch
     out = xp.empty((n, groups, o // groups, oh * ow), dtype=xpad.dtype)

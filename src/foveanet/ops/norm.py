@@ -58,8 +58,13 @@ class BatchNorm(Function):
             invstd = (1.0 / xp.sqrt(running_var + eps)).astype(dt, copy=False)
             scale = invstd if weight is None else invstd * weight
             shift = -mean * scale if bias is None else bias - mean * scale
-            out = _parallel.binary(xp.multiply, x3, _col(scale), xp.empty_like(x3))
-            _parallel.binary(xp.add, out, _col(shift), out)
+            out = xp.empty_like(x3)
+
+            def part(lo, hi):  # out = x * scale + shift, both passes per slice
+                xp.multiply(x3[lo:hi], _col(scale), out=out[lo:hi])
+                out[lo:hi] += _col(shift)
+
+            _parallel.split(part, x3.shape[0], x3.nbytes)
         self.x3, self.mean, self.invstd, self.weight = x3, mean, invstd, weight
         self.training, self.count, self.shape = training, count, x.shape
         self.bias_dtype = None if bias is None else bias.dtype
@@ -69,7 +74,6 @@ class BatchNorm(Function):
         need_x, need_w, need_b = self.needs_input_grad[:3]
         x3, mean, invstd, weight = self.x3, self.mean, self.invstd, self.weight
         g3 = g.reshape(x3.shape)
-        scale = invstd if weight is None else invstd * weight
         dx = dw = db = None
         if need_x and self.training:  # the whole backward per block of channels, on all threads
             dx, dw, db = _train_backward(g3, x3, mean, invstd, weight, self.count)
@@ -82,6 +86,7 @@ class BatchNorm(Function):
         if need_w:
             dw = _cdot(g3, x3 - _col(mean)) * invstd  # sum g * xhat
         if need_x:  # eval: the statistics are constants
+            scale = invstd if weight is None else invstd * weight
             dx = _parallel.binary(xp.multiply, g3, _col(scale), xp.empty_like(g3))
             dx = dx.reshape(self.shape)
         return (dx, *self._param_grads(dw, db), None, None)
