@@ -92,8 +92,11 @@ CONV_CHUNK_BYTES = 16 << 20
 # 65536 x 4 multiply-adds on one thread, so they pay no thread hand-off, while one large threaded
 # product per chunk does. Measured on LeNet-5's two convolutions at batch 256 (2 threads):
 # 11.6 vs 24 ms and 15 vs 25 ms; above the threshold (resnet20, cnn_bn layers) the one-product
-# kernel measured 1.2-15x faster than per-sample products. The same per-sample path is taken
-# whenever the BLAS runs one thread (see the module docstring).
+# kernel measured 1.2-15x faster than per-sample products. Re-measured once the engine split its
+# NumPy passes over both cores (2026-11-27, optimised LeNet-5, batch 256, 12 alternating pairs):
+# 21.2 ms this way, 20.3 ms with the one-product kernel for both layers (minima 19.1 / 19.4): a
+# tie, so the rule stays. The same per-sample path is taken whenever the BLAS runs one thread
+# (see the module docstring).
 SMALL_GEMM_MACS = 65536 * 4
 # A product of at most this many multiply-adds (a convolution at batch 1: 0.4-3 M) is computed in
 # column pieces of at most SMALL_GEMM_MACS, each of which OpenBLAS runs on one thread, rather than
