@@ -1,6 +1,6 @@
 """In-process A/B of engine variants on compare.py's models: the variants alternate step by step
 in one process, so a drifting machine hits both alike (this VM's speed moves 1.5x between
-processes). Prints the median seconds per step of each variant and their ratio.
+processes). Prints the median and the fastest step time of each variant and their ratios.
 
     .venv/bin/python benchmarks/ab_steps.py --ab threads --models lenet5,cnn-bn --mode train
     .venv/bin/python benchmarks/ab_steps.py --ab wide --models lenet5 --mode infer --pairs 5
@@ -72,10 +72,14 @@ def main(argv=None):
                     apply()
                     step()  # one untimed step after each switch
                     times[v].append(C.time_steps(step, args.min_time))
+            # the minimum next to the median: this VM has fast and slow phases, and a variant
+            # that only looks faster by its median may just have drawn fewer slow steps
             med = {v: 1e3 * statistics.median(t) for v, t in times.items()}
-            first = next(iter(med.values()))
+            low = {v: 1e3 * min(t) for v, t in times.items()}
+            first, first_low = next(iter(med.values())), next(iter(low.values()))
             print(f"{name} {args.mode}: " + "  ".join(
-                f"{v} {ms:.1f} ms ({first / ms:.2f}x)" for v, ms in med.items()), flush=True)
+                f"{v} {ms:.1f} ms ({first / ms:.2f}x; min {low[v]:.1f} ms, {first_low / low[v]:.2f}x)"
+                for v, ms in med.items()), flush=True)
 
 
 if __name__ == "__main__":
