@@ -142,6 +142,24 @@ def test_relu_split(forced):
     gradcheck(F.relu, [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])  # off the kink
 
 
+def test_relu_blocks(forced, monkeypatch):
+    # ReLU compares blocks of the input with a cached zero block: blocks much shorter than the
+    # tensor, a short last block, NaN and -0.0, a non-contiguous input (no blocks), both dtypes
+    from foveanet.ops import activation
+    monkeypatch.setattr(activation, "RELU_BLOCK", 7)
+    monkeypatch.setattr(activation, "_zero_blocks", {})
+    rng = np.random.default_rng(4)
+    x = _arr(rng, 5, 3, 4)  # 60 elements: 8 blocks of 7 and one of 4
+    x[0, 0, 0], x[1, 1, 1], x[2, 2, 2] = np.nan, -0.0, 0.0
+    assert np.array_equal(F.relu(x).data, torch.relu(torch.tensor(x)).numpy(), equal_nan=True)
+    x[0, 0, 0] = 1.0
+    check_against_torch(F.relu, T.relu, [x])
+    check_against_torch(F.relu, T.relu, [np.ascontiguousarray(x.transpose(2, 0, 1))[::2]])
+    gradcheck(F.relu, [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])
+    assert set(activation._zero_blocks) == {np.dtype(np.float32), np.dtype(np.float64)}
+    assert not any(z.any() for z in activation._zero_blocks.values())
+
+
 @pytest.mark.parametrize("hw", [(6, 8), (7, 9)])
 def test_max_pool2d_tiles_split(forced, hw):
     rng = np.random.default_rng(4)

@@ -81,11 +81,38 @@ def tanh(input):  # noqa: A002
 
 
 # ----------------------------------------------------------------------------------- relu family
+# np.maximum(a, 0) broadcasts the scalar with stride 0, which NumPy runs in its generic loop;
+# against a zero array it takes its SIMD loop. So ReLU compares blocks of the (contiguous) input
+# with one cached zero block of RELU_BLOCK elements. Measured on this project's 2-core VM, 2
+# threads: 128x512 85 -> 23 us, LeNet-5's 128x6x28x28 486 -> 208 us, 128x16x10x10 247 -> 63 us,
+# 128x32x28x28 (memory-bound) 2.33 -> 1.75 ms.
+RELU_BLOCK = 1 << 16
+_zero_blocks: dict = {}
+
+
+def _relu(a):
+    if a.ndim == 0 or not a.flags.c_contiguous:
+        return xp.maximum(a, 0)
+    zeros = _zero_blocks.get(a.dtype)
+    if zeros is None:
+        zeros = _zero_blocks[a.dtype] = xp.zeros(RELU_BLOCK, dtype=a.dtype)
+        zeros.flags.writeable = False
+    out = xp.empty_like(a)
+    src, dst, n = a.reshape(-1), out.reshape(-1), a.size
+
+    def blocks(lo, hi):
+        for s in range(lo * RELU_BLOCK, min(hi * RELU_BLOCK, n), RELU_BLOCK):
+            e = min(s + RELU_BLOCK, n)
+            xp.maximum(src[s:e], zeros[:e - s], out=dst[s:e])
+
+    _parallel.split(blocks, -(-n // RELU_BLOCK), out.nbytes)
+    return out
+
+
 class ReLU(Function):
     def forward(self, a):
         # the output is kept (the next layer holds it anyway); out > 0 is exactly a > 0
-        self.out = xp.maximum(a, 0) if a.ndim == 0 else \
-            _parallel.binary(xp.maximum, a, 0, xp.empty_like(a))
+        self.out = _relu(a)
         return self.out
 
     def backward(self, g):
