@@ -156,6 +156,11 @@ def test_relu_blocks(forced, monkeypatch):
     check_against_torch(F.relu, T.relu, [x])
     check_against_torch(F.relu, T.relu, [np.ascontiguousarray(x.transpose(2, 0, 1))[::2]])
     gradcheck(F.relu, [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])
+    cm = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)  # dense, another order
+    expect = np.maximum(cm, 0)
+    assert np.array_equal(activation.relu_into(cm), expect)
+    activation.relu_into(cm, out=cm)  # in place, as the inference optimiser's epilogue
+    assert np.array_equal(cm, expect)
     assert set(activation._zero_blocks) == {np.dtype(np.float32), np.dtype(np.float64)}
     assert not any(z.any() for z in activation._zero_blocks.values())
 

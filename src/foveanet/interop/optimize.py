@@ -21,7 +21,8 @@ time, to make every later forward pass cheaper. That is what TensorRT (and ONNX 
      that cannot be folded becomes a precomputed scale-and-shift (two passes instead of five);
    - **activation fusion**: a ReLU (LeakyReLU, clamp) whose input comes from a convolution,
      linear layer, scale-and-shift or addition with no other user is applied in place on that
-     producer's fresh output (``maximum(out, 0, out=out)``): no new array, one pass fewer.
+     producer's fresh output (ReLU: ``activation.relu_into(out, out=out)``): no new array, one
+     pass fewer.
 3. **Pre-pack.** Convolution weights are reshaped once into the (O, C*KH*KW) matrix the GEMM
    uses; Linear weights are stored transposed and contiguous.
 4. **Plan.** The result is a flat list of steps on raw NumPy arrays: no Tensor, no autograd
@@ -66,7 +67,7 @@ from ..backend import get_default_dtype, xp
 from ..nn.module import Module
 from ..ops import conv as _conv  # the module: its im2col helpers, out_size, pad_array
 from ..ops._parallel import blas_threads
-from ..ops.activation import LeakyReLU, ReLU
+from ..ops.activation import LeakyReLU, ReLU, relu_into
 from ..ops.conv import Conv2d
 from ..ops.dropout import Dropout
 from ..ops.elementwise import Add, Cast, Clamp, Clone
@@ -644,7 +645,7 @@ def _apply_epilogue(out, ep):
     """Apply a fused activation to ``out`` in place (``out`` is a fresh array nothing else holds)."""
     kind = ep[0]
     if kind == "relu":
-        xp.maximum(out, 0, out=out)
+        relu_into(out, out=out)  # blocks against a zero block: NumPy's SIMD loop (activation.py)
     elif kind == "leaky":
         slope = ep[1]
         if 0.0 <= slope <= 1.0:      # max(x, s*x) is x for x > 0 and s*x for x < 0

@@ -90,15 +90,29 @@ RELU_BLOCK = 1 << 16
 _zero_blocks: dict = {}
 
 
-def _relu(a):
-    if a.ndim == 0 or not a.flags.c_contiguous:
-        return xp.maximum(a, 0)
+def _dense(a) -> bool:
+    """Does ``a`` fill its memory without gaps, in some order of its axes (positive strides)?"""
+    size = a.itemsize
+    for i in sorted(range(a.ndim), key=lambda i: a.strides[i]):
+        if a.shape[i] != 1 and a.strides[i] != size:
+            return False
+        size *= a.shape[i]
+    return True
+
+
+def relu_into(a, out=None):
+    """max(a, 0) written into ``out`` (a new array laid out like ``a`` by default; ``out=a`` works
+    in place). Arrays dense in memory in any axis order go block by block; others whole."""
+    if out is None:
+        out = xp.empty_like(a)
+    if a.ndim == 0 or a.strides != out.strides or not _dense(a):
+        return xp.maximum(a, 0, out=out)  # not dense in the same order: one whole pass
+    src, dst = xp.ravel(a, order="K"), xp.ravel(out, order="K")  # views, in memory order
     zeros = _zero_blocks.get(a.dtype)
     if zeros is None:
         zeros = _zero_blocks[a.dtype] = xp.zeros(RELU_BLOCK, dtype=a.dtype)
         zeros.flags.writeable = False
-    out = xp.empty_like(a)
-    src, dst, n = a.reshape(-1), out.reshape(-1), a.size
+    n = a.size
 
     def blocks(lo, hi):
         for s in range(lo * RELU_BLOCK, min(hi * RELU_BLOCK, n), RELU_BLOCK):
@@ -112,7 +126,7 @@ def _relu(a):
 class ReLU(Function):
     def forward(self, a):
         # the output is kept (the next layer holds it anyway); out > 0 is exactly a > 0
-        self.out = _relu(a)
+        self.out = relu_into(a)
         return self.out
 
     def backward(self, g):
