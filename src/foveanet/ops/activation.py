@@ -82,10 +82,10 @@ def tanh(input):  # noqa: A002
 
 # ----------------------------------------------------------------------------------- relu family
 # np.maximum(a, 0) broadcasts the scalar with stride 0, which NumPy runs in its generic loop;
-# against a zero array it takes its SIMD loop. So ReLU compares blocks of the (contiguous) input
-# with one cached zero block of RELU_BLOCK elements. Measured on this project's 2-core VM, 2
-# threads: 128x512 85 -> 23 us, LeNet-5's 128x6x28x28 486 -> 208 us, 128x16x10x10 247 -> 63 us,
-# 128x32x28x28 (memory-bound) 2.33 -> 1.75 ms.
+# against a zero array it takes its SIMD loop. So ReLU compares blocks of its input (in memory
+# order) with one cached zero block of RELU_BLOCK elements, the blocks split over the threads.
+# Measured on this project's 2-core VM, 2 threads: 128x512 85 -> 23 us, LeNet-5's 128x6x28x28
+# 486 -> 208 us, 128x16x10x10 247 -> 63 us, 128x32x28x28 (memory-bound) 2.33 -> 1.75 ms.
 RELU_BLOCK = 1 << 16
 _zero_blocks: dict = {}
 
