@@ -16,6 +16,7 @@ import pytest
 import torch
 from helpers import check_against_torch, gradcheck
 
+import foveanet as fv
 import foveanet.nn.functional as F
 from foveanet.ops import _parallel
 
@@ -147,7 +148,7 @@ def test_relu_blocks(forced, monkeypatch):
     # tensor, a short last block, NaN and -0.0, a non-contiguous input (no blocks), both dtypes
     from foveanet.ops import activation
     monkeypatch.setattr(activation, "RELU_BLOCK", 7)
-    monkeypatch.setattr(activation, "_zero_blocks", {})
+    monkeypatch.setattr(activation, "_const_blocks", {})
     rng = np.random.default_rng(4)
     x = _arr(rng, 5, 3, 4)  # 60 elements: 8 blocks of 7 and one of 4
     x[0, 0, 0], x[1, 1, 1], x[2, 2, 2] = np.nan, -0.0, 0.0
@@ -161,8 +162,32 @@ def test_relu_blocks(forced, monkeypatch):
     assert np.array_equal(activation.relu_into(cm), expect)
     activation.relu_into(cm, out=cm)  # in place, as the inference optimiser's epilogue
     assert np.array_equal(cm, expect)
-    assert set(activation._zero_blocks) == {np.dtype(np.float32), np.dtype(np.float64)}
-    assert not any(z.any() for z in activation._zero_blocks.values())
+    assert set(activation._const_blocks) == {(np.dtype(np.float32), 0.0), (np.dtype(np.float64), 0.0)}
+    assert not any(z.any() for z in activation._const_blocks.values())
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.2, 1.0, 1.5, -0.3])
+def test_leaky_relu_without_where(forced, monkeypatch, slope):
+    # for 0 <= slope <= 1 LeakyReLU runs as max(a, slope * a) and g * max(mask, slope): the same
+    # bits as np.where's form, NaN and -0.0 included; other slopes keep np.where
+    from foveanet.ops import activation
+    monkeypatch.setattr(activation, "RELU_BLOCK", 7)
+    rng = np.random.default_rng(5)
+    x = _arr(rng, 5, 3, 4)
+    x[0, 0, :3] = np.nan, -0.0, 0.0
+    g = _arr(rng, 5, 3, 4)
+    g[1, 1, 1] = np.nan
+    xt = fv.tensor(x, requires_grad=True)
+    y = F.leaky_relu(xt, slope)
+    y.backward(fv.tensor(g))
+    s32 = np.float32(slope)
+    assert np.array_equal(y.data, np.where(x > 0, x, x * s32), equal_nan=True)
+    assert np.array_equal(np.signbit(y.data), np.signbit(np.where(x > 0, x, x * s32)))
+    assert np.array_equal(xt.grad.data, np.where(x > 0, g, g * s32), equal_nan=True)
+    x[0, 0, 0], g[1, 1, 1] = 1.0, 1.0
+    kw = dict(negative_slope=slope)
+    check_against_torch(lambda a: F.leaky_relu(a, **kw), lambda a: T.leaky_relu(a, **kw), [x])
+    gradcheck(lambda a: F.leaky_relu(a, **kw), [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])
 
 
 @pytest.mark.parametrize("hw", [(6, 8), (7, 9)])
