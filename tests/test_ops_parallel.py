@@ -143,35 +143,50 @@ def test_relu_split(forced):
     gradcheck(F.relu, [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])  # off the kink
 
 
-def test_relu_blocks(forced, monkeypatch):
-    # ReLU compares blocks of the input with a cached zero block: blocks much shorter than the
-    # tensor, a short last block, NaN and -0.0, a non-contiguous input (no blocks), both dtypes
+def test_relu_clip(forced):
+    # ReLU is np.clip(a, 0, inf) split over the threads: PyTorch's values including -0.0's sign
+    # and NaN, non-contiguous and channel-major inputs, in place (the inference optimiser's
+    # epilogue), both dtypes
     from foveanet.ops import activation
-    monkeypatch.setattr(activation, "RELU_BLOCK", 7)
-    monkeypatch.setattr(activation, "_const_blocks", {})
     rng = np.random.default_rng(4)
-    x = _arr(rng, 5, 3, 4)  # 60 elements: 8 blocks of 7 and one of 4
+    x = _arr(rng, 5, 3, 4)
     x[0, 0, 0], x[1, 1, 1], x[2, 2, 2] = np.nan, -0.0, 0.0
-    assert np.array_equal(F.relu(x).data, torch.relu(torch.tensor(x)).numpy(), equal_nan=True)
+    theirs = torch.relu(torch.tensor(x)).numpy()
+    ours = F.relu(x).data
+    assert np.array_equal(ours, theirs, equal_nan=True)
+    assert np.array_equal(np.signbit(ours), np.signbit(theirs))
     x[0, 0, 0] = 1.0
     check_against_torch(F.relu, T.relu, [x])
     check_against_torch(F.relu, T.relu, [np.ascontiguousarray(x.transpose(2, 0, 1))[::2]])
     gradcheck(F.relu, [x.astype(np.float64) + np.where(x >= 0, 1e-3, -1e-3)])
     cm = np.ascontiguousarray(x.transpose(1, 0, 2)).transpose(1, 0, 2)  # dense, another order
-    expect = np.maximum(cm, 0)
+    expect = torch.relu(torch.tensor(cm)).numpy()
     assert np.array_equal(activation.relu_into(cm), expect)
-    activation.relu_into(cm, out=cm)  # in place, as the inference optimiser's epilogue
+    activation.relu_into(cm, out=cm)  # in place
     assert np.array_equal(cm, expect)
-    assert set(activation._const_blocks) == {(np.dtype(np.float32), 0.0), (np.dtype(np.float64), 0.0)}
-    assert not any(z.any() for z in activation._const_blocks.values())
+
+
+@pytest.mark.parametrize("lo,hi", [(-0.5, 0.7), (None, 0.3), (-0.2, None), (0.6, -0.6)])
+def test_clamp_one_sided_and_crossed_bounds(lo, hi):
+    # clamp passes a missing bound to np.clip as -inf / inf (its fast loop): PyTorch's values and
+    # gradients, NaN kept, lo > hi giving hi everywhere; the inference optimiser's epilogue alike
+    from foveanet.interop.optimize import _apply_epilogue
+    rng = np.random.default_rng(6)
+    x = _arr(rng, 5, 3, 4)
+    x[0, 0, 0] = np.nan
+    theirs = torch.clamp(torch.tensor(x), lo, hi).numpy()
+    assert np.array_equal(fv.clamp(fv.tensor(x), lo, hi).data, theirs, equal_nan=True)
+    assert np.array_equal(_apply_epilogue(x.copy(), ("clamp", lo, hi)), theirs, equal_nan=True)
+    x[0, 0, 0] = 0.1
+    x = x + np.where(np.abs(x - (lo or 0)) < 1e-2, 0.05, 0).astype(np.float32)  # off the kinks
+    check_against_torch(lambda a: fv.clamp(a, lo, hi), lambda a: torch.clamp(a, lo, hi), [x])
+    gradcheck(lambda a: fv.clamp(a, lo, hi), [x.astype(np.float64)])
 
 
 @pytest.mark.parametrize("slope", [0.0, 0.01, 0.2, 1.0, 1.5, -0.3])
-def test_leaky_relu_without_where(forced, monkeypatch, slope):
-    # for 0 <= slope <= 1 LeakyReLU runs as max(a, slope * a) and g * max(mask, slope): the same
+def test_leaky_relu_without_where(forced, slope):
+    # for 0 <= slope <= 1 LeakyReLU runs as max(a, slope * a) and g * clip(mask, slope): the same
     # bits as np.where's form, NaN and -0.0 included; other slopes keep np.where
-    from foveanet.ops import activation
-    monkeypatch.setattr(activation, "RELU_BLOCK", 7)
     rng = np.random.default_rng(5)
     x = _arr(rng, 5, 3, 4)
     x[0, 0, :3] = np.nan, -0.0, 0.0

@@ -654,9 +654,9 @@ def _apply_epilogue(out, ep):
             xp.minimum(out, out * slope, out=out)
         else:
             xp.copyto(out, out * slope, where=~(out > 0))
-    else:
+    else:  # clamp, a missing bound as -inf / inf (NumPy's SIMD clip wants both; see Clamp)
         _, lo, hi = ep
-        xp.clip(out, lo, hi, out=out)
+        xp.clip(out, -xp.inf if lo is None else lo, xp.inf if hi is None else hi, out=out)
     return out
 
 

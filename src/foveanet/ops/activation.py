@@ -81,55 +81,21 @@ def tanh(input):  # noqa: A002
 
 
 # ----------------------------------------------------------------------------------- relu family
-# np.maximum(a, 0) broadcasts the scalar with stride 0, which NumPy runs in its generic loop;
-# against an array it takes its SIMD loop (np.where is slower still). So ReLU, and LeakyReLU's
-# gradient factor, compare blocks of their input (in memory order) with one cached block of the
-# constant, RELU_BLOCK elements long, the blocks split over the threads. Measured on this
-# project's 2-core VM, 2 threads, ReLU: 128x512 85 -> 23 us, LeNet-5's 128x6x28x28 486 -> 208 us,
-# 128x16x10x10 247 -> 63 us, 128x32x28x28 (memory-bound) 2.33 -> 1.75 ms.
-RELU_BLOCK = 1 << 16
-_const_blocks: dict = {}
-
-
-def _dense(a) -> bool:
-    """Does ``a`` fill its memory without gaps, in some order of its axes (positive strides)?"""
-    size = a.itemsize
-    for i in sorted(range(a.ndim), key=lambda i: a.strides[i]):
-        if a.shape[i] != 1 and a.strides[i] != size:
-            return False
-        size *= a.shape[i]
-    return True
-
-
-def _against(ufunc, a, value, out=None):
-    """``ufunc(a, value)`` for a scalar ``value``, into ``out`` (a new array laid out like ``a`` by
-    default; ``out=a`` works in place): block by block against a cached block of ``value`` where
-    ``a`` is dense in memory in some axis order, else in one whole pass."""
+# ReLU is np.clip(a, 0, inf), not np.maximum(a, 0): NumPy runs maximum against a scalar in its
+# generic loop but has a SIMD loop for clip with two bounds (128x512 float32: 76 vs 18 us;
+# 128x6x28x28 715 vs 127 us; one-sided clip is as slow as maximum), and clip keeps -0.0 as
+# PyTorch's relu does. Whole steps against the split maximum, alternated in one process (median):
+# lenet5 training 1.03x, inference 1.04x, mlp inference 1.05x (benchmarks/RESULTS.md, 2026-11-27).
+def relu_into(a, out=None):
+    """max(a, 0) into ``out`` (a new array laid out like ``a`` by default; ``out=a`` works in
+    place), split over the engine's threads."""
     if out is None:
         out = xp.empty_like(a)
-    if a.ndim == 0 or a.strides != out.strides or not _dense(a):
-        return ufunc(a, value, out=out)
-    key = (a.dtype, float(value))
-    block = _const_blocks.get(key)
-    if block is None:
-        if len(_const_blocks) >= 16:  # a handful of constants (0, a few slopes) in practice
-            _const_blocks.clear()
-        block = _const_blocks[key] = xp.full(RELU_BLOCK, value, dtype=a.dtype)
-        block.flags.writeable = False
-    src, dst, n = xp.ravel(a, order="K"), xp.ravel(out, order="K"), a.size  # views, memory order
-
-    def blocks(lo, hi):
-        for s in range(lo * RELU_BLOCK, min(hi * RELU_BLOCK, n), RELU_BLOCK):
-            e = min(s + RELU_BLOCK, n)
-            ufunc(src[s:e], block[:e - s], out=dst[s:e])
-
-    _parallel.split(blocks, -(-n // RELU_BLOCK), out.nbytes)
+    if a.ndim == 0 or a.dtype.kind != "f":
+        return xp.maximum(a, 0, out=out)
+    _parallel.split(lambda lo, hi: xp.clip(a[lo:hi], 0, xp.inf, out=out[lo:hi]), a.shape[0],
+                    out.nbytes)
     return out
-
-
-def relu_into(a, out=None):
-    """max(a, 0) into ``out`` (new by default; ``out=a`` in place), see ``_against``."""
-    return _against(xp.maximum, a, 0, out)
 
 
 class ReLU(Function):
@@ -152,7 +118,8 @@ class LeakyReLU(Function):
     """For 0 <= slope <= 1 (the usual case) without ``np.where``, which measured ~10x slower here
     (128x6x28x28: 3.4 ms each way): the output is max(a, slope * a), which is a for a > 0 and
     slope * a otherwise, bit for bit; the gradient is g times max(mask, slope), exactly 1 or
-    slope (forward 3414 -> 353 us, backward 3326 -> 424 us on that shape)."""
+    slope (forward 3414 -> 353 us, backward 3326 -> 424 us on that shape; clip, not maximum, for
+    the factor: see ``relu_into``)."""
 
     def forward(self, a, slope):
         self.mask, self.slope = a > 0, slope
@@ -165,7 +132,7 @@ class LeakyReLU(Function):
         # at 0 the slope of the negative side, as PyTorch (its test is ``x > 0``)
         if g.ndim and g.shape == self.mask.shape and 0.0 <= self.slope <= 1.0:
             factor = self.mask.astype(g.dtype)  # 1 where a > 0, else 0 ...
-            _against(xp.maximum, factor, self.slope, out=factor)  # ... and slope for the 0s
+            xp.clip(factor, self.slope, xp.inf, out=factor)  # ... and slope for the 0s
             factor *= g
             return factor, None
         return xp.where(self.mask, g, g * self.slope), None

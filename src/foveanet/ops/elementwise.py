@@ -122,6 +122,9 @@ class Abs(Function):
 class Clamp(Function):
     def forward(self, a, lo, hi):
         self.a, self.lo, self.hi = a, lo, hi
+        if a.dtype.kind == "f":  # a missing bound as -inf / inf: NumPy's SIMD clip wants both
+            # (one-sided, it measured ~4x slower on 128x512 float32: 69 vs 18 us)
+            return xp.clip(a, -xp.inf if lo is None else lo, xp.inf if hi is None else hi)
         return xp.clip(a, lo, hi)
 
     def backward(self, g):
