@@ -89,7 +89,10 @@ def test_table_text_and_print_on_exit(capsys):
     with profile(top=3) as prof:
         _step(model)
     printed = capsys.readouterr().out
-    assert "Linear" in printed and "forward" in printed and "more rows" in printed
+    # which 3 of the 6 rows print depends on their timings (Linear usually, not always, among them)
+    shown = [line.split()[0] for line in printed.splitlines() if line.endswith("%")]
+    assert len(shown) == 3 and set(shown) <= {"Linear", "ReLU", "CrossEntropyIndex"}, printed
+    assert "... 3 more rows" in printed
     text = prof.table()
     for word in ("op", "phase", "calls", "total ms", "ms/call", "share", "Linear", "ReLU", "backward",
                  "wall time of the block", "outside ops"):
