@@ -12,11 +12,14 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# the second line compiles the Winograd transforms (numba, cached: ~4 s once, then ~0.5 s)
 install: $(PY)
 	$(PIP) install --quiet -e '.[train]'
+	$(PY) -c 'from foveanet.ops import _winograd; print(_winograd.warm())'
 
 install-test: $(PY)
 	$(PIP) install --quiet -e '.[test]'
+	$(PY) -c 'from foveanet.ops import _winograd; print(_winograd.warm())'
 
 # Fashion-MNIST: found locally (see foveanet.data), else Debian's package when we are root on
 # Debian, else downloaded (with checksums) by `foveanet train --download`.

@@ -9,7 +9,9 @@ Variants (``--ab``):
 - ``threads``: NumPy passes on one thread with OpenBLAS's default idle spin (2^28 cycles), as
   before ``ops/_parallel.py``, against split passes with the engine's spin (2^16);
 - ``spin``: split passes with OpenBLAS spinning 2^28 / 2^16 / 2^20 cycles;
-- ``wide``: convolution products per sample (``conv.WIDE_MACS = 0``) against the default rule.
+- ``wide``: convolution products per sample (``conv.WIDE_MACS = 0``) against the default rule;
+- ``winograd``: every convolution through im2col against 3x3 ones through Winograd F(4x4, 3x3)
+  (``_winograd.ENABLED``).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as C  # noqa: E402
 
-from foveanet.ops import _parallel, conv  # noqa: E402
+from foveanet.ops import _parallel, _winograd, conv  # noqa: E402
 
 
 def _threads(n, spin):
@@ -39,10 +41,17 @@ def _wide(macs):
     return apply
 
 
+def _winograd_on(on):
+    def apply():
+        _winograd.ENABLED = on
+    return apply
+
+
 VARIANTS = {
     "threads": {"1 thread, spin 2^28": _threads(1, 28), "split, spin 2^16": _threads(2, 16)},
     "spin": {f"split, spin 2^{k}": _threads(2, k) for k in (28, 16, 20)},
     "wide": {"per sample": _wide(0), "default rule": _wide(conv.WIDE_MACS)},
+    "winograd": {"im2col": _winograd_on(False), "winograd": _winograd_on(True)},
 }
 
 

@@ -41,7 +41,7 @@ def test_interleaved_alternates_and_pauses_between_libraries(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ab", ["threads", "wide"])
+@pytest.mark.parametrize("ab", ["threads", "wide", "winograd"])
 def test_ab_steps_runs_every_variant(ab):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ab_steps.py"), "--ab", ab,
                         "--models", "lenet5", "--pairs", "1", "--min-time", "0"],

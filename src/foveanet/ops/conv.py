@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import xp
-from . import _parallel
+from . import _parallel, _winograd
 from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 _as_strided = xp.lib.stride_tricks.as_strided
@@ -150,20 +150,24 @@ class Conv2d(Function):
             x = x[None]
         o, cg, kh, kw = w.shape
         top, bottom, left, right = pads
-        xpad = pad_array(x, top, bottom, left, right)
-        hp, wp = xpad.shape[2:]
+        hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
         oh, ow = out_size(hp, kh, stride[0], dilation[0]), out_size(wp, kw, stride[1], dilation[1])
         self.geom = ((kh, kw), stride, dilation, (oh, ow))
         self.pointwise = kh == kw == 1 and stride == (1, 1)
-        wm = w.reshape(groups, o // groups, cg * kh * kw)
-        out = _correlate(xpad, wm, self.geom, groups)
+        self.winograd = _winograd.suits(x, w, stride, pads, dilation, groups)
+        nx, nw = self.needs_input_grad[:2]
+        if self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
+            out = _winograd.forward(x, _winograd.transform_weight(w), top, left, (oh, ow))
+            self.x, self.w, self.xpad = (x if nw else None), w, None
+        else:
+            xpad = pad_array(x, top, bottom, left, right)
+            wm = w.reshape(groups, o // groups, cg * kh * kw)
+            out = _correlate(xpad, wm, self.geom, groups)
+            self.xpad, self.wm = (xpad if nw else None), wm
         if b is not None:
             _parallel.binary(xp.add, out, b.reshape(o, 1, 1), out)
-        nx, nw = self.needs_input_grad[:2]
-        self.xpad = xpad if nw else None
-        self.wm = wm
         self.x_shape, self.xpad_shape, self.pads, self.groups, self.has_bias = \
-            x.shape, xpad.shape, pads, groups, b is not None
+            x.shape, (x.shape[0], x.shape[1], hp, wp), pads, groups, b is not None
         return out[0] if self.unbatched else out
 
     def backward(self, g):
@@ -172,10 +176,16 @@ class Conv2d(Function):
         nx, nw = self.needs_input_grad[:2]
         nb = self.has_bias and self.needs_input_grad[2]
         n, o = g.shape[:2]
+        gx = gw = gb = None
+        if self.winograd:
+            top, _, left, _ = self.pads
+            gx = _winograd.input_grad(g, self.w, top, left, self.x_shape[2:]) if nx else None
+            gw = _winograd.weight_grad(self.x, g, top, left) if nw else None
+            gb = g.sum(axis=(0, 2, 3)) if nb else None
+            return (gx[0] if nx and self.unbatched else gx), gw, gb
         groups, wm = self.groups, self.wm
         gm = g.reshape(n, groups, o // groups, -1)
         wt = wm.transpose(0, 2, 1)
-        gx = gw = gb = None
         if self.pointwise:  # 1x1 stride-1: the two products on the whole batch, no col2im
             if nx:
                 gx = xp.matmul(wt, gm).reshape(self.xpad_shape)

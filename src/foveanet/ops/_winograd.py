@@ -1,0 +1,153 @@
+"""Winograd F(4x4, 3x3): 3x3 stride-1 convolutions with 4x fewer multiply-adds than im2col's.
+
+What. Each 4x4 block of outputs is computed from the 6x6 input tile d under it as
+``Y = A^T [U . V] A`` with ``V = B^T d B`` (the input transform) and ``U = G w G^T`` (the weight
+transform), where ``.`` is the element-wise product and the sum over input channels happens
+inside it (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). So the
+convolution becomes 36 independent products ``U[k] (O x C) @ V[k] (C x tiles)``, one per tile
+position k: 36 multiply-adds per 16 outputs per channel pair where im2col needs 9 per output, and
+the transformed input is 2.25x the input where im2col's columns are 9x. The backward uses the
+same pieces: for stride 1 the input gradient is itself such a convolution (of the gradient, padded
+by 2 minus the padding, with the kernels flipped and the channels swapped), and the weight
+gradient is ``G^T dU G`` with ``dU[k] = sum over tiles of (A dY A^T)[k] V[k]^T``: 36 products
+whose inner dimension is the number of tiles (long, so BLAS runs them well).
+
+How. The transforms are loops over 6x6 tiles, which NumPy cannot express without passes several
+times the data's size, so they are compiled with numba (``_winograd_kernels``; ``cache=True``:
+the first convolution on a machine waits ~4 s for the compile, later processes ~0.5 s to load
+it). They take one (sample, channel) plane at a time, run on slices of the planes on the engine's threads (``_parallel.split``; numba's own
+thread pool is not used), and read the input through a zeroed plane buffer so that padding costs
+no pass of its own. The batch goes through in chunks whose transformed arrays stay in the CPU
+cache, as im2col's columns do. Products stay in NumPy's BLAS. float32 results differ from im2col's
+by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float64's by 1e-15.
+
+When. ``suits`` says where it is used: 3x3 kernels, stride 1, no dilation, no groups, padding at
+most 2 on each side, at least ``MIN_CHANNELS`` input and output channels (below that the 36
+products are too thin for BLAS), numba importable, and ``ENABLED``. Measured per layer on
+128-sample batches, 2 threads, forward + backward against im2col (benchmarks/RESULTS.md,
+2026-11-28): 16->16 at 32x32 1.24x, 32->32 at 16x16 1.15x, 64->64 at 8x8 1.93x, 32->32 at 28x28
+1.32x, 32->64 at 14x14 1.24x, 64->64 at 14x14 1.56x.
+"""
+from __future__ import annotations
+
+from ..backend import xp
+from . import _parallel
+
+ENABLED = True     # tests and A/B runs switch the path off here
+MIN_CHANNELS = 16  # input and output channels both at least this
+CHUNK_BYTES = 4 << 20  # transformed input + products of one chunk of samples
+
+# G (6x3) of F(4x4, 3x3) with the interpolation points 0, 1, -1, 2, -2 and infinity
+_G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+      (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
+
+_state: dict = {"kernels": None, "tried": False}
+
+
+def _kernels():
+    """The compiled transforms (compiled or loaded from numba's cache on first use), or None
+    when numba cannot be imported."""
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            from . import _winograd_kernels
+            _state["kernels"] = _winograd_kernels
+        except ImportError:
+            _state["kernels"] = None
+    return _state["kernels"]
+
+
+def suits(x, w, stride, pads, dilation, groups) -> bool:
+    """Whether conv2d(x, w) takes the Winograd path (see the module's docstring)."""
+    o, c, kh, kw = w.shape
+    return ENABLED and (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and \
+        tuple(dilation) == (1, 1) and groups == 1 and min(o, c) >= MIN_CHANNELS and \
+        max(pads) <= 2 and x.dtype in (xp.float32, xp.float64) and _kernels() is not None
+
+
+def _tiles(oh: int, ow: int):
+    return -(-oh // 4), -(-ow // 4)
+
+
+def _step(n: int, c: int, o: int, tiles: int, itemsize: int) -> int:
+    return max(1, min(n, CHUNK_BYTES // (36 * (c + o) * tiles * itemsize)))
+
+
+def _planes(kernel, planes: int, nbytes: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over the planes [0, planes), split over the engine's threads."""
+    _parallel.split(lambda lo, hi: kernel(*args, lo, hi), planes, nbytes)
+
+
+def transform_weight(w):
+    """U = G w G^T of every (O, C) kernel, as (36, O, C) for the products."""
+    g = xp.asarray(_G, dtype=w.dtype)
+    o, c = w.shape[:2]
+    u = g @ w @ g.T  # (O, C, 6, 6)
+    return xp.ascontiguousarray(u.reshape(o, c, 36).transpose(2, 0, 1))
+
+
+def forward(x, u, top: int, left: int, out_hw):
+    """Correlate x (N, C, H, W), zero-padded by top / left (and as far as needed at the far
+    edges), with the transformed weight u (36, O, C): (N, O, *out_hw)."""
+    k = _kernels()
+    x = xp.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    o = u.shape[1]
+    oh, ow = out_hw
+    th, tw = _tiles(oh, ow)
+    out = xp.empty((n, o, oh, ow), dtype=x.dtype)
+    step = _step(n, c, o, th * tw, x.itemsize)
+    v = xp.empty((36, c, step * th * tw), dtype=x.dtype)
+    m = xp.empty((36, o, step * th * tw), dtype=x.dtype)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        t = (e - s) * th * tw
+        vs, ms = v[:, :, :t], m[:, :, :t]
+        _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
+        xp.matmul(u, vs, out=ms)
+        _planes(k.output_transform, (e - s) * o, vs.nbytes, ms, th, tw, out[s:e])
+    return out
+
+
+def input_grad(g, w, top: int, left: int, in_hw):
+    """dL/dx of the stride-1 convolution of x (padding top / left) with w (O, C, 3, 3), from its
+    output gradient g: the correlation of g, padded by 2 - padding, with the flipped kernels."""
+    wf = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, 3, 3)
+    return forward(g, transform_weight(wf), 2 - top, 2 - left, in_hw)
+
+
+def weight_grad(x, g, top: int, left: int):
+    """dL/dw (O, C, 3, 3) of the stride-1 convolution of x (padding top / left) from its output
+    gradient g: G^T dU G with dU[k] = sum over the tiles of (A dY A^T)[k] V[k]^T."""
+    k = _kernels()
+    x, g = xp.ascontiguousarray(x), xp.ascontiguousarray(g)
+    n, c = x.shape[:2]
+    o, oh, ow = g.shape[1:]
+    th, tw = _tiles(oh, ow)
+    step = _step(n, c, o, th * tw, x.itemsize)
+    v = xp.empty((36, c, step * th * tw), dtype=x.dtype)
+    dm = xp.empty((36, o, step * th * tw), dtype=x.dtype)
+    du = xp.zeros((36, o, c), dtype=x.dtype)
+    part = xp.empty_like(du)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        t = (e - s) * th * tw
+        vs, ms = v[:, :, :t], dm[:, :, :t]
+        _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
+        _planes(k.output_adjoint, (e - s) * o, ms.nbytes, g[s:e], th, tw, ms)
+        du += xp.matmul(ms, vs.transpose(0, 2, 1), out=part)
+    gm = xp.asarray(_G, dtype=x.dtype)
+    return gm.T @ du.transpose(1, 2, 0).reshape(o, c, 6, 6) @ gm
+
+
+def warm() -> str:
+    """Compile (or load from the cache) the transforms for float32 and float64 now: ``make
+    install`` runs this, so that no training run waits for the compile."""
+    if _kernels() is None:
+        return "Winograd convolutions: numba is not installed, 3x3 convolutions use im2col"
+    for dt in (xp.float32, xp.float64):
+        x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 3, 3), dtype=dt)
+        g = forward(x, transform_weight(w), 1, 1, (4, 4))
+        input_grad(g, w, 1, 1, (4, 4))
+        weight_grad(x, g, 1, 1)
+    return "Winograd convolutions: numba transforms compiled"

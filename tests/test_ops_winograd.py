@@ -1,0 +1,134 @@
+"""conv2d's Winograd F(4x4, 3x3) path (foveanet.ops._winograd): which convolutions take it, and
+for those, PyTorch's outputs and both gradients (float32 and float64, padding 0-2 on each side,
+asymmetric padding, output sizes that are not multiples of 4, unbatched input, several chunks,
+passes split over 2 and 3 threads), finite differences in float64, the im2col path's results, and
+the im2col path when numba is missing."""
+import numpy as np
+import pytest
+import torch
+from helpers import check_against_torch, gradcheck
+
+import foveanet as fv
+import foveanet.nn.functional as F
+from foveanet.ops import _parallel, _winograd, conv
+
+T = torch.nn.functional
+
+pytestmark = pytest.mark.skipif(_winograd._kernels() is None, reason="numba is not installed")
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """Winograd for any channel count, and chunks of a few samples."""
+    monkeypatch.setattr(_winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(_winograd, "CHUNK_BYTES", 1 << 14)
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """Counts the convolutions that took the Winograd path."""
+    calls = []
+    forward = _winograd.forward
+    monkeypatch.setattr(_winograd, "forward", lambda *a: calls.append(1) or forward(*a))
+    return calls
+
+
+def _arr(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("n,c,o,h,w,pad", [
+    (3, 5, 4, 9, 7, 1), (2, 3, 2, 8, 8, 0), (2, 3, 4, 6, 11, 2), (5, 2, 3, 4, 4, 1),
+    (2, 4, 3, 1, 5, 1), (1, 6, 7, 13, 13, 1), (4, 3, 5, 12, 3, 0)])
+def test_matches_torch_and_finite_differences(small, taken, n, c, o, h, w, pad):
+    rng = np.random.default_rng(n * 100 + h * 10 + w)
+    x, wt, b = _arr(rng, n, c, h, w), _arr(rng, o, c, 3, 3), _arr(rng, o)
+    check_against_torch(lambda a, k, z: F.conv2d(a, k, z, padding=pad),
+                        lambda a, k, z: T.conv2d(a, k, z, padding=pad), [x, wt, b])
+    assert len(taken) == 2  # the forward, and the input gradient (the same transforms)
+    gradcheck(lambda a, k: F.conv2d(a, k, padding=pad), [x[:2, :, :6, :6], wt * 0.5])
+
+
+@pytest.mark.parametrize("pads", [(0, 2, 1, 0), (2, 0, 0, 1), (1, 2, 2, 0)])
+def test_asymmetric_padding(small, taken, pads):
+    # (top, bottom, left, right): the input gradient pads the gradient by 2 - each side
+    rng = np.random.default_rng(sum(pads))
+    x, wt = _arr(rng, 2, 3, 7, 6, dtype=np.float64), _arr(rng, 4, 3, 3, 3, dtype=np.float64)
+    top, bottom, left, right = pads
+
+    def ours(a, k):
+        return conv._apply(conv.Conv2d, a, k, None, stride=(1, 1), pads=pads, dilation=(1, 1),
+                           groups=1)
+
+    def theirs(a, k):
+        return T.conv2d(T.pad(a, (left, right, top, bottom)), k)
+
+    check_against_torch(ours, theirs, [x, wt], rtol=1e-10, atol=1e-12)
+    gradcheck(ours, [x, wt])
+    assert taken
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_over_threads(small, monkeypatch, threads):
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: threads)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    rng = np.random.default_rng(threads)
+    x, wt = _arr(rng, 5, 3, 10, 9), _arr(rng, 4, 3, 3, 3)
+    check_against_torch(lambda a, k: F.conv2d(a, k, padding=1),
+                        lambda a, k: T.conv2d(a, k, padding=1), [x, wt])
+
+
+def test_same_as_im2col_and_only_what_is_asked(small, monkeypatch):
+    # float32 within a few 1e-6 of the im2col path; unbatched input; gradients only where needed
+    rng = np.random.default_rng(7)
+    x, wt = _arr(rng, 3, 6, 11, 9), _arr(rng, 5, 6, 3, 3)
+    outs = []
+    for on in (True, False):
+        monkeypatch.setattr(_winograd, "ENABLED", on)
+        a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
+        y = F.conv2d(a, k, padding=1)
+        (y * y).sum().backward()
+        outs.append((y.data, a.grad.data, k.grad.data))
+    for ours, ref in zip(*outs):
+        assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
+    monkeypatch.setattr(_winograd, "ENABLED", True)
+    check_against_torch(lambda a, k: F.conv2d(a, k, padding=1),
+                        lambda a, k: T.conv2d(a, k, padding=1), [x[0], wt])  # (C, H, W)
+    k = fv.tensor(wt, requires_grad=True)
+    F.conv2d(fv.tensor(x), k, padding=1).sum().backward()  # the input needs no gradient
+    a = fv.tensor(x, requires_grad=True)
+    F.conv2d(a, fv.tensor(wt), padding=1).sum().backward()  # the weight needs none
+    ref_x = torch.tensor(x, requires_grad=True)
+    ref_k = torch.tensor(wt, requires_grad=True)
+    T.conv2d(ref_x, ref_k, padding=1).sum().backward()
+    np.testing.assert_allclose(k.grad.data, ref_k.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a.grad.data, ref_x.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kw,why", [
+    (dict(stride=2), "stride"), (dict(dilation=2, padding=2), "dilation"),
+    (dict(groups=2), "groups"), (dict(padding=3), "padding over 2"), ("5x5", "kernel")])
+def test_other_convolutions_keep_im2col(taken, kw, why):
+    rng = np.random.default_rng(1)
+    x = _arr(rng, 2, 16, 12, 12)
+    if kw == "5x5":
+        wt, kw = _arr(rng, 16, 16, 5, 5), {}
+    else:
+        wt = _arr(rng, 16, 16 // kw.get("groups", 1), 3, 3)
+    F.conv2d(fv.tensor(x), fv.tensor(wt), **kw)
+    assert not taken, why
+
+
+def test_channel_threshold_and_numba_missing(taken, monkeypatch):
+    rng = np.random.default_rng(2)
+    wide, thin = _arr(rng, 16, 16, 3, 3), _arr(rng, 16, 15, 3, 3)
+    F.conv2d(fv.tensor(_arr(rng, 2, 15, 8, 8)), fv.tensor(thin), padding=1)
+    assert not taken  # 15 input channels: under MIN_CHANNELS
+    x = _arr(rng, 2, 16, 8, 8)
+    ref = T.conv2d(torch.tensor(x), torch.tensor(wide), padding=1).numpy()
+    out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
+    assert len(taken) == 1 and np.abs(out - ref).max() < 1e-4
+    monkeypatch.setitem(_winograd._state, "kernels", None)  # as without numba
+    out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
+    assert len(taken) == 1 and np.abs(out - ref).max() < 1e-4
