@@ -7,10 +7,10 @@ inside it (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 20
 convolution becomes 36 independent products ``U[k] (O x C) @ V[k] (C x tiles)``, one per tile
 position k: 36 multiply-adds per 16 outputs per channel pair where im2col needs 9 per output, and
 the transformed input is 2.25x the input where im2col's columns are 9x. The backward uses the
-same pieces: for stride 1 the input gradient is itself such a convolution (of the gradient, padded
-by 2 minus the padding, with the kernels flipped and the channels swapped), and the weight
-gradient is ``G^T dU G`` with ``dU[k] = sum over tiles of (A dY A^T)[k] V[k]^T``: 36 products
-whose inner dimension is the number of tiles (long, so BLAS runs them well).
+same pieces transposed, sharing ``dM = A dY A^T`` of the output gradient dY: the input gradient
+is ``B dV B^T`` of ``dV[k] = U[k]^T dM[k]``, added back at each tile's place, and the weight
+gradient is ``G^T dU G`` with ``dU[k] = sum over tiles of dM[k] V[k]^T``: 36 products whose inner
+dimension is the number of tiles (long, so BLAS runs them well).
 
 How. The transforms are loops over 6x6 tiles, which NumPy cannot express without passes several
 times the data's size, so they are compiled with numba (``_winograd_kernels``; ``cache=True``:
@@ -23,10 +23,12 @@ by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float
 
 When. ``suits`` says where it is used: 3x3 kernels, stride 1, no dilation, no groups, padding at
 most 2 on each side, at least ``MIN_CHANNELS`` input and output channels (below that the 36
-products are too thin for BLAS), numba importable, and ``ENABLED``. Measured per layer on
-128-sample batches, 2 threads, forward + backward against im2col (benchmarks/RESULTS.md,
-2026-11-28): 16->16 at 32x32 1.24x, 32->32 at 16x16 1.15x, 64->64 at 8x8 1.93x, 32->32 at 28x28
-1.32x, 32->64 at 14x14 1.24x, 64->64 at 14x14 1.56x.
+products are too thin for BLAS), numba importable, and ``ENABLED``. Measured on 128-sample
+batches, 2 threads, against im2col (benchmarks/RESULTS.md, 2026-11-28), forward + backward per
+layer: 16->16 at 32x32 1.24x, 32->32 at 16x16 1.15x, 64->64 at 8x8 1.93x, 32->32 at 28x28 1.32x,
+32->64 at 14x14 1.24x, 64->64 at 14x14 1.56x (with the input gradient still taken as a second
+Winograd convolution; sharing dM as above made the backward another 1.06-1.28x faster); whole
+training steps cnn-bn 1.34x, resnet20 1.45-1.49x, inference 1.24-1.49x.
 """
 from __future__ import annotations
 
@@ -109,35 +111,41 @@ def forward(x, u, top: int, left: int, out_hw):
     return out
 
 
-def input_grad(g, w, top: int, left: int, in_hw):
-    """dL/dx of the stride-1 convolution of x (padding top / left) with w (O, C, 3, 3), from its
-    output gradient g: the correlation of g, padded by 2 - padding, with the flipped kernels."""
-    wf = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, 3, 3)
-    return forward(g, transform_weight(wf), 2 - top, 2 - left, in_hw)
-
-
-def weight_grad(x, g, top: int, left: int):
-    """dL/dw (O, C, 3, 3) of the stride-1 convolution of x (padding top / left) from its output
-    gradient g: G^T dU G with dU[k] = sum over the tiles of (A dY A^T)[k] V[k]^T."""
+def backward(x, g, u, top: int, left: int, in_hw, need_x: bool, need_w: bool):
+    """The input gradient (N, C, *in_hw) and the weight gradient (O, C, 3, 3) of the stride-1
+    convolution of x (padding top / left; None when the weight needs no gradient) with transformed
+    weight u, from its output gradient g, in one pass over the chunks sharing dM = A dY A^T:
+    dV = U^T dM goes back onto the input through B dV B^T, and dU = sum over tiles of dM V^T
+    gives dw = G^T dU G."""
     k = _kernels()
-    x, g = xp.ascontiguousarray(x), xp.ascontiguousarray(g)
-    n, c = x.shape[:2]
-    o, oh, ow = g.shape[1:]
+    g = xp.ascontiguousarray(g)
+    x = xp.ascontiguousarray(x) if need_w else None
+    n, o, oh, ow = g.shape
+    c = u.shape[2]
     th, tw = _tiles(oh, ow)
-    step = _step(n, c, o, th * tw, x.itemsize)
-    v = xp.empty((36, c, step * th * tw), dtype=x.dtype)
-    dm = xp.empty((36, o, step * th * tw), dtype=x.dtype)
-    du = xp.zeros((36, o, c), dtype=x.dtype)
-    part = xp.empty_like(du)
+    step = _step(n, c, o, th * tw, g.itemsize)
+    v = xp.empty((36, c, step * th * tw), dtype=g.dtype)
+    dm = xp.empty((36, o, step * th * tw), dtype=g.dtype)
+    gx = xp.empty((n, c) + tuple(in_hw), dtype=g.dtype) if need_x else None
+    du = xp.zeros((36, o, c), dtype=g.dtype) if need_w else None
+    part = xp.empty((36, o, c), dtype=g.dtype)
+    ut = u.transpose(0, 2, 1)
     for s in range(0, n, step):
         e = min(n, s + step)
         t = (e - s) * th * tw
         vs, ms = v[:, :, :t], dm[:, :, :t]
-        _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
         _planes(k.output_adjoint, (e - s) * o, ms.nbytes, g[s:e], th, tw, ms)
-        du += xp.matmul(ms, vs.transpose(0, 2, 1), out=part)
-    gm = xp.asarray(_G, dtype=x.dtype)
-    return gm.T @ du.transpose(1, 2, 0).reshape(o, c, 6, 6) @ gm
+        if need_w:
+            _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
+            du += xp.matmul(ms, vs.transpose(0, 2, 1), out=part)
+        if need_x:
+            xp.matmul(ut, ms, out=vs)
+            _planes(k.input_adjoint, (e - s) * c, vs.nbytes, vs, top, left, th, tw, gx[s:e])
+    gw = None
+    if need_w:
+        gm = xp.asarray(_G, dtype=g.dtype)
+        gw = gm.T @ du.transpose(1, 2, 0).reshape(o, c, 6, 6) @ gm
+    return gx, gw
 
 
 def warm() -> str:
@@ -147,7 +155,6 @@ def warm() -> str:
         return "Winograd convolutions: numba is not installed, 3x3 convolutions use im2col"
     for dt in (xp.float32, xp.float64):
         x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 3, 3), dtype=dt)
-        g = forward(x, transform_weight(w), 1, 1, (4, 4))
-        input_grad(g, w, 1, 1, (4, 4))
-        weight_grad(x, g, 1, 1)
+        u = transform_weight(w)
+        backward(x, forward(x, u, 1, 1, (4, 4)), u, 1, 1, (4, 4), True, True)
     return "Winograd convolutions: numba transforms compiled"

@@ -123,3 +123,55 @@ def output_adjoint(g, th, tw, dm, lo, hi):
                     v0, v1, v2, v3, v4, v5 = a_(ta[s], ta[s + 1], ta[s + 2], ta[s + 3])
                     dm[6 * a, ch, k], dm[6 * a + 1, ch, k], dm[6 * a + 2, ch, k] = v0, v1, v2
                     dm[6 * a + 3, ch, k], dm[6 * a + 4, ch, k], dm[6 * a + 5, ch, k] = v3, v4, v5
+
+
+@inline
+def b_(e0, e1, e2, e3, e4, e5):  # B (6x6) = (B^T)^T applied to 6 values
+    return (4 * e0, -4 * e1 + 4 * e2 - 2 * e3 + 2 * e4 + 4 * e5, -5 * e0 - 4 * e1 - 4 * e2 - e3 - e4,
+            e1 - e2 + 2 * e3 - 2 * e4 - 5 * e5, e0 + e1 + e2 + e3 + e4, e5)
+
+
+@jit
+def input_adjoint(dv, top, left, th, tw, dx, lo, hi):
+    """dx = the sum over tiles of B dV B^T, each added at its tile's place on the padded plane
+    (neighbouring tiles overlap by 2 rows / columns), then the unpadded part: the transpose of
+    input_transform. One plane at a time, so overlapping adds never race."""
+    c, h, w = dx.shape[1], dx.shape[2], dx.shape[3]
+    hp, wp = 4 * th + 2, 4 * tw + 2
+    pl = np.empty((hp, wp), dtype=dx.dtype)
+    t = np.empty((6, wp), dtype=dx.dtype)
+    for p in range(lo, hi):
+        i, ch = p // c, p % c
+        pl[:] = 0.0
+        base = i * th * tw
+        for ty in range(th):
+            t[:] = 0.0
+            for a in range(6):  # B^T along each tile's rows, added onto the tile row's band
+                ta = t[a]
+                for tx in range(tw):
+                    s, k = 4 * tx, base + ty * tw + tx
+                    e0, e1, e2, e3, e4, e5 = b_(dv[6 * a, ch, k], dv[6 * a + 1, ch, k],
+                                                dv[6 * a + 2, ch, k], dv[6 * a + 3, ch, k],
+                                                dv[6 * a + 4, ch, k], dv[6 * a + 5, ch, k])
+                    ta[s] += e0
+                    ta[s + 1] += e1
+                    ta[s + 2] += e2
+                    ta[s + 3] += e3
+                    ta[s + 4] += e4
+                    ta[s + 5] += e5
+            r0, r1, r2 = pl[4 * ty], pl[4 * ty + 1], pl[4 * ty + 2]
+            r3, r4, r5 = pl[4 * ty + 3], pl[4 * ty + 4], pl[4 * ty + 5]
+            for xx in range(wp):  # then B down the columns, every x at once
+                d0, d1, d2, d3, d4, d5 = b_(t[0, xx], t[1, xx], t[2, xx], t[3, xx], t[4, xx],
+                                            t[5, xx])
+                r0[xx] += d0
+                r1[xx] += d1
+                r2[xx] += d2
+                r3[xx] += d3
+                r4[xx] += d4
+                r5[xx] += d5
+        dst = dx[i, ch]
+        for yy in range(h):
+            row, q = pl[yy + top], dst[yy]
+            for xx in range(w):
+                q[xx] = row[xx + left]

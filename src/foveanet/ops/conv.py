@@ -157,8 +157,9 @@ class Conv2d(Function):
         self.winograd = _winograd.suits(x, w, stride, pads, dilation, groups)
         nx, nw = self.needs_input_grad[:2]
         if self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
-            out = _winograd.forward(x, _winograd.transform_weight(w), top, left, (oh, ow))
-            self.x, self.w, self.xpad = (x if nw else None), w, None
+            self.u = _winograd.transform_weight(w)
+            out = _winograd.forward(x, self.u, top, left, (oh, ow))
+            self.x, self.xpad = (x if nw else None), None
         else:
             xpad = pad_array(x, top, bottom, left, right)
             wm = w.reshape(groups, o // groups, cg * kh * kw)
@@ -179,8 +180,7 @@ class Conv2d(Function):
         gx = gw = gb = None
         if self.winograd:
             top, _, left, _ = self.pads
-            gx = _winograd.input_grad(g, self.w, top, left, self.x_shape[2:]) if nx else None
-            gw = _winograd.weight_grad(self.x, g, top, left) if nw else None
+            gx, gw = _winograd.backward(self.x, g, self.u, top, left, self.x_shape[-2:], nx, nw)
             gb = g.sum(axis=(0, 2, 3)) if nb else None
             return (gx[0] if nx and self.unbatched else gx), gw, gb
         groups, wm = self.groups, self.wm
