@@ -6,6 +6,7 @@ import pytest
 import foveanet as fv
 from foveanet import nn
 from foveanet.interop.optimize import InferenceModel, OptimizationError
+from foveanet.ops import _winograd
 
 
 def _randomise_bn(model, seed=0):
@@ -77,6 +78,8 @@ def test_zoo_models_same_outputs_any_batch(name, options, shape, folded, affine,
     assert f"{folded} BN folded" in repr(opt) and f"{relus} ReLU fused" in repr(opt)
     assert f"{opt.stats['steps']} steps" in repr(opt)
     assert opt.stats["steps"] < opt.stats["nodes"]
+    if name in ("cnn_bn", "resnet20") and _winograd._kernels() is not None:
+        assert "winograd" in opt.describe()  # its 3x3 layers with >= 16 channels
 
 
 @pytest.mark.slow
