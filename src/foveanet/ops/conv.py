@@ -12,6 +12,10 @@ these steps in cache-sized chunks (see ``CHUNK_BYTES``); where the per-sample pr
 are split over the engine's threads (``_parallel``). A transposed convolution is the same two
 pieces used the other way round: its forward is the convolution's input-gradient (product, then
 col2im) and its input-gradient is a convolution (im2col, then product).
+
+3x3 stride-1 convolutions with at least 16 channels each way go another way when numba is
+installed: Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``, chosen in
+``Conv2d.forward`` by ``_winograd.suits``).
 """
 from __future__ import annotations
 
