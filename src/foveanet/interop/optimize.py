@@ -842,10 +842,10 @@ def _make_step(op, b, runtime, writable_after, i):
         stride, pads, dilation = p["stride"], p["pads"], p["dilation"]
 
         w4 = wm.reshape(wm.shape[0], -1, *kernel)
-        # 3x3 stride-1 layers as in training: Winograd F(4x4, 3x3) on the folded weights (ops/
-        # _winograd.py; the weight given as x too: the plan runs in the weights' dtype)
+        # 3x3 stride-1 layers as in training: Winograd F(4x4, 3x3) on the folded weights
+        # (ops/_winograd.py), for inputs of the weights' dtype
         u = _winograd.transform_weight(w4) if \
-            _winograd.suits(w4, w4, stride, pads, dilation, 1) else None
+            _winograd.suits(w4.dtype, w4.shape, stride, pads, dilation, 1) else None
 
         def conv(x):
             if u is not None and x.dtype == u.dtype:

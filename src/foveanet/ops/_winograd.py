@@ -15,20 +15,21 @@ dimension is the number of tiles (long, so BLAS runs them well).
 How. The transforms are loops over 6x6 tiles, which NumPy cannot express without passes several
 times the data's size, so they are compiled with numba (``_winograd_kernels``; ``cache=True``:
 the first convolution on a machine waits ~4 s for the compile, later processes ~0.5 s to load
-it). They take one (sample, channel) plane at a time, run on slices of the planes on the engine's threads (``_parallel.split``; numba's own
-thread pool is not used), and read the input through a zeroed plane buffer so that padding costs
-no pass of its own. The batch goes through in chunks of ``CHUNK_BYTES`` of transformed arrays
-(larger than the CPU cache: long products pay more than cached ones here). Products stay in NumPy's BLAS. float32 results differ from im2col's
-by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float64's by 1e-15.
+it). They take one (sample, channel) plane at a time, run on slices of the planes on the
+engine's threads (``_parallel.split``; numba's own thread pool is not used), and read the input
+through a zeroed plane buffer so that padding costs no pass of its own. The batch goes through
+in chunks of ``CHUNK_BYTES`` of transformed arrays (larger than the CPU cache: long products pay
+more than cached ones here). Products stay in NumPy's BLAS. float32 results differ from
+im2col's by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float64's
+by 1e-15.
 
 When. ``suits`` says where it is used: 3x3 kernels, stride 1, no dilation, no groups, padding at
 most 2 on each side, at least ``MIN_CHANNELS`` input and output channels (below that the 36
 products are too thin for BLAS), numba importable, and ``ENABLED``. Measured on 128-sample
 batches, 2 threads, against im2col (benchmarks/RESULTS.md, 2026-11-28), forward + backward per
 layer: 16->16 at 32x32 1.24x, 32->32 at 16x16 1.15x, 64->64 at 8x8 1.93x, 32->32 at 28x28 1.32x,
-32->64 at 14x14 1.24x, 64->64 at 14x14 1.56x (with the input gradient still taken as a second
-Winograd convolution; sharing dM as above made the backward another 1.06-1.28x faster); whole
-training steps cnn-bn 1.34x, resnet20 1.45-1.49x, inference 1.24-1.49x.
+32->64 at 14x14 1.24x, 64->64 at 14x14 1.56x, before the backward shared dM (another 1.06-1.28x
+on the backward); whole training steps cnn-bn 1.34x, resnet20 1.45-1.49x, inference 1.24-1.49x.
 """
 from __future__ import annotations
 
@@ -66,12 +67,13 @@ def _kernels():
     return _state["kernels"]
 
 
-def suits(x, w, stride, pads, dilation, groups) -> bool:
-    """Whether conv2d(x, w) takes the Winograd path (see the module's docstring)."""
-    o, c, kh, kw = w.shape
+def suits(dtype, w_shape, stride, pads, dilation, groups) -> bool:
+    """Whether a convolution of that dtype and weight shape (O, C/groups, KH, KW) takes the
+    Winograd path (see the module's docstring)."""
+    o, c, kh, kw = w_shape
     return ENABLED and (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and \
         tuple(dilation) == (1, 1) and groups == 1 and min(o, c) >= MIN_CHANNELS and \
-        max(pads) <= 2 and x.dtype in (xp.float32, xp.float64) and _kernels() is not None
+        max(pads) <= 2 and dtype in (xp.float32, xp.float64) and _kernels() is not None
 
 
 def _tiles(oh: int, ow: int):
@@ -114,7 +116,7 @@ def forward(x, u, top: int, left: int, out_hw):
         vs, ms = v[:, :, :t], m[:, :, :t]
         _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
         xp.matmul(u, vs, out=ms)
-        _planes(k.output_transform, (e - s) * o, vs.nbytes, ms, th, tw, out[s:e])
+        _planes(k.output_transform, (e - s) * o, ms.nbytes, ms, th, tw, out[s:e])
     return out
 
 

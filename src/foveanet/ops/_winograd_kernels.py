@@ -127,8 +127,9 @@ def output_adjoint(g, th, tw, dm, lo, hi):
 
 @inline
 def b_(e0, e1, e2, e3, e4, e5):  # B (6x6) = (B^T)^T applied to 6 values
-    return (4 * e0, -4 * e1 + 4 * e2 - 2 * e3 + 2 * e4 + 4 * e5, -5 * e0 - 4 * e1 - 4 * e2 - e3 - e4,
-            e1 - e2 + 2 * e3 - 2 * e4 - 5 * e5, e0 + e1 + e2 + e3 + e4, e5)
+    return (4 * e0, -4 * e1 + 4 * e2 - 2 * e3 + 2 * e4 + 4 * e5,
+            -5 * e0 - 4 * e1 - 4 * e2 - e3 - e4, e1 - e2 + 2 * e3 - 2 * e4 - 5 * e5,
+            e0 + e1 + e2 + e3 + e4, e5)
 
 
 @jit

@@ -158,7 +158,7 @@ class Conv2d(Function):
         oh, ow = out_size(hp, kh, stride[0], dilation[0]), out_size(wp, kw, stride[1], dilation[1])
         self.geom = ((kh, kw), stride, dilation, (oh, ow))
         self.pointwise = kh == kw == 1 and stride == (1, 1)
-        self.winograd = _winograd.suits(x, w, stride, pads, dilation, groups)
+        self.winograd = _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
         nx, nw = self.needs_input_grad[:2]
         if self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
             self.u = _winograd.transform_weight(w)
