@@ -32,7 +32,7 @@ def a_(g0, g1, g2, g3):  # A (6x4) applied to 4 values
 
 @jit
 def input_transform(x, top, left, th, tw, v, lo, hi):
-    """v[6a + b, c, tile] = (B^T d B)[a, b], d the 6x6 patch at (4 ty, 4 tx) of the plane
+    """v[6a + b, tile, c] = (B^T d B)[a, b], d the 6x6 patch at (4 ty, 4 tx) of the plane
     zero-padded by top / left (and past its far edges)."""
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     hp, wp = 4 * th + 2, 4 * tw + 2
@@ -60,8 +60,8 @@ def input_transform(x, top, left, th, tw, v, lo, hi):
                     s, k = 4 * tx, base + ty * tw + tx
                     v0, v1, v2, v3, v4, v5 = bt(ta[s], ta[s + 1], ta[s + 2], ta[s + 3],
                                                 ta[s + 4], ta[s + 5])
-                    v[6 * a, ch, k], v[6 * a + 1, ch, k], v[6 * a + 2, ch, k] = v0, v1, v2
-                    v[6 * a + 3, ch, k], v[6 * a + 4, ch, k], v[6 * a + 5, ch, k] = v3, v4, v5
+                    v[6 * a, k, ch], v[6 * a + 1, k, ch], v[6 * a + 2, k, ch] = v0, v1, v2
+                    v[6 * a + 3, k, ch], v[6 * a + 4, k, ch], v[6 * a + 5, k, ch] = v3, v4, v5
 
 
 @jit
@@ -75,8 +75,8 @@ def output_transform(m, th, tw, out, lo, hi):
         i, ch = p // o, p % o
         b0, b1 = i * nk, (i + 1) * nk
         for b in range(6):  # A^T down the columns of every tile of the plane at once
-            r0, r1, r2 = m[b, ch, b0:b1], m[6 + b, ch, b0:b1], m[12 + b, ch, b0:b1]
-            r3, r4, r5 = m[18 + b, ch, b0:b1], m[24 + b, ch, b0:b1], m[30 + b, ch, b0:b1]
+            r0, r1, r2 = m[b, b0:b1, ch], m[6 + b, b0:b1, ch], m[12 + b, b0:b1, ch]
+            r3, r4, r5 = m[18 + b, b0:b1, ch], m[24 + b, b0:b1, ch], m[30 + b, b0:b1, ch]
             for k in range(nk):
                 s[0, b, k], s[1, b, k], s[2, b, k], s[3, b, k] = at(
                     r0[k], r1[k], r2[k], r3[k], r4[k], r5[k])
@@ -98,7 +98,7 @@ def output_transform(m, th, tw, out, lo, hi):
 
 @jit
 def output_adjoint(g, th, tw, dm, lo, hi):
-    """dm[6a + b, o, tile] = (A dY A^T)[a, b] of every 4x4 block dY of the gradient (zero past
+    """dm[6a + b, tile, o] = (A dY A^T)[a, b] of every 4x4 block dY of the gradient (zero past
     its far edges): the transpose of output_transform."""
     o, oh, ow = g.shape[1], g.shape[2], g.shape[3]
     pl = np.zeros((4 * th, 4 * tw), dtype=g.dtype)
@@ -121,8 +121,8 @@ def output_adjoint(g, th, tw, dm, lo, hi):
                 for tx in range(tw):
                     s, k = 4 * tx, base + ty * tw + tx
                     v0, v1, v2, v3, v4, v5 = a_(ta[s], ta[s + 1], ta[s + 2], ta[s + 3])
-                    dm[6 * a, ch, k], dm[6 * a + 1, ch, k], dm[6 * a + 2, ch, k] = v0, v1, v2
-                    dm[6 * a + 3, ch, k], dm[6 * a + 4, ch, k], dm[6 * a + 5, ch, k] = v3, v4, v5
+                    dm[6 * a, k, ch], dm[6 * a + 1, k, ch], dm[6 * a + 2, k, ch] = v0, v1, v2
+                    dm[6 * a + 3, k, ch], dm[6 * a + 4, k, ch], dm[6 * a + 5, k, ch] = v3, v4, v5
 
 
 @inline
@@ -151,9 +151,9 @@ def input_adjoint(dv, top, left, th, tw, dx, lo, hi):
                 ta = t[a]
                 for tx in range(tw):
                     s, k = 4 * tx, base + ty * tw + tx
-                    e0, e1, e2, e3, e4, e5 = b_(dv[6 * a, ch, k], dv[6 * a + 1, ch, k],
-                                                dv[6 * a + 2, ch, k], dv[6 * a + 3, ch, k],
-                                                dv[6 * a + 4, ch, k], dv[6 * a + 5, ch, k])
+                    e0, e1, e2, e3, e4, e5 = b_(dv[6 * a, k, ch], dv[6 * a + 1, k, ch],
+                                                dv[6 * a + 2, k, ch], dv[6 * a + 3, k, ch],
+                                                dv[6 * a + 4, k, ch], dv[6 * a + 5, k, ch])
                     ta[s] += e0
                     ta[s + 1] += e1
                     ta[s + 2] += e2
