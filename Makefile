@@ -12,14 +12,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# the second line compiles the Winograd transforms (numba, cached: ~4 s once, then ~0.5 s)
+# the second line compiles the Winograd transforms and the direct convolution (numba, cached:
+# ~6 s once, then ~1 s)
 install: $(PY)
 	$(PIP) install --quiet -e '.[train]'
-	$(PY) -c 'from foveanet.ops import _winograd; print(_winograd.warm())'
+	$(PY) -c 'from foveanet.ops import warm; print(warm())'
 
 install-test: $(PY)
 	$(PIP) install --quiet -e '.[test]'
-	$(PY) -c 'from foveanet.ops import _winograd; print(_winograd.warm())'
+	$(PY) -c 'from foveanet.ops import warm; print(warm())'
 
 # Fashion-MNIST: found locally (see foveanet.data), else Debian's package when we are root on
 # Debian, else downloaded (with checksums) by `foveanet train --download`.

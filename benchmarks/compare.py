@@ -399,10 +399,10 @@ def memory_child(lib, name, steps, threads):
         torch.set_num_threads(threads)
         runner = TorchRunner(name, torch_model(name), x, y, xi)
     else:
-        from foveanet.ops import _winograd
+        from foveanet.ops import warm
 
         runner = FvRunner(name, fv_model(name), x, y, xi)
-        _winograd.warm()  # load numba and the compiled kernels (~135 MiB) as torch loads its own
+        warm()  # load numba and the compiled kernels (~140 MiB) as torch loads its own
     gc.collect()
     setup_peak = _peak_rss_kib()
     try:

@@ -1,5 +1,9 @@
 """conv2d and conv_transpose2d against PyTorch (forward and every gradient, float32) and against
-finite differences (float64), over property-generated shapes and options, plus the error messages."""
+finite differences (float64), over property-generated shapes and options, plus the error messages.
+The properties run twice for conv2d: through im2col, and with the compiled direct path on (which
+takes the stride-1, few-channel cases; see test_ops_direct.py for its own checks)."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import foveanet as fv
+from foveanet.ops import _direct
 from foveanet.ops import conv as conv_module
 
 F = fv.nn.functional
@@ -17,6 +22,26 @@ T = torch.nn.functional
 MORE = settings(max_examples=5 * settings.default.max_examples)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
+
+PATHS = ["im2col"] + (["direct"] if _direct._kernels() is not None else [])
+
+
+@contextlib.contextmanager
+def _path(name):
+    """Convolutions through im2col only, or with the direct path allowed where it suits."""
+    before = _direct.ENABLED
+    _direct.ENABLED = name == "direct"
+    try:
+        yield
+    finally:
+        _direct.ENABLED = before
+
+
+@pytest.fixture
+def im2col():
+    """For the tests of im2col's own choices: the direct path off."""
+    with _path("im2col"):
+        yield
 
 
 def _arr(rng, *shape, dtype=np.float32):
@@ -91,20 +116,25 @@ def _convt_kwargs(case):
 
 
 # ------------------------------------------------------------------------------------- conv2d
+@pytest.mark.parametrize("path", PATHS)
 @MORE
 @given(conv_cases())
-def test_conv2d_matches_torch(case):
+def test_conv2d_matches_torch(path, case):
     kw = _conv_kwargs(case)
-    check_against_torch(lambda *a: F.conv2d(*a, **kw), lambda *a: T.conv2d(*a, **kw), _inputs(case))
+    with _path(path):
+        check_against_torch(lambda *a: F.conv2d(*a, **kw), lambda *a: T.conv2d(*a, **kw),
+                            _inputs(case))
 
 
+@pytest.mark.parametrize("path", PATHS)
 @MORE
 @given(conv_cases(max_hw=5, max_c=2), st.integers(0, 2))
-def test_conv2d_gradcheck(case, which):
+def test_conv2d_gradcheck(path, case, which):
     kw = _conv_kwargs(case)
     inputs = _inputs(case, np.float64)
     wrt = [which] if which < len(inputs) else None  # one input per example keeps it fast
-    gradcheck(lambda *a: F.conv2d(*a, **kw), inputs, wrt=wrt)
+    with _path(path):
+        gradcheck(lambda *a: F.conv2d(*a, **kw), inputs, wrt=wrt)
 
 
 @pytest.mark.parametrize("k,dilation", [((2, 2), 1), ((4, 3), 1), ((2, 3), 2), ((3, 3), 3), ((1, 4), (1, 2))])
@@ -138,7 +168,7 @@ def test_conv2d_partial_gradients(grad):
 
 @pytest.mark.parametrize("as_conv", [True, False])
 @pytest.mark.parametrize("cin,cout,k,pad", [(2, 5, 5, 0), (4, 2, 3, 1), (3, 3, 3, 1), (2, 4, (3, 2), (2, 1))])
-def test_conv2d_input_grad_both_ways(monkeypatch, as_conv, cin, cout, k, pad):
+def test_conv2d_input_grad_both_ways(im2col, monkeypatch, as_conv, cin, cout, k, pad):
     # stride 1: the input gradient is a convolution of the gradient or GEMM + col2im, chosen by
     # size; both ways must give PyTorch's gradients, whichever the choice would be
     monkeypatch.setattr(conv_module.Conv2d, "_input_grad_is_a_conv",
@@ -152,7 +182,7 @@ def test_conv2d_input_grad_both_ways(monkeypatch, as_conv, cin, cout, k, pad):
 
 
 @pytest.mark.parametrize("chunk_bytes", [1, 5000, 1 << 30])
-def test_conv_batch_chunks(monkeypatch, chunk_bytes):
+def test_conv_batch_chunks(im2col, monkeypatch, chunk_bytes):
     # the batch is processed in cache-sized chunks: one sample each, a few, all at once
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(3)
@@ -167,7 +197,7 @@ def test_conv_batch_chunks(monkeypatch, chunk_bytes):
 
 @pytest.mark.parametrize("wide_macs", [0, 1 << 40], ids=["per-sample", "side-by-side"])
 @pytest.mark.parametrize("as_conv", [False, True])
-def test_conv2d_both_product_layouts(monkeypatch, wide_macs, as_conv):
+def test_conv2d_both_product_layouts(im2col, monkeypatch, wide_macs, as_conv):
     # small per-sample products run as one product over a chunk's samples side by side, larger
     # ones per sample: both layouts (and both input-gradient ways) give PyTorch's results
     monkeypatch.setattr(conv_module, "WIDE_MACS", wide_macs)
@@ -305,11 +335,13 @@ def test_conv_errors(call, exc, match):
     dict(padding="same"), dict(padding="valid"), dict(padding="same", dilation=(2, 1)),
     dict(dilation=2, padding=1), dict(groups=2), dict(groups=2, stride=2, padding=1),
 ])
-def test_conv2d_gradcheck_options(kw):
+@pytest.mark.parametrize("path", PATHS)
+def test_conv2d_gradcheck_options(kw, path):
     rng = np.random.default_rng(6)
     x, w, b = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((2, 2 // kw.get("groups", 1), 2, 3)), \
         rng.standard_normal(2)
-    gradcheck(lambda *a: F.conv2d(*a, **kw), [x, w, b])
+    with _path(path):
+        gradcheck(lambda *a: F.conv2d(*a, **kw), [x, w, b])
 
 
 @pytest.mark.parametrize("kw", [

@@ -10,7 +10,7 @@ from helpers import check_against_torch, gradcheck
 
 import foveanet as fv
 import foveanet.nn.functional as F
-from foveanet.ops import _parallel, _winograd, conv
+from foveanet.ops import _parallel, _util, _winograd, conv
 
 T = torch.nn.functional
 
@@ -129,6 +129,6 @@ def test_channel_threshold_and_numba_missing(taken, monkeypatch):
     ref = T.conv2d(torch.tensor(x), torch.tensor(wide), padding=1).numpy()
     out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-4
-    monkeypatch.setitem(_winograd._state, "kernels", None)  # as without numba
+    monkeypatch.setitem(_util._compiled, "_winograd_kernels", None)  # as without numba
     out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-4

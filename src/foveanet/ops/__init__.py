@@ -19,3 +19,11 @@ from .reduction import (amax, amin, argmax, argmin, logsumexp, max, mean, min, n
                         var)
 from .shape import (broadcast_to, cat, chunk, concatenate, expand, flatten, getitem, index_arrays,  # noqa: F401
                     pad, permute, reshape, split, squeeze, stack, t, transpose, unbind, unsqueeze, view)
+
+
+def warm() -> str:
+    """Compile (or load from numba's disk cache) the optional compiled kernels, Winograd's and the
+    direct convolution's, for float32 and float64: ``make install`` runs this, so that no training
+    run waits for a compile. One line per kernel module."""
+    from . import _direct, _winograd
+    return "\n".join((_winograd.warm(), _direct.warm()))

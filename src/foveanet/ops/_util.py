@@ -1,6 +1,8 @@
 """Small helpers shared by the primitives: operand conversion, un-broadcasting, axis handling."""
 from __future__ import annotations
 
+import importlib
+
 from ..autograd import Tensor
 from ..backend import xp
 from . import _parallel
@@ -124,3 +126,17 @@ def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
 
     _parallel.split(part, x.shape[0], out.nbytes)
     return out
+
+
+_compiled: dict = {}
+
+
+def compiled(name: str):
+    """The numba kernel module ``foveanet.ops.<name>`` (compiled or loaded from numba's disk cache
+    when first used), or None when numba cannot be imported: the compiled paths are optional."""
+    if name not in _compiled:
+        try:
+            _compiled[name] = importlib.import_module(f"{__package__}.{name}")
+        except ImportError:
+            _compiled[name] = None
+    return _compiled[name]

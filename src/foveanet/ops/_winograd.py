@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from ..backend import xp
 from . import _parallel
+from ._util import compiled
 
 ENABLED = True     # tests and A/B runs switch the path off here
 # input and output channels both at least this: cnn-bn's 1->32 and resnet20's 3->16 layers that
@@ -54,20 +55,9 @@ CHUNK_BYTES = 16 << 20
 _G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
       (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
 
-_state: dict = {"kernels": None, "tried": False}
-
-
 def _kernels():
-    """The compiled transforms (compiled or loaded from numba's cache on first use), or None
-    when numba cannot be imported."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            from . import _winograd_kernels
-            _state["kernels"] = _winograd_kernels
-        except ImportError:
-            _state["kernels"] = None
-    return _state["kernels"]
+    """The compiled transforms, or None when numba cannot be imported."""
+    return compiled("_winograd_kernels")
 
 
 def suits(dtype, w_shape, stride, pads, dilation, groups) -> bool:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import xp
-from . import _parallel, _winograd
+from . import _direct, _parallel, _winograd
 from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 _as_strided = xp.lib.stride_tricks.as_strided
@@ -153,14 +153,21 @@ class Conv2d(Function):
         if self.unbatched:
             x = x[None]
         o, cg, kh, kw = w.shape
+        self.has_bias = b is not None
         top, bottom, left, right = pads
         hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
         oh, ow = out_size(hp, kh, stride[0], dilation[0]), out_size(wp, kw, stride[1], dilation[1])
         self.geom = ((kh, kw), stride, dilation, (oh, ow))
         self.pointwise = kh == kw == 1 and stride == (1, 1)
         self.winograd = _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
+        self.direct = not self.winograd and \
+            _direct.suits(x.dtype, w.shape, stride, pads, dilation, groups)
         nx, nw = self.needs_input_grad[:2]
-        if self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
+        if self.direct:  # few channels: compiled loops, the bias added inside
+            out, flat, self.wq = _direct.forward(x, w, b, pads)
+            self.flat, self.w = (flat if nw else None), (w if nx else None)
+            b = None
+        elif self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
             self.u = _winograd.transform_weight(w)
             out = _winograd.forward(x, self.u, top, left, (oh, ow))
             self.x, self.xpad = (x if nw else None), None
@@ -171,8 +178,8 @@ class Conv2d(Function):
             self.xpad, self.wm = (xpad if nw else None), wm
         if b is not None:
             _parallel.binary(xp.add, out, b.reshape(o, 1, 1), out)
-        self.x_shape, self.xpad_shape, self.pads, self.groups, self.has_bias = \
-            x.shape, (x.shape[0], x.shape[1], hp, wp), pads, groups, b is not None
+        self.x_shape, self.xpad_shape, self.pads, self.groups, self.w_shape = \
+            x.shape, (x.shape[0], x.shape[1], hp, wp), pads, groups, w.shape
         return out[0] if self.unbatched else out
 
     def backward(self, g):
@@ -182,6 +189,11 @@ class Conv2d(Function):
         nb = self.has_bias and self.needs_input_grad[2]
         n, o = g.shape[:2]
         gx = gw = gb = None
+        if self.direct:
+            gx = _direct.input_grad(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
+            gw = _direct.weight_grad(self.flat, self.wq, g, self.w_shape) if nw else None
+            gb = g.sum(axis=(0, 2, 3)) if nb else None
+            return (gx[0] if nx and self.unbatched else gx), gw, gb
         if self.winograd:
             top, _, left, _ = self.pads
             gx, gw = _winograd.backward(self.x, g, self.u, top, left, self.x_shape[-2:], nx, nw)

@@ -1,0 +1,138 @@
+"""Direct convolution for few-channel layers: the multiply-adds in compiled loops, no im2col.
+
+Why. Where a convolution has few input channels (LeNet-5's 1->6 and 6->16 5x5 layers), im2col's
+products are too thin for BLAS: 6 x 25 x 784 per sample runs at a few GFLOP/s, and the columns
+are 25x the input, written and read again. PyTorch (oneDNN) runs such layers as register-blocked
+direct loops; ``_direct_kernels`` does the same with numba: the outputs computed on the padded
+width so that each tap is one long vectorised run over a flat plane, five taps and two output
+channels per pass (the layout and the blocking are explained there).
+
+What. The forward (with its bias) and the weight gradient are the two kernels; the input
+gradient of a stride-1 convolution is itself a convolution, of the output gradient padded by
+``k - 1 - pad`` with the kernels flipped and the channels swapped, so it runs through the
+forward kernel. The batch is split over the engine's threads (``_parallel.split``); each thread
+sums its own weight gradient, and the parts are added at the end.
+
+When. ``suits``: stride 1, no dilation, no groups, padding below the kernel size (so the input
+gradient is a convolution), at most ``MAX_TAPS`` multiply-adds per output (C*KH*KW; more where
+the kernel is 5 or 10 wide), float32 or float64, numba importable, ``ENABLED``; 3x3 layers with
+16 or more channels each way go to Winograd first. Measured against im2col: see ``MAX_TAPS``
+(LeNet-5's training steps 1.6x, benchmarks/RESULTS.md, 2026-11-28).
+"""
+from __future__ import annotations
+
+from ..backend import xp
+from . import _parallel
+from ._util import compiled
+
+ENABLED = True  # tests and A/B runs switch the path off here
+# Taps per output (C*KH*KW) at most MAX_TAPS, or MAX_TAPS_FIVES where the kernel width is a
+# multiple of 5 (no zero taps in the blocks). Forward + backward against im2col, 128 samples, 2
+# threads: 5x5 1->6 at 28x28 3.00x, 6->16 at 14x14 1.48x, 10->16 (250 taps) 2.26x, 16->32 (400)
+# 1.71x, 32->64 (800) 1.34x, 48->64 at 27x27 (1200) 1.49x, but 64->64 at 7x7 (1600) 0.97x; 3x3
+# 1->32 at 28x28 1.11x, 3->16 at 32x32 1.54x, 4->8 2.43x, 8->16 at 16x16 1.40x, 12->24 (108)
+# 1.18x, 24->24 (216) 1.00x; 7x7 3->32 (147) 1.31x.
+MAX_TAPS = 150
+MAX_TAPS_FIVES = 1200
+
+
+def _kernels():
+    return compiled("_direct_kernels")
+
+
+def suits(dtype, w_shape, stride, pads, dilation, groups) -> bool:
+    """Whether a convolution of that dtype and weight shape (O, C/groups, KH, KW) takes the direct
+    path (see the module's docstring)."""
+    o, c, kh, kw = w_shape
+    top, bottom, left, right = pads
+    return ENABLED and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and \
+        c * kh * kw <= (MAX_TAPS_FIVES if kw % 5 == 0 else MAX_TAPS) and kh * kw > 1 and max(top, bottom) < kh and \
+        max(left, right) < kw and dtype in (xp.float32, xp.float64) and _kernels() is not None
+
+
+def _fives(kw: int) -> int:
+    return 5 * -(-kw // 5)
+
+
+def flat_planes(x, pads, kw: int):
+    """x (N, C, H, W) zero-padded by pads (top, bottom, left, right), each plane flattened, with
+    the spare zeros the kernels read past its end: (N, C, Hp*Wp + spare), and Wp."""
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    flat = xp.zeros((n, c, hp * wp + _fives(kw) - kw), dtype=x.dtype)
+    planes = flat[:, :, :hp * wp].reshape(n, c, hp, wp)
+    _parallel.copy(x, out=planes[:, :, top:top + h, left:left + w])
+    return flat, wp
+
+
+def _five_wide(w):
+    """(O, C, KH, KW) -> (O, C, KH, 5J), zero columns added up to a multiple of 5."""
+    o, c, kh, kw = w.shape
+    if kw % 5 == 0:
+        return xp.ascontiguousarray(w)
+    wp = xp.zeros((o, c, kh, _fives(kw)), dtype=w.dtype)
+    wp[..., :kw] = w
+    return wp
+
+
+def _correlate(flat, wq: int, w, bias, out_hw):
+    """out (N, O, *out_hw) = bias + the correlation of the flat padded planes with w."""
+    n, o = flat.shape[0], w.shape[0]
+    out = xp.empty((n, o) + tuple(out_hw), dtype=flat.dtype)
+    b = xp.zeros(o, dtype=flat.dtype) if bias is None else xp.ascontiguousarray(bias, flat.dtype)
+    forward_kernel = _kernels().forward
+    wp = _five_wide(w)
+    _parallel.split(lambda lo, hi: forward_kernel(flat, wp, b, wq, out, lo, hi), n,
+                    out.nbytes + flat.nbytes)
+    return out
+
+
+def forward(x, w, bias, pads):
+    """The stride-1 convolution of x (N, C, H, W) padded by pads with w (O, C, KH, KW), plus bias
+    (or None): (out, flat, wq), the padded planes kept for the weight gradient."""
+    kh, kw = w.shape[2:]
+    flat, wq = flat_planes(x, pads, kw)
+    hp = x.shape[2] + pads[0] + pads[1]
+    out = _correlate(flat, wq, w, bias, (hp - kh + 1, wq - kw + 1))
+    return out, flat, wq
+
+
+def weight_grad(flat, wq: int, g, w_shape):
+    """dL/dw (O, C, KH, KW) from the forward's flat padded planes and the output gradient g."""
+    o, c, kh, kw = w_shape
+    g = xp.ascontiguousarray(g)
+    kernel = _kernels().weight_grad
+    parts = []
+
+    def part(lo, hi):
+        gw = xp.zeros((o, c, kh, _fives(kw)), dtype=g.dtype)
+        kernel(flat, g, wq, gw, lo, hi)
+        parts.append(gw)
+
+    _parallel.split(part, g.shape[0], flat.nbytes + g.nbytes)
+    return xp.ascontiguousarray(sum(parts[1:], parts[0])[..., :kw])
+
+
+def input_grad(g, w, pads, in_hw):
+    """dL/dx (N, C, *in_hw): the output gradient padded by k - 1 - pad on each side, correlated
+    with the flipped kernels, input and output channels swapped."""
+    kh, kw = w.shape[2:]
+    top, bottom, left, right = pads
+    gpads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
+    flat, wq = flat_planes(g, gpads, kw)
+    wf = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return _correlate(flat, wq, wf, None, in_hw)
+
+
+def warm() -> str:
+    """Compile (or load from the cache) the kernels for float32 and float64 now (``make
+    install`` runs this)."""
+    if _kernels() is None:
+        return "direct convolutions: numba is not installed, few-channel convolutions use im2col"
+    for dt in (xp.float32, xp.float64):
+        x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 3, 3), dtype=dt)
+        out, flat, wq = forward(x, w, None, (1, 1, 1, 1))
+        weight_grad(flat, wq, out, w.shape)
+        input_grad(out, w, (1, 1, 1, 1), (4, 4))
+    return "direct convolutions: numba kernels compiled"

@@ -1,0 +1,107 @@
+"""The compiled loops of the direct convolution (see ``_direct``), with numba.
+
+Imported only by ``_direct`` (so numba stays optional); compiled on the first call per dtype and
+cached on disk like ``_winograd_kernels``. Both kernels work on the samples [lo, hi).
+
+Layout. A padded input plane (Hp x Wp) is read flat, and the outputs are computed on the padded
+width: flat position i = y * Wp + x, for y < OH and every x < Wp, of which only x < OW are kept.
+Then the tap (ky, kx) of every output is the input at i + ky * Wp + kx, so one tap over the whole
+plane is one long contiguous run (LeNet-5's 10x10 outputs: runs of 136, not 10 runs of 10) that
+the compiler vectorises. The columns x >= OW read past a row's end; their results are dropped
+(forward) or multiplied by a zeroed gradient (weight gradient), and the flat planes carry a few
+spare zeros at their end for the last of those reads.
+
+Register blocking. The kernel row is taken five taps at a time (weights zero-padded to a multiple
+of 5 columns), and two output channels at a time: each of the five shifted input values loaded
+at i feeds ten multiply-adds, and an output is loaded and stored once per five taps. The five
+taps are written out by hand: with a loop over them the compiler vectorised the wrong loop
+(measured 3-4x slower).
+"""
+import numpy as np
+from numba import njit
+
+jit = njit(cache=True, nogil=True, fastmath=True)
+
+
+@jit
+def forward(xf, wp, b, wq, out, lo, hi):
+    """out[n, o] = b[o] + sum_{c, ky, kx} wp[o, c, ky, kx] * plane(n, c)[y + ky, x + kx] for n in
+    [lo, hi): xf (N, C, >= Hp*Wp + 5J - KW) flat padded planes of width wq, wp (O, C, KH, 5J)."""
+    o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
+    c_n, kh, j_n = wp.shape[1], wp.shape[2], wp.shape[3] // 5
+    span = (oh - 1) * wq + ow
+    acc = np.empty((2, span), dtype=out.dtype)
+    a0, a1 = acc[0], acc[1]
+    for n in range(lo, hi):
+        for o in range(0, o_n, 2):
+            o1 = min(o + 1, o_n - 1)  # an odd last channel is computed twice
+            a0[:] = b[o]
+            a1[:] = b[o1]
+            for c in range(c_n):
+                xr = xf[n, c]
+                for ky in range(kh):
+                    for j in range(j_n):
+                        p, q = wp[o, c, ky, 5 * j:5 * j + 5], wp[o1, c, ky, 5 * j:5 * j + 5]
+                        p0, p1, p2, p3, p4 = p[0], p[1], p[2], p[3], p[4]
+                        q0, q1, q2, q3, q4 = q[0], q[1], q[2], q[3], q[4]
+                        s = ky * wq + 5 * j
+                        x0, x1, x2, x3, x4 = xr[s:], xr[s + 1:], xr[s + 2:], xr[s + 3:], xr[s + 4:]
+                        for i in range(span):
+                            v0, v1, v2, v3, v4 = x0[i], x1[i], x2[i], x3[i], x4[i]
+                            a0[i] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3 + p4 * v4
+                            a1[i] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3 + q4 * v4
+            for y in range(oh):
+                out[n, o, y] = a0[y * wq:y * wq + ow]
+                out[n, o1, y] = a1[y * wq:y * wq + ow]
+
+
+@jit
+def weight_grad(xf, g, wq, gw, lo, hi):
+    """gw[o, c, ky, kx] += sum over n in [lo, hi), y, x of g[n, o, y, x] * plane(n, c)[y + ky,
+    x + kx]: the same flat layout, g spread onto the padded width with zeros at x >= OW; ten dot
+    products (two channels, five taps) per pass over a plane."""
+    o_n, oh, ow = g.shape[1], g.shape[2], g.shape[3]
+    c_n, kh, j_n = gw.shape[1], gw.shape[2], gw.shape[3] // 5
+    span = (oh - 1) * wq + ow
+    gs = np.zeros((2, span), dtype=g.dtype)
+    g0, g1 = gs[0], gs[1]
+    zero = gw.dtype.type(0)
+    for n in range(lo, hi):
+        for o in range(0, o_n, 2):
+            o1 = min(o + 1, o_n - 1)
+            for y in range(oh):
+                g0[y * wq:y * wq + ow] = g[n, o, y]
+                g1[y * wq:y * wq + ow] = g[n, o1, y]
+            for c in range(c_n):
+                xr = xf[n, c]
+                for ky in range(kh):
+                    for j in range(j_n):
+                        s = ky * wq + 5 * j
+                        x0, x1, x2, x3, x4 = xr[s:], xr[s + 1:], xr[s + 2:], xr[s + 3:], xr[s + 4:]
+                        p0 = p1 = p2 = p3 = p4 = q0 = q1 = q2 = q3 = q4 = zero
+                        for i in range(span):
+                            u, t = g0[i], g1[i]
+                            v0, v1, v2, v3, v4 = x0[i], x1[i], x2[i], x3[i], x4[i]
+                            p0 += u * v0
+                            p1 += u * v1
+                            p2 += u * v2
+                            p3 += u * v3
+                            p4 += u * v4
+                            q0 += t * v0
+                            q1 += t * v1
+                            q2 += t * v2
+                            q3 += t * v3
+                            q4 += t * v4
+                        r = gw[o, c, ky, 5 * j:5 * j + 5]
+                        r[0] += p0
+                        r[1] += p1
+                        r[2] += p2
+                        r[3] += p3
+                        r[4] += p4
+                        if o1 != o:
+                            r = gw[o1, c, ky, 5 * j:5 * j + 5]
+                            r[0] += q0
+                            r[1] += q1
+                            r[2] += q2
+                            r[3] += q3
+                            r[4] += q4

@@ -1,0 +1,153 @@
+"""conv2d's direct path for few-channel convolutions (foveanet.ops._direct): which convolutions
+take it, and for those PyTorch's outputs and all three gradients (float32 and float64, LeNet-5's
+layers, kernel widths from 1 to 11 so that the five-tap blocks end short or run twice, odd output
+channel counts, asymmetric padding, unbatched input, passes split over 2 and 3 threads),
+finite differences in float64, im2col's results, and im2col when numba is missing."""
+import numpy as np
+import pytest
+import torch
+from helpers import check_against_torch, gradcheck
+
+import foveanet as fv
+import foveanet.nn.functional as F
+from foveanet.ops import _direct, _parallel, _util, conv
+
+T = torch.nn.functional
+
+pytestmark = pytest.mark.skipif(_direct._kernels() is None, reason="numba is not installed")
+
+
+@pytest.fixture
+def taken(monkeypatch):
+    """Counts the convolutions that took the direct path."""
+    calls = []
+    forward = _direct.forward
+    monkeypatch.setattr(_direct, "forward", lambda *a: calls.append(1) or forward(*a))
+    return calls
+
+
+def _arr(rng, *shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _conv(pads):
+    """conv2d with explicit (top, bottom, left, right) padding, as ours and as PyTorch's."""
+    top, bottom, left, right = pads
+
+    def ours(a, k, *b):
+        return conv._apply(conv.Conv2d, a, k, b[0] if b else None, stride=(1, 1), pads=pads,
+                           dilation=(1, 1), groups=1)
+
+    def theirs(a, k, *b):
+        return T.conv2d(T.pad(a, (left, right, top, bottom)), k, *b)
+
+    return ours, theirs
+
+
+@pytest.mark.parametrize("n,c,o,h,w,k,pad", [
+    (6, 1, 6, 28, 28, 5, 2),     # LeNet-5's first layer
+    (5, 6, 16, 14, 14, 5, 0),    # and its second
+    (3, 1, 7, 9, 8, 3, 1),       # odd output channels, 3x3: the five-tap block ends short
+    (2, 3, 5, 12, 11, 7, 3),     # 7 wide: two blocks
+    (2, 1, 4, 13, 12, 11, 5),    # 11 wide: three blocks
+    (4, 2, 3, 5, 6, 2, 1),       # even kernel
+    (2, 4, 1, 6, 3, 3, 2),       # one output channel, output wider than the input
+])
+def test_matches_torch(taken, n, c, o, h, w, k, pad):
+    rng = np.random.default_rng(n * 100 + h * 10 + w)
+    x, wt, b = _arr(rng, n, c, h, w), _arr(rng, o, c, k, k), _arr(rng, o)
+    check_against_torch(lambda a, kk, z: F.conv2d(a, kk, z, padding=pad),
+                        lambda a, kk, z: T.conv2d(a, kk, z, padding=pad), [x, wt, b], rtol=1e-4,
+                        atol=1e-4)
+    assert len(taken) == 1
+
+
+@pytest.mark.parametrize("kh,kw,pads", [
+    (3, 3, (0, 2, 1, 0)), (5, 5, (4, 0, 0, 3)), (2, 6, (1, 0, 3, 5)), (4, 1, (2, 3, 0, 0)),
+    (1, 7, (0, 0, 6, 2))])
+def test_float64_and_finite_differences(taken, kh, kw, pads):
+    # (top, bottom, left, right); the input gradient pads the gradient by k - 1 - each side
+    rng = np.random.default_rng(kh * 10 + kw)
+    x, wt, b = (_arr(rng, 2, 3, 7, 8, dtype=np.float64), _arr(rng, 3, 3, kh, kw, dtype=np.float64),
+                _arr(rng, 3, dtype=np.float64))
+    ours, theirs = _conv(pads)
+    check_against_torch(ours, theirs, [x, wt, b], rtol=1e-10, atol=1e-12)
+    gradcheck(ours, [x[:, :2, :5, :6], wt[:, :2], b])
+    assert taken
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_split_over_threads(monkeypatch, taken, threads):
+    # each thread sums its own weight gradient: the parts must add up
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: threads)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    rng = np.random.default_rng(threads)
+    x, wt, b = _arr(rng, 7, 2, 10, 9), _arr(rng, 5, 2, 5, 5), _arr(rng, 5)
+    check_against_torch(lambda a, k, z: F.conv2d(a, k, z, padding=2),
+                        lambda a, k, z: T.conv2d(a, k, z, padding=2), [x, wt, b], rtol=1e-4,
+                        atol=1e-4)
+    assert taken
+
+
+def test_same_as_im2col_and_only_what_is_asked(monkeypatch, taken):
+    # float32 within a few 1e-6 of the im2col path; unbatched input; gradients only where needed
+    rng = np.random.default_rng(7)
+    x, wt = _arr(rng, 3, 6, 11, 9), _arr(rng, 5, 6, 5, 5)
+    outs = []
+    for on in (True, False):
+        monkeypatch.setattr(_direct, "ENABLED", on)
+        a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
+        y = F.conv2d(a, k, padding=2)
+        (y * y).sum().backward()
+        outs.append((y.data, a.grad.data, k.grad.data))
+    assert len(taken) == 1
+    for ours, ref in zip(*outs):
+        assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
+    monkeypatch.setattr(_direct, "ENABLED", True)
+    check_against_torch(lambda a, k: F.conv2d(a, k, padding=1),
+                        lambda a, k: T.conv2d(a, k, padding=1), [x[0], wt], rtol=1e-4,
+                        atol=1e-4)  # (C, H, W)
+    k = fv.tensor(wt, requires_grad=True)
+    F.conv2d(fv.tensor(x), k, padding=1).sum().backward()  # the input needs no gradient
+    a = fv.tensor(x, requires_grad=True)
+    F.conv2d(a, fv.tensor(wt), padding=1).sum().backward()  # the weight needs none
+    ref_x = torch.tensor(x, requires_grad=True)
+    ref_k = torch.tensor(wt, requires_grad=True)
+    T.conv2d(ref_x, ref_k, padding=1).sum().backward()
+    np.testing.assert_allclose(k.grad.data, ref_k.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a.grad.data, ref_x.grad.numpy(), rtol=1e-4, atol=1e-4)
+    before = len(taken)
+    with fv.no_grad():  # nothing kept for a backward
+        y = F.conv2d(fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True))
+    assert y.grad_fn is None and len(taken) == before + 1
+
+
+@pytest.mark.parametrize("c,k,kw,why", [
+    (2, 3, dict(stride=2), "stride"), (2, 3, dict(dilation=2, padding=2), "dilation"),
+    (2, 3, dict(groups=2), "groups"), (2, 3, dict(padding=3), "padding as wide as the kernel"),
+    (2, 1, {}, "1x1 kernel"), (17, 3, {}, "more than MAX_TAPS taps"),
+    (49, 5, {}, "more than MAX_TAPS_FIVES taps"),
+    (16, 3, dict(padding=1), "Winograd's"),
+])
+def test_other_convolutions_keep_their_path(taken, c, k, kw, why):
+    rng = np.random.default_rng(1)
+    x = _arr(rng, 2, c, 12, 12)
+    wt = _arr(rng, 16, c // kw.get("groups", 1), k, k)
+    F.conv2d(fv.tensor(x), fv.tensor(wt), **kw)
+    assert not taken, why
+
+
+def test_taps_threshold_and_numba_missing(taken, monkeypatch):
+    rng = np.random.default_rng(2)
+    x, wt = _arr(rng, 2, 48, 10, 10), _arr(rng, 4, 48, 5, 5)  # 1200 taps: at MAX_TAPS_FIVES
+    ref = T.conv2d(torch.tensor(x), torch.tensor(wt)).numpy()
+    out = F.conv2d(fv.tensor(x), fv.tensor(wt)).data
+    assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+    monkeypatch.setitem(_util._compiled, "_direct_kernels", None)  # as without numba
+    out = F.conv2d(fv.tensor(x), fv.tensor(wt)).data
+    assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+
+
+def test_warm_compiles_both_dtypes():
+    assert _direct.warm() == "direct convolutions: numba kernels compiled"
