@@ -8,12 +8,35 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import foveanet as fv
+from foveanet.ops import _util, pool
 
 F = fv.nn.functional
 T = torch.nn.functional
 
 # these properties cover many options each: more examples than the profile's default (still fast)
 MORE = settings(max_examples=5 * settings.default.max_examples)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def tiling(request, monkeypatch):
+    """2x2 tiling windows through the compiled kernels (where numba is installed) and through
+    NumPy's passes; yields the list of compiled calls made."""
+    calls = []
+    if request.param == "numpy":
+        monkeypatch.setitem(_util._compiled, "_pool_kernels", None)
+    elif pool._kernels() is None:
+        pytest.skip("numba is not installed")
+    else:
+        real = pool._kernels()
+
+        class Counting:
+            def __getattr__(self, name):
+                return lambda *a: calls.append(name) or getattr(real, name)(*a)
+
+        monkeypatch.setattr(pool, "_kernels", lambda: Counting())
+    yield calls
+    if request.param == "compiled":
+        assert calls, "the compiled kernels were not used"
 
 
 def _out_size(size, k, s, p, d, ceil):
@@ -135,7 +158,9 @@ def test_max_unpool2d_unbatched(kw, unique):
     dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, stride=1),
     dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True),
 ])
-def test_max_pool2d_nan_and_inf_like_torch(kw):
+def test_max_pool2d_nan_and_inf_like_torch(tiling, kw):
+    if kw != dict(kernel_size=2):
+        tiling.append("not a tiling case")
     x = _data((2, 2, 7, 7), 3, ties=True)
     x[0, 0, :3, :3] = np.nan  # several NaNs in a window: PyTorch reports the last one
     x[0, 1, 2, 4] = np.nan
@@ -163,7 +188,7 @@ def test_max_pool2d_indices_carry_no_gradient():
     assert idx.dtype == np.int64 and idx.shape == out.shape
 
 
-def test_max_pool2d_large_fast_paths():
+def test_max_pool2d_large_fast_paths(tiling):
     # kernel == stride (tiling windows, scatter-assign backward) and overlapping windows (bincount)
     x = _data((8, 16, 24, 24), 6, ties=True)
     for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=4, stride=4)):
@@ -293,7 +318,9 @@ def test_pool_errors(call, exc, match):
 
 @pytest.mark.parametrize("shape,k", [((4, 3, 8, 8), 2), ((2, 3, 9, 7), 2), ((2, 2, 9, 9), 3),
                                      ((3, 6, 6), 2), ((2, 3, 8, 6), (2, 3))])
-def test_tiling_fast_path_ties_nan_and_indices_like_torch(shape, k):
+def test_tiling_fast_path_ties_nan_and_indices_like_torch(tiling, shape, k):
+    if k != 2:
+        tiling.append("not 2x2")
     """stride = kernel, no padding: the path that keeps the winning tap; ReLU-style ties at 0 go
     to the first maximum, NaN falls back to PyTorch's rule, indices equal torch's."""
     rng = np.random.default_rng(0)
@@ -301,6 +328,20 @@ def test_tiling_fast_path_ties_nan_and_indices_like_torch(shape, k):
     ours = lambda t: F.max_pool2d(t, k, return_indices=True)  # noqa: E731
     theirs = lambda t: torch.nn.functional.max_pool2d(t, k, return_indices=True)  # noqa: E731
     check_against_torch(ours, theirs, [x])
-    x[..., 0, 0] = np.nan
-    check_against_torch(ours, theirs, [x])
+    # the backward writes every pixel: odd sizes leave a last row / column of zeros
+    xt = fv.tensor(x, requires_grad=True)
+    (F.max_pool2d(xt, k) * 2).sum().backward()
+    tt = torch.tensor(x, requires_grad=True)
+    (T.max_pool2d(tt, k) * 2).sum().backward()
+    np.testing.assert_array_equal(xt.grad.numpy(), tt.grad.numpy())
+    for pos in [(0, 0), (0, 1), (1, 0), (1, 1)]:  # a NaN at each place of a 2x2 window
+        y = x.copy()
+        y[(..., *pos)] = np.nan
+        check_against_torch(ours, theirs, [y])
     gradcheck(lambda t: F.max_pool2d(t, k), [rng.standard_normal(shape)])
+
+
+def test_warm_compiles_the_pooling_kernels():
+    expected = "2x2 max pooling: numba kernels compiled" if pool._kernels() is not None else \
+        "2x2 max pooling: numba is not installed, NumPy passes instead"
+    assert pool.warm() == expected

@@ -22,8 +22,8 @@ from .shape import (broadcast_to, cat, chunk, concatenate, expand, flatten, geti
 
 
 def warm() -> str:
-    """Compile (or load from numba's disk cache) the optional compiled kernels, Winograd's and the
-    direct convolution's, for float32 and float64: ``make install`` runs this, so that no training
-    run waits for a compile. One line per kernel module."""
-    from . import _direct, _winograd
-    return "\n".join((_winograd.warm(), _direct.warm()))
+    """Compile (or load from numba's disk cache) the optional compiled kernels (Winograd's, the
+    direct convolution's, 2x2 max pooling's) for float32 and float64: ``make install`` runs this,
+    so that no training run waits for a compile. One line per kernel module."""
+    from . import _direct, _winograd, pool
+    return "\n".join((_winograd.warm(), _direct.warm(), pool.warm()))

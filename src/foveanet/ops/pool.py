@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..autograd import Function, Tensor, is_grad_enabled
 from ..backend import xp
 from . import _parallel
-from ._util import as_tensor_arg, check_float, int_pair, pad_array
+from ._util import as_tensor_arg, check_float, compiled, int_pair, pad_array
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -104,6 +104,11 @@ def _padded(x, kernel, stride, padding, dilation, out_hw, value):
 
 
 # ------------------------------------------------------------------------------------- max pool
+def _kernels():
+    """The compiled tiling-window kernels, or None without numba (then the NumPy passes below)."""
+    return compiled("_pool_kernels")
+
+
 def _tile_argmax(x, kh, kw, best, tap):
     """Max of each KH x KW tile of x (stride = kernel) into ``best`` and which tap (row-major)
     holds the first max into ``tap`` (both (N, C, OH, OW), tap an int8/int16 array).
@@ -134,6 +139,17 @@ def _tile_index(tap, kh, kw, w):
     return (rows * w + cols).astype(xp.int64)
 
 
+def warm() -> str:
+    """Compile (or load from the cache) the 2x2 max-pooling kernels for float32 and float64."""
+    if _kernels() is None:
+        return "2x2 max pooling: numba is not installed, NumPy passes instead"
+    for dt in (xp.float32, xp.float64):
+        x = Tensor._wrap(xp.ones((1, 1, 2, 2), dtype=dt))
+        x.requires_grad = True
+        max_pool2d(x, 2).sum().backward()
+    return "2x2 max pooling: numba kernels compiled"
+
+
 class MaxPool2d(Function):
     def forward(self, x, kernel, stride, padding, dilation, out_hw, sink=None):
         self.unbatched = x.ndim == 3
@@ -158,9 +174,20 @@ class MaxPool2d(Function):
             # measured 1.75x faster than the general path's int64 indices on 128x16x28x28
             out = xp.empty((n, c, oh, ow), dtype=x.dtype)
             tap = xp.empty((n, c, oh, ow), dtype=xp.int8 if kh * kw <= 127 else xp.int16)
-            _parallel.split(lambda lo, hi: _tile_argmax(x[lo:hi], kh, kw, out[lo:hi], tap[lo:hi]),
-                            n, x.nbytes)
-            if not xp.isnan(out).any():  # NaN present: the general path has PyTorch's NaN rule
+            # 2x2 with numba: one compiled pass instead of 4 max + 3 compare passes; 128x6x28x28
+            # 1.10 -> 0.32 ms, 128x32x28x28 6.43 -> 1.50 ms (2 threads)
+            if kh == kw == 2 and _kernels() is not None:
+                nans = []
+                x3, out3, tap3 = (xp.ascontiguousarray(x).reshape(n * c, h, w),
+                                  out.reshape(n * c, oh, ow), tap.reshape(n * c, oh, ow))
+                _parallel.split(lambda lo, hi: nans.append(
+                    _kernels().max_2x2(x3, out3, tap3, lo, hi)), n * c, x.nbytes)
+                nan = any(nans)
+            else:
+                _parallel.split(lambda lo, hi: _tile_argmax(x[lo:hi], kh, kw, out[lo:hi],
+                                                            tap[lo:hi]), n, x.nbytes)
+                nan = xp.isnan(out).any()
+            if not nan:  # NaN present: the general path has PyTorch's NaN rule
                 self.tap = tap
                 if sink is not None:
                     sink.append(_tile_index(tap, kh, kw, w)[0 if self.unbatched else slice(None)])
@@ -199,10 +226,17 @@ class MaxPool2d(Function):
     def backward(self, g):
         n, c, h, w = self.x_shape
         if self.tap is not None:  # tiling windows: each tap's winners get their window's gradient
-            gx = xp.zeros(self.x_shape, dtype=g.dtype)
             kh, kw = self.kernel
             oh, ow = self.tap.shape[2:]
             g4, tap = (g[None] if self.unbatched else g), self.tap
+            if kh == kw == 2 and _kernels() is not None:  # compiled: 4 passes -> 1, ~2.5x faster
+                gx = xp.empty(self.x_shape, dtype=g.dtype)
+                g3 = xp.ascontiguousarray(g4).reshape(n * c, oh, ow)
+                tap3, gx3 = tap.reshape(n * c, oh, ow), gx.reshape(n * c, h, w)
+                _parallel.split(lambda lo, hi: _kernels().max_2x2_grad(g3, tap3, gx3, lo, hi),
+                                n * c, gx.nbytes)
+                return gx[0] if self.unbatched else gx
+            gx = xp.zeros(self.x_shape, dtype=g.dtype)
 
             def part(lo, hi):
                 for t in range(kh * kw):
