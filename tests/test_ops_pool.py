@@ -338,6 +338,9 @@ def test_tiling_fast_path_ties_nan_and_indices_like_torch(tiling, shape, k):
         y = x.copy()
         y[(..., *pos)] = np.nan
         check_against_torch(ours, theirs, [y])
+        with fv.no_grad():  # values only (inference)
+            np.testing.assert_array_equal(F.max_pool2d(fv.tensor(y), k).numpy(),
+                                          T.max_pool2d(torch.tensor(y), k).numpy())
     gradcheck(lambda t: F.max_pool2d(t, k), [rng.standard_normal(shape)])
 
 
