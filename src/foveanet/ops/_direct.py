@@ -50,8 +50,14 @@ def suits(dtype, w_shape, stride, pads, dilation, groups) -> bool:
         max(left, right) < kw and dtype in (xp.float32, xp.float64) and _kernels() is not None
 
 
-def _fives(kw: int) -> int:
-    return 5 * -(-kw // 5)
+def _block(kw: int) -> int:
+    """Taps per block of a kernel row (3 or 5, see _direct_kernels): the one padding it least."""
+    return 3 if -kw % 3 < -kw % 5 else 5
+
+
+def _padded_width(kw: int) -> int:
+    b = _block(kw)
+    return b * -(-kw // b)
 
 
 def flat_planes(x, pads, kw: int):
@@ -60,18 +66,18 @@ def flat_planes(x, pads, kw: int):
     n, c, h, w = x.shape
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
-    flat = xp.zeros((n, c, hp * wp + _fives(kw) - kw), dtype=x.dtype)
+    flat = xp.zeros((n, c, hp * wp + _padded_width(kw) - kw), dtype=x.dtype)
     planes = flat[:, :, :hp * wp].reshape(n, c, hp, wp)
     _parallel.copy(x, out=planes[:, :, top:top + h, left:left + w])
     return flat, wp
 
 
-def _five_wide(w):
-    """(O, C, KH, KW) -> (O, C, KH, 5J), zero columns added up to a multiple of 5."""
+def _blocks_wide(w):
+    """(O, C, KH, KW) -> (O, C, KH, J*block), zero columns added up to whole blocks."""
     o, c, kh, kw = w.shape
-    if kw % 5 == 0:
+    if _padded_width(kw) == kw:
         return xp.ascontiguousarray(w)
-    wp = xp.zeros((o, c, kh, _fives(kw)), dtype=w.dtype)
+    wp = xp.zeros((o, c, kh, _padded_width(kw)), dtype=w.dtype)
     wp[..., :kw] = w
     return wp
 
@@ -81,9 +87,9 @@ def _correlate(flat, wq: int, w, bias, out_hw):
     n, o = flat.shape[0], w.shape[0]
     out = xp.empty((n, o) + tuple(out_hw), dtype=flat.dtype)
     b = xp.zeros(o, dtype=flat.dtype) if bias is None else xp.ascontiguousarray(bias, flat.dtype)
-    forward_kernel = _kernels().forward
-    wp = _five_wide(w)
-    _parallel.split(lambda lo, hi: forward_kernel(flat, wp, b, wq, out, lo, hi), n,
+    forward_kernel, width = _kernels().forward, _block(w.shape[3])
+    wp = _blocks_wide(w)
+    _parallel.split(lambda lo, hi: forward_kernel(flat, wp, b, wq, width, out, lo, hi), n,
                     out.nbytes + flat.nbytes)
     return out
 
@@ -106,8 +112,8 @@ def weight_grad(flat, wq: int, g, w_shape):
     parts = []
 
     def part(lo, hi):
-        gw = xp.zeros((o, c, kh, _fives(kw)), dtype=g.dtype)
-        kernel(flat, g, wq, gw, lo, hi)
+        gw = xp.zeros((o, c, kh, _padded_width(kw)), dtype=g.dtype)
+        kernel(flat, g, wq, _block(kw), gw, lo, hi)
         parts.append(gw)
 
     _parallel.split(part, g.shape[0], flat.nbytes + g.nbytes)

@@ -11,24 +11,50 @@ the compiler vectorises. The columns x >= OW read past a row's end; their result
 (forward) or multiplied by a zeroed gradient (weight gradient), and the flat planes carry a few
 spare zeros at their end for the last of those reads.
 
-Register blocking. The kernel row is taken five taps at a time (weights zero-padded to a multiple
-of 5 columns), and two output channels at a time: each of the five shifted input values loaded
-at i feeds ten multiply-adds, and an output is loaded and stored once per five taps. The five
-taps are written out by hand: with a loop over them the compiler vectorised the wrong loop
-(measured 3-4x slower).
+Register blocking. The kernel row is taken in blocks of ``width`` = 3 or 5 taps (weights
+zero-padded to a multiple of it: 3x3 kernels in one block of 3, 5x5 in one of 5), and two output
+channels at a time: each of the shifted input values loaded at i feeds two multiply-adds per
+tap, and an output is loaded and stored once per block. The taps of a block are written out by
+hand (``_pass3`` / ``_pass5``, ``_dots3`` / ``_dots5``): with a loop over them the compiler
+vectorised the wrong loop (measured 3-4x slower).
 """
 import numpy as np
 from numba import njit
 
 jit = njit(cache=True, nogil=True, fastmath=True)
+inline = njit(inline="always", fastmath=True)
+
+
+@inline
+def _pass5(a0, a1, xr, s, p, q, span):
+    """a0[i] += sum_t p[t] * xr[s + i + t], a1 likewise with q, for t < 5 and i < span."""
+    p0, p1, p2, p3, p4 = p[0], p[1], p[2], p[3], p[4]
+    q0, q1, q2, q3, q4 = q[0], q[1], q[2], q[3], q[4]
+    x0, x1, x2, x3, x4 = xr[s:], xr[s + 1:], xr[s + 2:], xr[s + 3:], xr[s + 4:]
+    for i in range(span):
+        v0, v1, v2, v3, v4 = x0[i], x1[i], x2[i], x3[i], x4[i]
+        a0[i] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3 + p4 * v4
+        a1[i] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3 + q4 * v4
+
+
+@inline
+def _pass3(a0, a1, xr, s, p, q, span):
+    """``_pass5`` for a block of 3 taps."""
+    p0, p1, p2, q0, q1, q2 = p[0], p[1], p[2], q[0], q[1], q[2]
+    x0, x1, x2 = xr[s:], xr[s + 1:], xr[s + 2:]
+    for i in range(span):
+        v0, v1, v2 = x0[i], x1[i], x2[i]
+        a0[i] += p0 * v0 + p1 * v1 + p2 * v2
+        a1[i] += q0 * v0 + q1 * v1 + q2 * v2
 
 
 @jit
-def forward(xf, wp, b, wq, out, lo, hi):
+def forward(xf, wp, b, wq, width, out, lo, hi):
     """out[n, o] = b[o] + sum_{c, ky, kx} wp[o, c, ky, kx] * plane(n, c)[y + ky, x + kx] for n in
-    [lo, hi): xf (N, C, >= Hp*Wp + 5J - KW) flat padded planes of width wq, wp (O, C, KH, 5J)."""
+    [lo, hi): xf (N, C, >= Hp*Wp + J*width - KW) flat padded planes of width wq, wp (O, C, KH,
+    J*width)."""
     o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    c_n, kh, j_n = wp.shape[1], wp.shape[2], wp.shape[3] // 5
+    c_n, kh, j_n = wp.shape[1], wp.shape[2], wp.shape[3] // width
     span = (oh - 1) * wq + ow
     acc = np.empty((2, span), dtype=out.dtype)
     a0, a1 = acc[0], acc[1]
@@ -41,67 +67,98 @@ def forward(xf, wp, b, wq, out, lo, hi):
                 xr = xf[n, c]
                 for ky in range(kh):
                     for j in range(j_n):
-                        p, q = wp[o, c, ky, 5 * j:5 * j + 5], wp[o1, c, ky, 5 * j:5 * j + 5]
-                        p0, p1, p2, p3, p4 = p[0], p[1], p[2], p[3], p[4]
-                        q0, q1, q2, q3, q4 = q[0], q[1], q[2], q[3], q[4]
-                        s = ky * wq + 5 * j
-                        x0, x1, x2, x3, x4 = xr[s:], xr[s + 1:], xr[s + 2:], xr[s + 3:], xr[s + 4:]
-                        for i in range(span):
-                            v0, v1, v2, v3, v4 = x0[i], x1[i], x2[i], x3[i], x4[i]
-                            a0[i] += p0 * v0 + p1 * v1 + p2 * v2 + p3 * v3 + p4 * v4
-                            a1[i] += q0 * v0 + q1 * v1 + q2 * v2 + q3 * v3 + q4 * v4
+                        e = width * j
+                        p, q = wp[o, c, ky, e:e + width], wp[o1, c, ky, e:e + width]
+                        if width == 3:
+                            _pass3(a0, a1, xr, ky * wq + e, p, q, span)
+                        else:
+                            _pass5(a0, a1, xr, ky * wq + e, p, q, span)
             for y in range(oh):
                 out[n, o, y] = a0[y * wq:y * wq + ow]
                 out[n, o1, y] = a1[y * wq:y * wq + ow]
 
 
+@inline
+def _dots5(g0, g1, xr, s, r, t, span):
+    """r[k] += sum_i g0[i] * xr[s + i + k], t likewise with g1, for k < 5."""
+    x0, x1, x2, x3, x4 = xr[s:], xr[s + 1:], xr[s + 2:], xr[s + 3:], xr[s + 4:]
+    p0 = p1 = p2 = p3 = p4 = q0 = q1 = q2 = q3 = q4 = r.dtype.type(0)
+    for i in range(span):
+        u, w = g0[i], g1[i]
+        v0, v1, v2, v3, v4 = x0[i], x1[i], x2[i], x3[i], x4[i]
+        p0 += u * v0
+        p1 += u * v1
+        p2 += u * v2
+        p3 += u * v3
+        p4 += u * v4
+        q0 += w * v0
+        q1 += w * v1
+        q2 += w * v2
+        q3 += w * v3
+        q4 += w * v4
+    r[0] += p0
+    r[1] += p1
+    r[2] += p2
+    r[3] += p3
+    r[4] += p4
+    t[0] += q0
+    t[1] += q1
+    t[2] += q2
+    t[3] += q3
+    t[4] += q4
+
+
+@inline
+def _dots3(g0, g1, xr, s, r, t, span):
+    """``_dots5`` for a block of 3 taps."""
+    x0, x1, x2 = xr[s:], xr[s + 1:], xr[s + 2:]
+    p0 = p1 = p2 = q0 = q1 = q2 = r.dtype.type(0)
+    for i in range(span):
+        u, w = g0[i], g1[i]
+        v0, v1, v2 = x0[i], x1[i], x2[i]
+        p0 += u * v0
+        p1 += u * v1
+        p2 += u * v2
+        q0 += w * v0
+        q1 += w * v1
+        q2 += w * v2
+    r[0] += p0
+    r[1] += p1
+    r[2] += p2
+    t[0] += q0
+    t[1] += q1
+    t[2] += q2
+
+
 @jit
-def weight_grad(xf, g, wq, gw, lo, hi):
+def weight_grad(xf, g, wq, width, gw, lo, hi):
     """gw[o, c, ky, kx] += sum over n in [lo, hi), y, x of g[n, o, y, x] * plane(n, c)[y + ky,
-    x + kx]: the same flat layout, g spread onto the padded width with zeros at x >= OW; ten dot
-    products (two channels, five taps) per pass over a plane."""
+    x + kx]: the same flat layout, g spread onto the padded width with zeros at x >= OW; 2 x width
+    dot products (two channels, a block of taps) per pass over a plane. An odd last channel adds
+    into a scratch row (its pair's gradient is all zero)."""
     o_n, oh, ow = g.shape[1], g.shape[2], g.shape[3]
-    c_n, kh, j_n = gw.shape[1], gw.shape[2], gw.shape[3] // 5
+    c_n, kh, j_n = gw.shape[1], gw.shape[2], gw.shape[3] // width
     span = (oh - 1) * wq + ow
     gs = np.zeros((2, span), dtype=g.dtype)
     g0, g1 = gs[0], gs[1]
-    zero = gw.dtype.type(0)
+    spare = np.zeros(width, dtype=gw.dtype)
     for n in range(lo, hi):
         for o in range(0, o_n, 2):
-            o1 = min(o + 1, o_n - 1)
+            pair = o + 1 < o_n
             for y in range(oh):
                 g0[y * wq:y * wq + ow] = g[n, o, y]
-                g1[y * wq:y * wq + ow] = g[n, o1, y]
+                if pair:
+                    g1[y * wq:y * wq + ow] = g[n, o + 1, y]
+                else:
+                    g1[y * wq:y * wq + ow] = 0
             for c in range(c_n):
                 xr = xf[n, c]
                 for ky in range(kh):
                     for j in range(j_n):
-                        s = ky * wq + 5 * j
-                        x0, x1, x2, x3, x4 = xr[s:], xr[s + 1:], xr[s + 2:], xr[s + 3:], xr[s + 4:]
-                        p0 = p1 = p2 = p3 = p4 = q0 = q1 = q2 = q3 = q4 = zero
-                        for i in range(span):
-                            u, t = g0[i], g1[i]
-                            v0, v1, v2, v3, v4 = x0[i], x1[i], x2[i], x3[i], x4[i]
-                            p0 += u * v0
-                            p1 += u * v1
-                            p2 += u * v2
-                            p3 += u * v3
-                            p4 += u * v4
-                            q0 += t * v0
-                            q1 += t * v1
-                            q2 += t * v2
-                            q3 += t * v3
-                            q4 += t * v4
-                        r = gw[o, c, ky, 5 * j:5 * j + 5]
-                        r[0] += p0
-                        r[1] += p1
-                        r[2] += p2
-                        r[3] += p3
-                        r[4] += p4
-                        if o1 != o:
-                            r = gw[o1, c, ky, 5 * j:5 * j + 5]
-                            r[0] += q0
-                            r[1] += q1
-                            r[2] += q2
-                            r[3] += q3
-                            r[4] += q4
+                        e = width * j
+                        r = gw[o, c, ky, e:e + width]
+                        t = gw[o + 1, c, ky, e:e + width] if pair else spare
+                        if width == 3:
+                            _dots3(g0, g1, xr, ky * wq + e, r, t, span)
+                        else:
+                            _dots5(g0, g1, xr, ky * wq + e, r, t, span)

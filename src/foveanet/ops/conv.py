@@ -13,9 +13,10 @@ are split over the engine's threads (``_parallel``). A transposed convolution is
 pieces used the other way round: its forward is the convolution's input-gradient (product, then
 col2im) and its input-gradient is a convolution (im2col, then product).
 
-3x3 stride-1 convolutions with at least 16 channels each way go another way when numba is
-installed: Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``, chosen in
-``Conv2d.forward`` by ``_winograd.suits``).
+Two compiled paths take over where numba is installed (chosen in ``Conv2d.forward``): stride-1
+convolutions with few taps per output (C*KH*KW, e.g. LeNet-5's, or 3x3 on 16 channels) run as
+direct loops (``_direct.py``), and the other 3x3 stride-1 convolutions with at least 16 channels
+each way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``).
 """
 from __future__ import annotations
 
@@ -159,9 +160,9 @@ class Conv2d(Function):
         oh, ow = out_size(hp, kh, stride[0], dilation[0]), out_size(wp, kw, stride[1], dilation[1])
         self.geom = ((kh, kw), stride, dilation, (oh, ow))
         self.pointwise = kh == kw == 1 and stride == (1, 1)
-        self.winograd = _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
-        self.direct = not self.winograd and \
-            _direct.suits(x.dtype, w.shape, stride, pads, dilation, groups)
+        self.direct = _direct.suits(x.dtype, w.shape, stride, pads, dilation, groups)
+        self.winograd = not self.direct and \
+            _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
         nx, nw = self.needs_input_grad[:2]
         if self.direct:  # few channels: compiled loops, the bias added inside
             out, flat, self.wq = _direct.forward(x, w, b, pads)
