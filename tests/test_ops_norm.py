@@ -1,5 +1,8 @@
 """batch_norm (training and eval, running buffers, affine or not) and local_response_norm against
 PyTorch and by finite differences."""
+import contextlib
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +13,23 @@ from hypothesis import strategies as st
 import foveanet as fv
 import foveanet.nn.functional as F
 from helpers import check_against_torch, gradcheck, rel_close
+
+from foveanet.ops import _util
+
+norm_module = sys.modules["foveanet.ops.norm"]  # (foveanet.ops.norm is the norm function)
+# training-mode batch norm through the compiled loops (where numba is installed) and NumPy's passes
+PATHS = (["compiled"] if norm_module._kernels() is not None else []) + ["numpy"]
+
+
+@contextlib.contextmanager
+def _path(name):
+    saved = _util._compiled.get("_norm_kernels")
+    if name == "numpy":
+        _util._compiled["_norm_kernels"] = None
+    try:
+        yield
+    finally:
+        _util._compiled["_norm_kernels"] = saved
 
 
 def randn(rng, shape, scale=1.0, shift=0.0, dtype=np.float32):
@@ -43,9 +63,16 @@ def _bn_case(seed, shape, dtype=np.float32):
     return x, w, b, rm, rv
 
 
+@pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=40)  # many options: more cases than the profile's default
 @given(shape=bn_shape(), seed=st.integers(0, 10_000), **bn_settings)
-def test_batch_norm_vs_torch_including_running_buffers(shape, seed, training, momentum, eps, affine):
+def test_batch_norm_vs_torch_including_running_buffers(path, shape, seed, training, momentum, eps,
+                                                       affine):
+    with _path(path):
+        _check_batch_norm_vs_torch(shape, seed, training, momentum, eps, affine)
+
+
+def _check_batch_norm_vs_torch(shape, seed, training, momentum, eps, affine):
     x, w, b, rm, rv = _bn_case(seed, shape)
     fv_rm, fv_rv = fv.tensor(rm), fv.tensor(rv)
     th_rm, th_rv = torch.tensor(rm), torch.tensor(rv)
@@ -75,9 +102,15 @@ def test_batch_norm_vs_torch_including_running_buffers(shape, seed, training, mo
         np.testing.assert_array_equal(fv_rv.data, rv)
 
 
+@pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=40)  # many options: more cases than the profile's default
 @given(shape=bn_shape(), seed=st.integers(0, 10_000), **bn_settings)
-def test_batch_norm_gradcheck(shape, seed, training, momentum, eps, affine):
+def test_batch_norm_gradcheck(path, shape, seed, training, momentum, eps, affine):
+    with _path(path):
+        _check_batch_norm_gradcheck(shape, seed, training, momentum, eps, affine)
+
+
+def _check_batch_norm_gradcheck(shape, seed, training, momentum, eps, affine):
     x, w, b, rm, rv = _bn_case(seed, shape, np.float64)
     x = x[: max(2, 150 // x[0].size)]  # keep the input under ~150 elements
     use_w, use_b = affine in ("both", "weight"), affine in ("both", "bias")
@@ -90,8 +123,14 @@ def test_batch_norm_gradcheck(shape, seed, training, momentum, eps, affine):
     gradcheck(fn, [x, w, b], wrt=[0] + ([1] if use_w else []) + ([2] if use_b else []))
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_several_steps_then_eval_like_torch(dtype):
+def test_batch_norm_several_steps_then_eval_like_torch(dtype, path):
+    with _path(path):
+        _check_several_steps_then_eval(dtype)
+
+
+def _check_several_steps_then_eval(dtype):
     rng = np.random.default_rng(3)
     c = 3
     fv_rm, fv_rv = fv.zeros(c, dtype=dtype), fv.ones(c, dtype=dtype)
@@ -135,12 +174,28 @@ def test_batch_norm_parameter_grads_when_input_needs_none():
                             [x, w, b], grad=[False, True, True])
 
 
-def test_batch_norm_large_offset_is_stable():
+@pytest.mark.parametrize("path", PATHS)
+def test_batch_norm_large_offset_is_stable(path):
     x, w, b, rm, rv = _bn_case(5, (8, 3, 4, 4))
     x = x + np.float32(1000.0)
-    check_against_torch(lambda a, ww, bb: F.batch_norm(a, None, None, ww, bb, True),
-                        lambda a, ww, bb: TF.batch_norm(a, None, None, ww, bb, True), [x, w, b],
-                        rtol=2e-4)
+    with _path(path):
+        check_against_torch(lambda a, ww, bb: F.batch_norm(a, None, None, ww, bb, True),
+                            lambda a, ww, bb: TF.batch_norm(a, None, None, ww, bb, True),
+                            [x, w, b], rtol=2e-4)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_batch_norm_large_channels_split_over_threads(path, monkeypatch):
+    # larger planes (the sums run per row, then across rows) and channels split over 3 threads
+    from foveanet.ops import _parallel
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: 3)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    x, w, b, rm, rv = _bn_case(6, (16, 7, 12, 11))
+    with _path(path):
+        check_against_torch(lambda a, ww, bb: F.batch_norm(a, None, None, ww, bb, True),
+                            lambda a, ww, bb: TF.batch_norm(a, None, None, ww, bb, True),
+                            [x, w, b], rtol=1e-4)
 
 
 def test_batch_norm_errors():
@@ -206,3 +261,9 @@ def test_local_response_norm_errors():
         F.local_response_norm(fv.ones(2, 3), 2)
     with pytest.raises(ValueError, match="size must be a positive int"):
         F.local_response_norm(fv.ones(2, 3, 4), 0)
+
+
+def test_warm_compiles_the_batch_norm_kernels():
+    expected = "batch norm: numba kernels compiled" if norm_module._kernels() is not None else \
+        "batch norm: numba is not installed, NumPy passes instead"
+    assert norm_module.warm() == expected

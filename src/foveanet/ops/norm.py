@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..autograd import Function, Tensor
 from ..backend import xp
 from . import _parallel
+from ._util import compiled
 
 
 # ------------------------------------------------------------------------------ per-channel sums
@@ -99,6 +100,18 @@ class BatchNorm(Function):
         return dw, db
 
 
+def _kernels():
+    """The compiled batch-norm loops (``_norm_kernels``), or None without numba. Against the NumPy
+    passes below, on resnet20's and cnn-bn's shapes (128 x 16-64 channels x 8x8-32x32, 2 threads):
+    forward 1.9-3.4x, backward 2.6-3.0x (PyTorch's: forward 1.4-2.5x, backward 1.5-1.7x slower
+    than these)."""
+    return compiled("_norm_kernels")
+
+
+def _none_as_empty(v, dtype):
+    return xp.empty(0, dtype=dtype) if v is None else v
+
+
 def _train_forward(x3, weight, bias, eps):
     """Batch statistics and the normalised output, computed per block of channels on the
     engine's threads (each block's passes stay on one core while its data is in cache)."""
@@ -106,6 +119,11 @@ def _train_forward(x3, weight, bias, eps):
     out = xp.empty_like(x3)
     mean = xp.empty(c, dtype=x3.dtype)
     var = xp.empty(c, dtype=x3.dtype)
+    if _kernels() is not None and x3.size:
+        w, b = _none_as_empty(weight, x3.dtype), _none_as_empty(bias, x3.dtype)
+        _parallel.split(lambda lo, hi: _kernels().forward(x3, w, b, eps, mean, var, out, lo, hi),
+                        c, x3.nbytes)
+        return mean, var, out
 
     def block(lo, hi):
         xs, ys = x3[:, lo:hi], out[:, lo:hi]
@@ -130,6 +148,11 @@ def _train_backward(g3, x3, mean, invstd, weight, m):
     dx = xp.empty_like(x3)
     dw = xp.empty(c, dtype=x3.dtype)
     db = xp.empty(c, dtype=x3.dtype)
+    if _kernels() is not None and x3.size:
+        w, g3 = _none_as_empty(weight, x3.dtype), xp.ascontiguousarray(g3)
+        _parallel.split(lambda lo, hi: _kernels().backward(g3, x3, mean, invstd, w, dx, dw, db, lo,
+                                                           hi), c, x3.nbytes)
+        return dx, dw, db
 
     def block(lo, hi):
         gs, xc = g3[:, lo:hi], dx[:, lo:hi]
@@ -144,6 +167,17 @@ def _train_backward(g3, x3, mean, invstd, weight, m):
 
     _parallel.split(block, c, x3.nbytes)
     return dx, dw, db
+
+
+def warm() -> str:
+    """Compile (or load from the cache) the batch-norm loops for float32 and float64."""
+    if _kernels() is None:
+        return "batch norm: numba is not installed, NumPy passes instead"
+    for dt in (xp.float32, xp.float64):
+        x = Tensor(xp.arange(8, dtype=dt).reshape(2, 2, 2), requires_grad=True)
+        batch_norm(x, None, None, Tensor(xp.ones(2, dtype=dt)), None, training=True).sum().backward()
+        batch_norm(x, None, None, None, None, training=True).sum().backward()
+    return "batch norm: numba kernels compiled"
 
 
 def _param(v, c, name, dtype):
