@@ -1,6 +1,7 @@
 """The engine's own threads (foveanet.ops._parallel): ``split`` covers its range exactly once, on
 several threads, re-raises a slice's error and never nests; every op that splits its passes
 (conv2d's im2col and bias, conv_transpose2d's col2im, padding, batch norm, ReLU, 2x2 max pooling,
+same-shape add / subtract / multiply,
 SGD's momentum update) gives PyTorch's outputs and gradients and passes finite differences with the splitting forced on
 tiny inputs, on 2 and 3 threads (uneven slices); and the OpenBLAS spin setting in a fresh
 interpreter."""
@@ -133,6 +134,17 @@ def test_batch_norm_split(forced, training):
 
     check_against_torch(ours, theirs, [x, w, b], atol=1e-5)
     gradcheck(ours, [a.astype(np.float64) for a in (x, w, b)])
+
+
+@pytest.mark.parametrize("op", ["add", "sub", "mul"])
+def test_same_shape_binary_split(forced, op):
+    # two arrays of one shape and dtype: the pass splits; broadcasting operands take NumPy's own
+    rng = np.random.default_rng(8)
+    a, b = _arr(rng, 5, 3, 4), _arr(rng, 5, 3, 4)
+    ours = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}[op]
+    check_against_torch(ours, ours, [a, b])
+    check_against_torch(ours, ours, [a, b[:1]])
+    gradcheck(ours, [a.astype(np.float64), b.astype(np.float64)])
 
 
 def test_relu_split(forced):

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor
 from ..backend import xp
+from . import _parallel
 from ._util import dtype_of, operand, shape_of, unbroadcast
+
+
+def _same_shape(ufunc, a, b):
+    """``ufunc(a, b)``; for two arrays of one shape and dtype (a residual sum, a gate) split over
+    the engine's threads: ResNet's 256x16x32x32 sums 3.6 -> 3.1-3.3 ms (PyTorch's 2.8-3.0;
+    the pass is bound by memory bandwidth)."""
+    if isinstance(a, xp.ndarray) and isinstance(b, xp.ndarray) and a.ndim and \
+            a.shape == b.shape and a.dtype == b.dtype:
+        return _parallel.binary(ufunc, a, b, xp.empty(a.shape, dtype=a.dtype))
+    return ufunc(a, b)
 
 
 class Add(Function):
     def forward(self, a, b):
         self.sa, self.sb, self.da, self.db = shape_of(a), shape_of(b), dtype_of(a), dtype_of(b)
-        return a + b
+        return _same_shape(xp.add, a, b)
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -23,7 +34,7 @@ class Add(Function):
 class Sub(Function):
     def forward(self, a, b):
         self.sa, self.sb, self.da, self.db = shape_of(a), shape_of(b), dtype_of(a), dtype_of(b)
-        return a - b
+        return _same_shape(xp.subtract, a, b)
 
     def backward(self, g):
         na, nb = self.needs_input_grad
@@ -34,7 +45,7 @@ class Sub(Function):
 class Mul(Function):
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a * b
+        return _same_shape(xp.multiply, a, b)
 
     def backward(self, g):
         a, b = self.a, self.b
