@@ -4,8 +4,10 @@ Why. Where a convolution has few input channels (LeNet-5's 1->6 and 6->16 5x5 la
 products are too thin for BLAS: 6 x 25 x 784 per sample runs at a few GFLOP/s, and the columns
 are 25x the input, written and read again. PyTorch (oneDNN) runs such layers as register-blocked
 direct loops; ``_direct_kernels`` does the same with numba: the outputs computed on the padded
-width so that each tap is one long vectorised run over a flat plane, five taps and two output
-channels per pass (the layout and the blocking are explained there).
+width so that each tap is one long vectorised run over a flat plane, blocks of 3 or 5 taps and
+two or four output channels per pass, each sample padded into a scratch buffer by the kernel
+itself (the layout and the blocking are explained there). The forward keeps the unpadded input
+for the weight gradient.
 
 What. The forward (with its bias) and the weight gradient are the two kernels; the input
 gradient of a stride-1 convolution is itself a convolution, of the output gradient padded by
@@ -60,18 +62,6 @@ def _padded_width(kw: int) -> int:
     return b * -(-kw // b)
 
 
-def flat_planes(x, pads, kw: int):
-    """x (N, C, H, W) zero-padded by pads (top, bottom, left, right), each plane flattened, with
-    the spare zeros the kernels read past its end: (N, C, Hp*Wp + spare), and Wp."""
-    n, c, h, w = x.shape
-    top, bottom, left, right = pads
-    hp, wp = h + top + bottom, w + left + right
-    flat = xp.zeros((n, c, hp * wp + _padded_width(kw) - kw), dtype=x.dtype)
-    planes = flat[:, :, :hp * wp].reshape(n, c, hp, wp)
-    _parallel.copy(x, out=planes[:, :, top:top + h, left:left + w])
-    return flat, wp
-
-
 def _blocks_wide(w):
     """(O, C, KH, KW) -> (O, C, KH, J*block), zero columns added up to whole blocks."""
     o, c, kh, kw = w.shape
@@ -82,41 +72,46 @@ def _blocks_wide(w):
     return wp
 
 
-def _correlate(flat, wq: int, w, bias, out_hw):
-    """out (N, O, *out_hw) = bias + the correlation of the flat padded planes with w."""
-    n, o = flat.shape[0], w.shape[0]
-    out = xp.empty((n, o) + tuple(out_hw), dtype=flat.dtype)
-    b = xp.zeros(o, dtype=flat.dtype) if bias is None else xp.ascontiguousarray(bias, flat.dtype)
+def _correlate(x, pads, w, bias, out_hw):
+    """out (N, O, *out_hw) = bias + the correlation of x (N, C, H, W), zero-padded by pads (top,
+    bottom, left, right), with w (O, C, KH, KW)."""
+    x = xp.ascontiguousarray(x)
+    n, o = x.shape[0], w.shape[0]
+    top, bottom, left, right = pads
+    hp, wq = x.shape[2] + top + bottom, x.shape[3] + left + right
+    out = xp.empty((n, o) + tuple(out_hw), dtype=x.dtype)
+    b = xp.zeros(o, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, x.dtype)
     forward_kernel, width = _kernels().forward, _block(w.shape[3])
     wp = _blocks_wide(w)
-    _parallel.split(lambda lo, hi: forward_kernel(flat, wp, b, wq, width, out, lo, hi), n,
-                    out.nbytes + flat.nbytes)
+    _parallel.split(lambda lo, hi: forward_kernel(x, top, left, hp, wq, wp, b, width, out, lo, hi),
+                    n, out.nbytes + x.nbytes)
     return out
 
 
 def forward(x, w, bias, pads):
-    """The stride-1 convolution of x (N, C, H, W) padded by pads with w (O, C, KH, KW), plus bias
-    (or None): (out, flat, wq), the padded planes kept for the weight gradient."""
+    """The stride-1 convolution of x (N, C, H, W) padded by pads (top, bottom, left, right) with
+    w (O, C, KH, KW), plus bias (or None)."""
     kh, kw = w.shape[2:]
-    flat, wq = flat_planes(x, pads, kw)
-    hp = x.shape[2] + pads[0] + pads[1]
-    out = _correlate(flat, wq, w, bias, (hp - kh + 1, wq - kw + 1))
-    return out, flat, wq
+    top, bottom, left, right = pads
+    out_hw = (x.shape[2] + top + bottom - kh + 1, x.shape[3] + left + right - kw + 1)
+    return _correlate(x, pads, w, bias, out_hw)
 
 
-def weight_grad(flat, wq: int, g, w_shape):
-    """dL/dw (O, C, KH, KW) from the forward's flat padded planes and the output gradient g."""
+def weight_grad(x, pads, g, w_shape):
+    """dL/dw (O, C, KH, KW) from the forward's input and padding and the output gradient g."""
     o, c, kh, kw = w_shape
-    g = xp.ascontiguousarray(g)
+    x, g = xp.ascontiguousarray(x), xp.ascontiguousarray(g)
+    top, bottom, left, right = pads
+    hp, wq = x.shape[2] + top + bottom, x.shape[3] + left + right
     kernel = _kernels().weight_grad
     parts = []
 
     def part(lo, hi):
         gw = xp.zeros((o, c, kh, _padded_width(kw)), dtype=g.dtype)
-        kernel(flat, g, wq, _block(kw), gw, lo, hi)
+        kernel(x, top, left, hp, wq, g, _block(kw), gw, lo, hi)
         parts.append(gw)
 
-    _parallel.split(part, g.shape[0], flat.nbytes + g.nbytes)
+    _parallel.split(part, g.shape[0], x.nbytes + g.nbytes)
     return xp.ascontiguousarray(sum(parts[1:], parts[0])[..., :kw])
 
 
@@ -126,9 +121,8 @@ def input_grad(g, w, pads, in_hw):
     kh, kw = w.shape[2:]
     top, bottom, left, right = pads
     gpads = (kh - 1 - top, kh - 1 - bottom, kw - 1 - left, kw - 1 - right)
-    flat, wq = flat_planes(g, gpads, kw)
     wf = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    return _correlate(flat, wq, wf, None, in_hw)
+    return _correlate(g, gpads, wf, None, in_hw)
 
 
 def warm() -> str:
@@ -138,7 +132,7 @@ def warm() -> str:
         return "direct convolutions: numba is not installed, few-channel convolutions use im2col"
     for dt in (xp.float32, xp.float64):
         x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 3, 3), dtype=dt)
-        out, flat, wq = forward(x, w, None, (1, 1, 1, 1))
-        weight_grad(flat, wq, out, w.shape)
+        out = forward(x, w, None, (1, 1, 1, 1))
+        weight_grad(x, (1, 1, 1, 1), out, w.shape)
         input_grad(out, w, (1, 1, 1, 1), (4, 4))
     return "direct convolutions: numba kernels compiled"

@@ -183,9 +183,9 @@ class Conv2d(Function):
         self.winograd = not self.direct and \
             _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
         nx, nw = self.needs_input_grad[:2]
-        if self.direct:  # few channels: compiled loops, the bias added inside
-            out, flat, self.wq = _direct.forward(x, w, b, pads)
-            self.flat, self.w = (flat if nw else None), (w if nx else None)
+        if self.direct:  # few taps: compiled loops, the bias added inside
+            out = _direct.forward(x, w, b, pads)
+            self.x, self.w = (x if nw else None), (w if nx else None)
             b = None
         elif self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
             self.u = _winograd.transform_weight(w)
@@ -211,7 +211,7 @@ class Conv2d(Function):
         gx = gw = gb = None
         if self.direct:
             gx = _direct.input_grad(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
-            gw = _direct.weight_grad(self.flat, self.wq, g, self.w_shape) if nw else None
+            gw = _direct.weight_grad(self.x, self.pads, g, self.w_shape) if nw else None
             gb = g.sum(axis=(0, 2, 3)) if nb else None
             return (gx[0] if nx and self.unbatched else gx), gw, gb
         if self.winograd:
