@@ -267,11 +267,17 @@ print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), bool(np.allclose(a @ a, ref)),
 
 
 # ------------------------------------------------------------------------------ SGD momentum
-def test_sgd_momentum_split_update(forced, monkeypatch):
-    # SGD's common case (momentum, no dampening, no Nesterov) updates flat slices on the threads:
-    # bit for bit the general path, PyTorch's parameters and buffers; arrays that do not flatten
-    # to views take the general path
+@pytest.mark.parametrize("kernel", ["compiled", "numpy"])
+def test_sgd_momentum_split_update(forced, monkeypatch, kernel):
+    # SGD's common case (momentum, no dampening, no Nesterov) updates flat slices on the threads,
+    # in one compiled pass or NumPy's three: bit for bit the general path, PyTorch's parameters
+    # and buffers; arrays that do not flatten to views take the general path
+    from foveanet.ops import _util
     from foveanet.optim import sgd
+    if kernel == "numpy":
+        monkeypatch.setitem(_util._compiled, "_sgd_kernels", None)
+    elif _util.compiled("_sgd_kernels", "foveanet.optim") is None:
+        pytest.skip("numba is not installed")
     rng = np.random.default_rng(8)
     init = [_arr(rng, 7, 5), _arr(rng, 3), _arr(rng, 4, 3, 2)]
     grads = [[_arr(rng, *w.shape) for w in init] for _ in range(4)]

@@ -430,3 +430,11 @@ def test_named_parameters_are_accepted():
     assert opt.state_dict()["param_groups"][0]["param_names"] == ["layer.weight", "layer.bias"]
     with pytest.raises(ValueError, match="Some param names are missing"):
         fv.optim.SGD([("w", w), b])
+
+
+def test_ops_warm_compiles_every_kernel_module():
+    from foveanet.ops import _util, warm
+    lines = warm().splitlines()
+    assert len(lines) == 5
+    compiled = _util.compiled("_sgd_kernels", "foveanet.optim") is not None
+    assert all(("compiled" in line) == compiled for line in lines), lines

@@ -131,12 +131,13 @@ def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
 _compiled: dict = {}
 
 
-def compiled(name: str):
-    """The numba kernel module ``foveanet.ops.<name>`` (compiled or loaded from numba's disk cache
-    when first used), or None when numba cannot be imported: the compiled paths are optional."""
+def compiled(name: str, package: str = __package__):
+    """The numba kernel module ``<package>.<name>`` (``foveanet.ops`` by default; compiled or
+    loaded from numba's disk cache when first used), or None when numba cannot be imported: the
+    compiled paths are optional."""
     if name not in _compiled:
         try:
-            _compiled[name] = importlib.import_module(f"{__package__}.{name}")
+            _compiled[name] = importlib.import_module(f"{package}.{name}")
         except ImportError:
             _compiled[name] = None
     return _compiled[name]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..backend import xp
 from ..ops import _parallel
+from ..ops._util import compiled
 from .optimizer import Optimizer, _check_range, _direction
 
 
@@ -87,6 +88,11 @@ def _momentum_step(w, buf, d, momentum, lr):
     multi-tensor SGD 0.43 ms); slices of 8-64 k elements per pass were slower (1.4-2.8 ms: small
     ufunc calls from two threads queue on the interpreter lock)."""
     wf, bf, df = w.reshape(-1), buf.reshape(-1), d.reshape(-1)
+    kernels = compiled("_sgd_kernels", __package__)
+    if kernels is not None:  # one compiled pass: MLP steps 1.03-1.04x (update 1.2 -> 0.9 ms)
+        _parallel.split(lambda lo, hi: kernels.momentum_step(wf, bf, df, momentum, lr, lo, hi),
+                        wf.size, 3 * wf.nbytes)
+        return
 
     def part(lo, hi):
         b = bf[lo:hi]
@@ -95,3 +101,14 @@ def _momentum_step(w, buf, d, momentum, lr):
         wf[lo:hi] -= lr * b
 
     _parallel.split(part, wf.size, 3 * wf.nbytes)
+
+
+def warm() -> str:
+    """Compile (or load from the cache) the momentum update for float32 and float64."""
+    kernels = compiled("_sgd_kernels", __package__)
+    if kernels is None:
+        return "SGD momentum update: numba is not installed, NumPy passes instead"
+    for dt in (xp.float32, xp.float64):
+        a = xp.zeros(2, dtype=dt)
+        kernels.momentum_step(a, a.copy(), a.copy(), 0.9, 0.1, 0, 2)
+    return "SGD momentum update: numba kernel compiled"
