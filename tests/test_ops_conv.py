@@ -1,7 +1,8 @@
 """conv2d and conv_transpose2d against PyTorch (forward and every gradient, float32) and against
 finite differences (float64), over property-generated shapes and options, plus the error messages.
-The properties run twice for conv2d: through im2col, and with the compiled direct path on (which
-takes the stride-1, few-channel cases; see test_ops_direct.py for its own checks)."""
+The properties run twice for conv2d: through NumPy's im2col, and with the compiled paths on (the
+direct loops take the stride-1, few-tap cases, see test_ops_direct.py; strided ones take the
+compiled im2col / col2im)."""
 import contextlib
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import foveanet as fv
-from foveanet.ops import _direct
+from foveanet.ops import _direct, _util
 from foveanet.ops import conv as conv_module
 
 F = fv.nn.functional
@@ -23,18 +24,25 @@ MORE = settings(max_examples=5 * settings.default.max_examples)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
 
-PATHS = ["im2col"] + (["direct"] if _direct._kernels() is not None else [])
+PATHS = ["im2col"] + (["compiled"] if _direct._kernels() is not None else [])
 
 
 @contextlib.contextmanager
 def _path(name):
-    """Convolutions through im2col only, or with the direct path allowed where it suits."""
-    before = _direct.ENABLED
-    _direct.ENABLED = name == "direct"
+    """Convolutions through NumPy's im2col only, or with the compiled paths allowed where they
+    suit (the direct loops, the strided im2col / col2im)."""
+    before, strided = _direct.ENABLED, _util._compiled.get("_im2col_kernels")
+    _direct.ENABLED = name == "compiled"
+    if name == "im2col":
+        _util._compiled["_im2col_kernels"] = None
     try:
         yield
     finally:
         _direct.ENABLED = before
+        if strided is None:
+            _util._compiled.pop("_im2col_kernels", None)
+        else:
+            _util._compiled["_im2col_kernels"] = strided
 
 
 @pytest.fixture
