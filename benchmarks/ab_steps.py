@@ -11,7 +11,11 @@ Variants (``--ab``):
 - ``spin``: split passes with OpenBLAS spinning 2^28 / 2^16 / 2^20 cycles;
 - ``wide``: convolution products per sample (``conv.WIDE_MACS = 0``) against the default rule;
 - ``winograd``: every convolution through im2col against 3x3 ones through Winograd F(4x4, 3x3)
-  (``_winograd.ENABLED``).
+  (``_winograd.ENABLED``; the direct path off in both);
+- ``direct``: the direct convolution loops off / on (``_direct.ENABLED``);
+- ``compiled``: every numba kernel off (NumPy's passes, im2col, as without the ``fast`` extra)
+  against all of them on (direct and Winograd convolutions, strided im2col / col2im, 2x2 max
+  pooling, batch norm, SGD's update).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as C  # noqa: E402
 
-from foveanet.ops import _parallel, _winograd, conv  # noqa: E402
+from foveanet.ops import _direct, _parallel, _util, _winograd, conv  # noqa: E402
 
 
 def _threads(n, spin):
@@ -43,7 +47,28 @@ def _wide(macs):
 
 def _winograd_on(on):
     def apply():
+        _direct.ENABLED = False
         _winograd.ENABLED = on
+    return apply
+
+
+def _direct_on(on):
+    def apply():
+        _direct.ENABLED = on
+    return apply
+
+
+KERNEL_MODULES = {"_pool_kernels": "foveanet.ops", "_norm_kernels": "foveanet.ops",
+                  "_im2col_kernels": "foveanet.ops", "_sgd_kernels": "foveanet.optim"}
+
+
+def _compiled_on(on):
+    loaded = {name: _util.compiled(name, package) for name, package in KERNEL_MODULES.items()}
+
+    def apply():
+        _direct.ENABLED = _winograd.ENABLED = on
+        for name, module in loaded.items():
+            _util._compiled[name] = module if on else None
     return apply
 
 
@@ -52,6 +77,8 @@ VARIANTS = {
     "spin": {f"split, spin 2^{k}": _threads(2, k) for k in (28, 16, 20)},
     "wide": {"per sample": _wide(0), "default rule": _wide(conv.WIDE_MACS)},
     "winograd": {"im2col": _winograd_on(False), "winograd": _winograd_on(True)},
+    "direct": {"direct off": _direct_on(False), "direct on": _direct_on(True)},
+    "compiled": {"NumPy only": _compiled_on(False), "compiled kernels": _compiled_on(True)},
 }
 
 
@@ -64,7 +91,8 @@ def main(argv=None):
     ap.add_argument("--min-time", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    _parallel._state["quiet"] = True  # the variants set OpenBLAS's spin themselves
+    if args.ab in ("threads", "spin"):
+        _parallel._state["quiet"] = True  # these variants set OpenBLAS's spin themselves
     variants = VARIANTS[args.ab]
     with threadpool_limits(args.threads):
         for name in args.models.split(","):
