@@ -78,8 +78,11 @@ def test_zoo_models_same_outputs_any_batch(name, options, shape, folded, affine,
     assert f"{folded} BN folded" in repr(opt) and f"{relus} ReLU fused" in repr(opt)
     assert f"{opt.stats['steps']} steps" in repr(opt)
     assert opt.stats["steps"] < opt.stats["nodes"]
-    if name in ("cnn_bn", "resnet20") and _winograd._kernels() is not None:
-        assert "winograd" in opt.describe()  # its 3x3 layers with >= 16 channels
+    if _winograd._kernels() is not None:  # the compiled convolutions, as in training
+        if name in ("cnn_bn", "resnet20"):
+            assert "winograd" in opt.describe()  # 3x3 layers with more than 150 taps
+        if name in ("lenet5", "cnn_bn", "resnet20"):
+            assert " direct" in opt.describe()  # the few-tap layers
 
 
 @pytest.mark.slow
@@ -125,7 +128,9 @@ def test_both_convolution_kernels(monkeypatch, threads, split):
     output, small ones cut into single-thread pieces (or not). All with several chunks, strides,
     dilation, 1x1 convolutions, padding and pooling in between."""
     from foveanet.interop import optimize
+    from foveanet.ops import _direct
 
+    monkeypatch.setattr(_direct, "ENABLED", False)  # the 3->32 layer through this module's kernel
     monkeypatch.setattr(optimize, "blas_threads", lambda: threads)
     if not split:
         monkeypatch.setattr(optimize, "SPLIT_GEMM_MACS", 0)

@@ -43,10 +43,13 @@ machine: 1.2x to 15x faster (resnet20's and cnn_bn's layers). With ONE BLAS thre
 handed off and the per-sample products are 10-25% faster (a sample's columns, 0.5 MB, stay in
 cache; a chunk's do not), so then, and for layers so small that OpenBLAS runs their per-sample
 products on one thread anyway (LeNet-5's, ``SMALL_GEMM_MACS``), the plan uses the training
-kernel's per-sample products (on the folded weights, with the fused epilogue). 3x3 stride-1
-layers with at least 16 channels each way take the training path's Winograd F(4x4, 3x3) instead
-(``ops/_winograd.py``, with the folded weights transformed once at planning): at batch 256
-against this module's im2col kernel, cnn-bn 1.14x and resnet20 1.19x (fastest of 8).
+kernel's per-sample products (on the folded weights, with the fused epilogue). Where the
+training path takes a compiled kernel the plan does too, on the folded weights: stride-1 layers
+with few taps per output the direct loops (``ops/_direct.py``; without them LeNet-5's plan at
+batch 256 took 22.4 ms against the engine's 12.7, with them 9.8), the other 3x3 stride-1 layers
+with at least 16 channels each way Winograd F(4x4, 3x3) (``ops/_winograd.py``, with the folded
+weights transformed once at planning): at batch 256 against this module's im2col kernel, cnn-bn
+1.14x and resnet20 1.19x (fastest of 8).
 
 Every primitive the plan has no kernel of its own for runs through the engine's own ``forward``
 on raw arrays, so any model the tracer can capture runs; only stateful or batch-dependent
@@ -68,7 +71,7 @@ from .. import autograd
 from ..autograd import Tensor
 from ..backend import get_default_dtype, xp
 from ..nn.module import Module
-from ..ops import _winograd
+from ..ops import _direct, _winograd
 from ..ops import conv as _conv  # the module: its im2col helpers, out_size, pad_array
 from ..ops._parallel import blas_threads
 from ..ops.activation import LeakyReLU, ReLU, relu_into
@@ -841,18 +844,23 @@ def _make_step(op, b, runtime, writable_after, i):
         wm, bias, kernel = p["wm"], p["bias"], tuple(p["kernel"])
         stride, pads, dilation = p["stride"], p["pads"], p["dilation"]
 
-        w4 = wm.reshape(wm.shape[0], -1, *kernel)
-        # 3x3 stride-1 layers as in training: Winograd F(4x4, 3x3) on the folded weights
-        # (ops/_winograd.py), for inputs of the weights' dtype
-        u = _winograd.transform_weight(w4) if \
+        w4 = xp.ascontiguousarray(wm.reshape(wm.shape[0], -1, *kernel))
+        # the compiled paths as in training, on the folded weights, for inputs of the weights'
+        # dtype: few-tap stride-1 layers as direct loops (ops/_direct.py; LeNet-5's plan at batch
+        # 256 22.4 -> 9.8 ms), other 3x3 stride-1 layers as Winograd F(4x4, 3x3) (ops/_winograd.py)
+        direct = _direct.suits(w4.dtype, w4.shape, stride, pads, dilation, 1)
+        u = _winograd.transform_weight(w4) if not direct and \
             _winograd.suits(w4.dtype, w4.shape, stride, pads, dilation, 1) else None
 
         def conv(x):
+            if direct and x.dtype == w4.dtype:
+                out = _direct.forward(x, w4, bias, pads)
+                return _apply_epilogue(out, ep) if ep is not None else out
             if u is not None and x.dtype == u.dtype:
                 return _winograd_conv(x, u, bias, pads, ep)
             return _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, ep)
         bn = " (BN folded)" if op.folded_bn else ""
-        how = " winograd" if u is not None else ""
+        how = " direct" if direct else " winograd" if u is not None else ""
         return conv, (f"conv {wm.shape[0]}x{wm.shape[1]} k{kernel[0]}x{kernel[1]} s{stride[0]}{how}"
                       f"{bn}{tag}{scope}")
     if op.kind == "linear":
