@@ -13,7 +13,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # the second line compiles the Winograd transforms and the direct convolution (numba, cached:
-# ~6 s once, then ~1 s)
+# 20-35 s once, then ~1.5 s)
 install: $(PY)
 	$(PIP) install --quiet -e '.[train]'
 	$(PY) -c 'from foveanet.ops import warm; print(warm())'
