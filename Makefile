@@ -12,7 +12,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# the second line compiles the Winograd transforms and the direct convolution (numba, cached:
+# the second line compiles the optional numba kernels (foveanet.ops.warm(); cached on disk:
 # 20-35 s once, then ~1.5 s)
 install: $(PY)
 	$(PIP) install --quiet -e '.[train]'
