@@ -211,14 +211,14 @@ class Conv2d(Function):
         nb = self.has_bias and self.needs_input_grad[2]
         n, o = g.shape[:2]
         gx = gw = gb = None
-        if self.direct:
-            gx = _direct.input_grad(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
-            gw = _direct.weight_grad(self.x, self.pads, g, self.w_shape) if nw else None
-            gb = g.sum(axis=(0, 2, 3)) if nb else None
-            return (gx[0] if nx and self.unbatched else gx), gw, gb
-        if self.winograd:
-            top, _, left, _ = self.pads
-            gx, gw = _winograd.backward(self.x, g, self.u, top, left, self.x_shape[-2:], nx, nw)
+        if self.direct or self.winograd:  # the compiled paths: no padding to crop
+            if self.direct:
+                gx = _direct.input_grad(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
+                gw = _direct.weight_grad(self.x, self.pads, g, self.w_shape) if nw else None
+            else:
+                top, _, left, _ = self.pads
+                gx, gw = _winograd.backward(self.x, g, self.u, top, left, self.x_shape[-2:], nx,
+                                            nw)
             gb = g.sum(axis=(0, 2, 3)) if nb else None
             return (gx[0] if nx and self.unbatched else gx), gw, gb
         groups, wm = self.groups, self.wm
