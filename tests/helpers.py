@@ -12,10 +12,13 @@ the output (so one backward pass covers every output element).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
 import foveanet as fv
+from foveanet.ops import _util
 
 RTOL = 1e-4
 
@@ -169,3 +172,29 @@ def gradcheck(fn, inputs, eps=1e-6, rtol=1e-5, atol=1e-7, seed=0, wrt=None):
         assert err <= rtol * scale + atol, (
             f"input {i}: analytic and numerical gradients differ by {err:.3g} (scale {scale:.3g})\n"
             f"analytic={analytic}\nnumeric={numeric}")
+
+
+# ------------------------------------------------------------------ the optional compiled paths
+def count_calls(monkeypatch, module, name):
+    """Wrap ``module.name`` for the test; returns the list that gets one entry per call."""
+    calls = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@contextlib.contextmanager
+def without_compiled(*names):
+    """Inside the block, foveanet's numba kernel modules ``names`` (``_util.compiled``'s names)
+    count as missing, as without numba, so the NumPy paths run; afterwards, as before."""
+    saved = {n: _util._compiled[n] for n in names if n in _util._compiled}
+    for n in names:
+        _util._compiled[n] = None
+    try:
+        yield
+    finally:
+        for n in names:
+            if n in saved:
+                _util._compiled[n] = saved[n]
+            else:
+                _util._compiled.pop(n, None)

@@ -8,12 +8,12 @@ import contextlib
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, gradcheck
+from helpers import check_against_torch, gradcheck, without_compiled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import foveanet as fv
-from foveanet.ops import _direct, _util
+from foveanet.ops import _direct
 from foveanet.ops import conv as conv_module
 
 F = fv.nn.functional
@@ -31,18 +31,13 @@ PATHS = ["im2col"] + (["compiled"] if _direct._kernels() is not None else [])
 def _path(name):
     """Convolutions through NumPy's im2col only, or with the compiled paths allowed where they
     suit (the direct loops, the strided im2col / col2im)."""
-    before, strided = _direct.ENABLED, _util._compiled.get("_im2col_kernels")
+    before = _direct.ENABLED
     _direct.ENABLED = name == "compiled"
-    if name == "im2col":
-        _util._compiled["_im2col_kernels"] = None
     try:
-        yield
+        with without_compiled("_im2col_kernels") if name == "im2col" else contextlib.nullcontext():
+            yield
     finally:
         _direct.ENABLED = before
-        if strided is None:
-            _util._compiled.pop("_im2col_kernels", None)
-        else:
-            _util._compiled["_im2col_kernels"] = strided
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ finite differences in float64, im2col's results, and im2col when numba is missin
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, gradcheck
+from helpers import check_against_torch, count_calls, gradcheck
 
 import foveanet as fv
 import foveanet.nn.functional as F
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.skipif(_direct._kernels() is None, reason="numba is not
 @pytest.fixture
 def taken(monkeypatch):
     """Counts the convolutions that took the direct path."""
-    calls = []
-    forward = _direct.forward
-    monkeypatch.setattr(_direct, "forward", lambda *a: calls.append(1) or forward(*a))
-    return calls
+    return count_calls(monkeypatch, _direct, "forward")
 
 
 def _arr(rng, *shape, dtype=np.float32):

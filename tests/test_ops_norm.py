@@ -12,24 +12,16 @@ from hypothesis import strategies as st
 
 import foveanet as fv
 import foveanet.nn.functional as F
-from helpers import check_against_torch, gradcheck, rel_close
+from helpers import check_against_torch, gradcheck, rel_close, without_compiled
 
-from foveanet.ops import _util
 
 norm_module = sys.modules["foveanet.ops.norm"]  # (foveanet.ops.norm is the norm function)
 # training-mode batch norm through the compiled loops (where numba is installed) and NumPy's passes
 PATHS = (["compiled"] if norm_module._kernels() is not None else []) + ["numpy"]
 
 
-@contextlib.contextmanager
 def _path(name):
-    saved = _util._compiled.get("_norm_kernels")
-    if name == "numpy":
-        _util._compiled["_norm_kernels"] = None
-    try:
-        yield
-    finally:
-        _util._compiled["_norm_kernels"] = saved
+    return without_compiled("_norm_kernels") if name == "numpy" else contextlib.nullcontext()
 
 
 def randn(rng, shape, scale=1.0, shift=0.0, dtype=np.float32):

@@ -6,7 +6,7 @@ the im2col path when numba is missing."""
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, gradcheck
+from helpers import check_against_torch, count_calls, gradcheck
 
 import foveanet as fv
 import foveanet.nn.functional as F
@@ -29,10 +29,7 @@ def small(monkeypatch):
 @pytest.fixture
 def taken(monkeypatch):
     """Counts the convolutions that took the Winograd path."""
-    calls = []
-    forward = _winograd.forward
-    monkeypatch.setattr(_winograd, "forward", lambda *a: calls.append(1) or forward(*a))
-    return calls
+    return count_calls(monkeypatch, _winograd, "forward")
 
 
 def _arr(rng, *shape, dtype=np.float32):
