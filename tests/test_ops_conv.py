@@ -8,7 +8,7 @@ import contextlib
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, gradcheck, without_compiled
+from helpers import check_against_torch, count_calls, gradcheck, without_compiled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -196,6 +196,26 @@ def test_conv_batch_chunks(im2col, monkeypatch, chunk_bytes):
     kw = dict(stride=2, padding=(1, 0), output_padding=1, groups=2)
     check_against_torch(lambda *a: F.conv_transpose2d(*a, **kw),
                         lambda *a: T.conv_transpose2d(*a, **kw), [x, wt, b])
+
+
+@pytest.mark.skipif(conv_module._strided_kernels() is None, reason="numba is not installed")
+@pytest.mark.parametrize("kw", [
+    dict(stride=2, padding=1), dict(stride=2, padding=3), dict(stride=(1, 3), padding=(2, 4)),
+    dict(stride=3, padding=2, dilation=2), dict(stride=2, padding=(0, 1), groups=2)])
+def test_strided_im2col_reads_the_padding(monkeypatch, kw):
+    # the compiled strided im2col reads the padding as zeros (rows and columns wholly or partly
+    # outside the input, with dilation, groups, several chunks): no padded copy of the input,
+    # the input itself kept for the weight gradient, PyTorch's results
+    monkeypatch.setattr(conv_module, "WIDE_MACS", 0)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3000)
+    copies = count_calls(monkeypatch, conv_module, "pad_array")
+    rng = np.random.default_rng(11)
+    x, w, b = _arr(rng, 5, 4, 9, 8), _arr(rng, 6, 4 // kw.get("groups", 1), 3, 3), _arr(rng, 6)
+    y = F.conv2d(fv.tensor(x), fv.tensor(w, requires_grad=True), **kw)
+    assert not copies and y.grad_fn.xpad is not None and y.grad_fn.xpad.shape == x.shape
+    check_against_torch(lambda *a: F.conv2d(*a, **kw), lambda *a: T.conv2d(*a, **kw), [x, w, b])
+    gradcheck(lambda *a: F.conv2d(*a, **kw), [x[:2].astype(np.float64), w.astype(np.float64),
+                                               b.astype(np.float64)])
 
 
 @pytest.mark.parametrize("wide_macs", [0, 1 << 40], ids=["per-sample", "side-by-side"])

@@ -700,8 +700,7 @@ def _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, epilogue):
     if n > 1 and (o * k * p <= SMALL_GEMM_MACS or blas_threads() == 1):
         # no thread hand-off to save (one BLAS thread, or products OpenBLAS runs on one thread):
         # the training kernel's per-sample products, whose columns stay in cache, are faster
-        xpad = _conv.pad_array(x, *pads)
-        out = _conv._correlate(xpad, wm.reshape(1, o, k), (kernel, stride, dilation, (oh, ow)), 1)
+        out = _conv._correlate(x, pads, wm.reshape(1, o, k), (kernel, stride, dilation, (oh, ow)), 1)
         if bias is not None:
             out += bias.reshape(o, 1, 1)
         return _apply_epilogue(out, epilogue) if epilogue is not None else out

@@ -53,18 +53,28 @@ def _strided_kernels():
     return compiled("_im2col_kernels")
 
 
-def im2col(xpad, kernel, stride, dilation, out_hw, groups: int):
-    """(N, C, Hp, Wp) -> contiguous (N, groups, C/groups*KH*KW, OH*OW) columns."""
-    n, c, hp, wp = xpad.shape
+def _pads_in_im2col(stride) -> bool:
+    """Whether ``im2col`` reads the padding as zeros itself (the compiled strided kernel), so that
+    the caller need not make a padded copy of the input."""
+    return stride[1] > 1 and _strided_kernels() is not None
+
+
+def im2col(xpad, kernel, stride, dilation, out_hw, groups: int, pads=(0, 0, 0, 0)):
+    """(N, C, Hp, Wp) -> contiguous (N, groups, C/groups*KH*KW, OH*OW) columns; with ``pads``
+    (top, bottom, left, right), of xpad zero-padded by them (without a padded copy where
+    ``_pads_in_im2col``)."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    if _pads_in_im2col(stride):  # compiled: NumPy's strided copy is slow
+        n, c = xpad.shape[:2]
+        cols = xp.empty((n, c * kh * kw, oh, ow), dtype=xpad.dtype)
+        im2col_kernel, top, left = _strided_kernels().im2col, pads[0], pads[2]
+        _parallel.split(lambda lo, hi: im2col_kernel(xpad, top, left, kh, kw, sh, sw, dh, dw,
+                                                     cols, lo, hi), n, cols.nbytes)
+        return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
+    xpad = pad_array(xpad, *pads)
+    n, c, hp, wp = xpad.shape
     if kh == kw == 1 and sh == sw == 1 and (oh, ow) == (hp, wp):  # 1x1 stride-1: the image itself
         return xp.ascontiguousarray(xpad).reshape(n, groups, c // groups, hp * wp)
-    if sw > 1 and _strided_kernels() is not None:  # compiled: NumPy's strided copy is slow
-        cols = xp.empty((n, c * kh * kw, oh, ow), dtype=xpad.dtype)
-        im2col_kernel = _strided_kernels().im2col
-        _parallel.split(lambda lo, hi: im2col_kernel(xpad, kh, kw, sh, sw, dh, dw, cols, lo, hi),
-                        n, cols.nbytes)
-        return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
     s_n, s_c, s_h, s_w = xpad.strides
     view = _as_strided(xpad, (n, c, kh, kw, oh, ow),
                        (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
@@ -143,12 +153,22 @@ def _side_by_side(g):
 
 
 # -------------------------------------------------------------------------------------- conv2d
-def _correlate(xpad, wm, geom, groups: int):
-    """The convolution proper: padded input (N, C, Hp, Wp), weight matrix (groups, O/groups,
-    C/groups*KH*KW) -> (N, O, OH, OW)."""
-    n = xpad.shape[0]
+def _im2col_source(x, pads, wm, geom):
+    """What the columns are read from, and the padding still to apply as they are: x itself and
+    pads where the compiled strided im2col reads the padding as zeros, else x padded (a copy)
+    and no padding."""
+    if any(pads) and _pads_in_im2col(geom[1]) and not _is_wide(wm, geom, x.shape[0]):
+        return x, tuple(pads)
+    return pad_array(x, *pads), (0, 0, 0, 0)
+
+
+def _correlate(x, pads, wm, geom, groups: int):
+    """The convolution proper: input (N, C, H, W) zero-padded by pads (top, bottom, left, right),
+    weight matrix (groups, O/groups, C/groups*KH*KW) -> (N, O, OH, OW)."""
+    n = x.shape[0]
     (kh, kw), stride, _, (oh, ow) = geom
     o = wm.shape[0] * wm.shape[1]
+    xpad, pads = _im2col_source(x, pads, wm, geom)
     if kh == kw == 1 and stride == (1, 1):  # 1x1 stride-1: a plain (batched) matmul, no im2col
         return xp.matmul(wm, im2col(xpad, *geom, groups)).reshape(n, o, oh, ow)
     if _is_wide(wm, geom, n):  # small products: one per chunk, then back to (m, O, P)
@@ -163,7 +183,7 @@ def _correlate(xpad, wm, geom, groups: int):
     out = xp.empty((n, groups, o // groups, oh * ow), dtype=xpad.dtype)
     step = _chunk(n, wm.shape[2] * groups * oh * ow * xpad.itemsize)
     for s in range(0, n, step):
-        xp.matmul(wm, im2col(xpad[s:s + step], *geom, groups), out=out[s:s + step])
+        xp.matmul(wm, im2col(xpad[s:s + step], *geom, groups, pads), out=out[s:s + step])
     return out.reshape(n, o, oh, ow)
 
 
@@ -194,9 +214,9 @@ class Conv2d(Function):
             out = _winograd.forward(x, self.u, top, left, (oh, ow))
             self.x, self.xpad = (x if nw else None), None
         else:
-            xpad = pad_array(x, top, bottom, left, right)
             wm = w.reshape(groups, o // groups, cg * kh * kw)
-            out = _correlate(xpad, wm, self.geom, groups)
+            xpad, self.src_pads = _im2col_source(x, pads, wm, self.geom)
+            out = _correlate(xpad, self.src_pads, wm, self.geom, groups)
             self.xpad, self.wm = (xpad if nw else None), wm
         if b is not None:
             _parallel.binary(xp.add, out, b.reshape(o, 1, 1), out)
@@ -242,7 +262,7 @@ class Conv2d(Function):
                     self._wide_backward(gs, s, gw, None if as_conv else gx)
                     continue
                 if nw:  # grad @ cols^T per sample, summed over the batch (columns recomputed)
-                    cols = im2col(self.xpad[s:s + step], *self.geom, groups)
+                    cols = im2col(self.xpad[s:s + step], *self.geom, groups, self.src_pads)
                     gw += xp.matmul(gs, cols.transpose(0, 1, 3, 2)).sum(axis=0)
                 if nx and not as_conv:  # the columns' gradient w^T @ grad, back onto the image
                     col2im(xp.matmul(wt, gs), gx[s:s + step], *self.geom)
@@ -305,9 +325,9 @@ class Conv2d(Function):
         wf = wm.reshape(groups, og, cg, kh, kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         wf = xp.ascontiguousarray(wf).reshape(groups, cg, og * kh * kw)
         eh, ew = dh * (kh - 1), dw * (kw - 1)
-        gpad = pad_array(g, eh - top, eh - bottom, ew - left, ew - right)
         h, w = self.x_shape[2:]
-        return _correlate(gpad, wf, ((kh, kw), (1, 1), (dh, dw), (h, w)), groups)
+        return _correlate(g, (eh - top, eh - bottom, ew - left, ew - right), wf,
+                          ((kh, kw), (1, 1), (dh, dw), (h, w)), groups)
 
 
 class ConvTranspose2d(Function):
