@@ -18,9 +18,10 @@ dimension is the number of tiles (long, so BLAS runs them well).
 How. The transforms are loops over 6x6 tiles, which NumPy cannot express without passes several
 times the data's size, so they are compiled with numba (``_winograd_kernels``; ``cache=True``:
 the first convolution on a machine waits ~4 s for the compile, later processes ~0.5 s to load
-it). They take one (sample, channel) plane at a time, run on slices of the planes on the
-engine's threads (``_parallel.split``; numba's own thread pool is not used), and read the input
-through a zeroed plane buffer so that padding costs no pass of its own. The batch goes through
+it). They take one sample at a time, with its channels innermost (so that each step of a
+tile's transform is vectorised over the channels), run on slices of the samples on the engine's
+threads (``_parallel.split``; numba's own thread pool is not used), and read the input through
+a zeroed buffer so that padding costs no pass of its own. The batch goes through
 in chunks of ``CHUNK_BYTES`` of transformed arrays (larger than the CPU cache: long products pay
 more than cached ones here). Products stay in NumPy's BLAS. float32 results differ from
 im2col's by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float64's
@@ -79,9 +80,9 @@ def _step(n: int, c: int, o: int, tiles: int, itemsize: int) -> int:
     return max(1, min(n, CHUNK_BYTES // (36 * (c + o) * tiles * itemsize)))
 
 
-def _planes(kernel, planes: int, nbytes: int, *args) -> None:
-    """``kernel(*args, lo, hi)`` over the planes [0, planes), split over the engine's threads."""
-    _parallel.split(lambda lo, hi: kernel(*args, lo, hi), planes, nbytes)
+def _samples(kernel, samples: int, nbytes: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over the samples [0, samples), split over the engine's threads."""
+    _parallel.split(lambda lo, hi: kernel(*args, lo, hi), samples, nbytes)
 
 
 def transform_weight(w):
@@ -110,9 +111,9 @@ def forward(x, u, top: int, left: int, out_hw):
         e = min(n, s + step)
         t = (e - s) * th * tw
         vs, ms = v[:, :t], m[:, :t]
-        _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
+        _samples(k.input_transform, e - s, vs.nbytes, x[s:e], top, left, th, tw, vs)
         xp.matmul(vs, ut, out=ms)
-        _planes(k.output_transform, (e - s) * o, ms.nbytes, ms, th, tw, out[s:e])
+        _samples(k.output_transform, e - s, ms.nbytes, ms, th, tw, out[s:e])
     return out
 
 
@@ -138,13 +139,13 @@ def backward(x, g, u, top: int, left: int, in_hw, need_x: bool, need_w: bool):
         e = min(n, s + step)
         t = (e - s) * th * tw
         vs, ms = v[:, :t], dm[:, :t]
-        _planes(k.output_adjoint, (e - s) * o, ms.nbytes, g[s:e], th, tw, ms)
+        _samples(k.output_adjoint, e - s, ms.nbytes, g[s:e], th, tw, ms)
         if need_w:
-            _planes(k.input_transform, (e - s) * c, vs.nbytes, x[s:e], top, left, th, tw, vs)
+            _samples(k.input_transform, e - s, vs.nbytes, x[s:e], top, left, th, tw, vs)
             du += xp.matmul(ms.transpose(0, 2, 1), vs, out=part)
         if need_x:
             xp.matmul(ms, u, out=vs)
-            _planes(k.input_adjoint, (e - s) * c, vs.nbytes, vs, top, left, th, tw, gx[s:e])
+            _samples(k.input_adjoint, e - s, vs.nbytes, vs, top, left, th, tw, gx[s:e])
     gw = None
     if need_w:
         gm = xp.asarray(_G, dtype=g.dtype)
