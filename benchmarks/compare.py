@@ -27,7 +27,8 @@ timings compare equal work. Each figure is then timed after warm-up steps: one r
 steps until at least ``--min-time`` seconds have passed and gives seconds per step; foveanet and
 PyTorch alternate repeat by repeat (and which one goes first alternates too), with a pause
 (``SETTLE_S``) between them so that one library's spinning idle threads do not eat into the
-other's timing, and the figure is the median over ``--repeats`` repeats. Before each repeat it waits (``--quiet-wait``) until other
+other's timing, then one untimed step of the library about to be timed (``RESUME_STEPS``: idle
+CPUs slow the next step down), and the figure is the median over ``--repeats`` repeats. Before each repeat it waits (``--quiet-wait``) until other
 processes leave the CPUs quiet, since a shared 2-core machine otherwise distorts 2-thread timings
 many times over. The ratio foveanet/PyTorch is > 1 where foveanet is faster (for
 throughput and GFLOP/s), and for memory it is foveanet's peak growth over PyTorch's (< 1 where
@@ -335,7 +336,7 @@ def wait_quiet(max_busy, max_wait):
         time.sleep(0.3)
 
 
-GATE = dict(max_busy=0.15, max_wait=0.0, log=[])
+GATE = dict(max_busy=0.15, max_wait=0.0, log=[], resume_steps=None)
 
 # Seconds of idle time between the two libraries' halves of a repeat. Thread pools keep their
 # idle workers spinning for a while after the last task (OpenBLAS's for 2^28 cycles, ~0.1 s, by
@@ -344,6 +345,15 @@ GATE = dict(max_busy=0.15, max_wait=0.0, log=[])
 # steps against 44-46 k with NumPy's OpenBLAS workers asleep. The pause lets them go idle, so
 # neither library's timing pays for the other's threads.
 SETTLE_S = 0.25
+
+# Untimed steps of a library right before its timed steps, after the pauses above. Both CPUs idle
+# for 0.1 s or more slows the next step of a process whose threads hand work to each other many
+# times a step (the VM's idle vCPUs are slow to wake again for a while): foveanet's resnet20
+# inference step measured 491-499 ms back to back, 530-636 ms right after a 0.25 s sleep, 518 ms
+# after 0.25 s of one core kept busy; PyTorch's 439 ms and 460 ms (benchmarks/RESULTS.md,
+# 2026-11-28). A training loop runs its steps back to back, so each library's timed steps start
+# from that state: one untimed step first, for both libraries alike.
+RESUME_STEPS = 1
 
 
 def interleaved(fstep, tstep, repeats, warmup, min_time):
@@ -356,8 +366,13 @@ def interleaved(fstep, tstep, repeats, warmup, min_time):
         if GATE["max_wait"] > 0:
             GATE["log"].append((round(waited, 2), None if busy is None else round(busy, 3)))
         first, second = (fstep, tstep) if r % 2 == 0 else (tstep, fstep)
+        resume = RESUME_STEPS if GATE["resume_steps"] is None else GATE["resume_steps"]
+        for _ in range(resume):
+            first()
         a = time_steps(first, min_time)
         time.sleep(SETTLE_S)
+        for _ in range(resume):
+            second()
         b = time_steps(second, min_time)
         fs.append(a if r % 2 == 0 else b)
         ts.append(b if r % 2 == 0 else a)
@@ -615,6 +630,9 @@ def main(argv=None):
                     "/proc/stat; default 30, quick 0 = off)")
     ap.add_argument("--quiet-busy", type=float, default=0.15, help="the busy share counted as quiet "
                     "(default 0.15)")
+    ap.add_argument("--resume-steps", type=int, default=RESUME_STEPS, help="untimed steps of a "
+                    f"library right before its timed steps in each repeat (default {RESUME_STEPS}; 0 "
+                    "times the first step after the pauses)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
     ap.add_argument("--quick", action="store_true", help="a short run: few, short repeats")
     ap.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
@@ -630,7 +648,7 @@ def main(argv=None):
         args.memory_steps = 1 if quick else 3
     if args.quiet_wait is None:
         args.quiet_wait = 0.0 if quick else 30.0
-    GATE.update(max_busy=args.quiet_busy, max_wait=args.quiet_wait)
+    GATE.update(max_busy=args.quiet_busy, max_wait=args.quiet_wait, resume_steps=args.resume_steps)
     if args.repeats < 1 or args.warmup < 0 or args.memory_steps < 1 or args.threads < 1:
         ap.error("--repeats, --memory-steps and --threads must be >= 1, --warmup >= 0")
 
@@ -652,7 +670,8 @@ def main(argv=None):
     sgemm, tsgemm = sgemm_gflops(), torch_sgemm_gflops()
     print(header(info, sgemm, tsgemm), flush=True)
     print(f"method: batch {TRAIN_BATCH} training (SGD momentum {MOMENTUM}), batch {INFER_BATCH} inference; "
-          f"{args.warmup} warm-up steps, median of {args.repeats} interleaved repeats of >= {args.min_time} s; "
+          f"{args.warmup} warm-up steps, median of {args.repeats} interleaved repeats of >= {args.min_time} s, "
+          f"each after {args.resume_steps} untimed step(s); "
           f"memory: peak RSS (VmHWM) growth over {args.memory_steps} training steps in a fresh process per "
           "library; " + (f"each repeat waits (<= {args.quiet_wait:g} s) until other processes use <= "
                          f"{100 * args.quiet_busy:.0f}% of the CPUs" if args.quiet_wait > 0
@@ -695,7 +714,7 @@ def main(argv=None):
                    settings=dict(repeats=args.repeats, warmup=args.warmup, min_time=args.min_time,
                                  memory_steps=args.memory_steps, threads=args.threads, quick=quick,
                                  quiet_wait=args.quiet_wait, quiet_busy=args.quiet_busy,
-                                 lr=LR, momentum=MOMENTUM),
+                                 resume_steps=args.resume_steps, lr=LR, momentum=MOMENTUM),
                    results=results)
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

@@ -22,22 +22,31 @@ def test_compare_quick_mlp(tmp_path):
     assert "train_images_per_s" in res["ratio"]
 
 
-def test_interleaved_alternates_and_pauses_between_libraries(monkeypatch):
+@pytest.mark.parametrize("resume", [0, 1, 2])
+def test_interleaved_alternates_and_pauses_between_libraries(monkeypatch, resume):
     # each repeat times both libraries (which goes first alternates), with SETTLE_S of idle time
-    # between them so that one library's spinning idle threads do not eat into the other's timing
+    # between them so that one library's spinning idle threads do not eat into the other's timing,
+    # and `resume` untimed steps of a library right before its timed ones
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import compare
 
     events = []
     monkeypatch.setattr(compare.time, "sleep", lambda s: events.append(("sleep", s)))
-    monkeypatch.setattr(compare, "time_steps", lambda step, min_time: step())
+    monkeypatch.setattr(compare, "time_steps", lambda step, min_time: events.append("timed") or step())
     monkeypatch.setitem(compare.GATE, "max_wait", 0.0)
+    monkeypatch.setitem(compare.GATE, "resume_steps", resume)
     f = lambda: events.append("fv") or 1.0  # noqa: E731
     t = lambda: events.append("torch") or 2.0  # noqa: E731
     fs, ts = compare.interleaved(f, t, repeats=3, warmup=0, min_time=0)
     pause = ("sleep", compare.SETTLE_S)
-    assert events == ["fv", pause, "torch", "torch", pause, "fv", "fv", pause, "torch"]
+
+    def run(lib):
+        return [lib] * resume + ["timed", lib]
+
+    assert events == run("fv") + [pause] + run("torch") + run("torch") + [pause] + run("fv") + \
+        run("fv") + [pause] + run("torch")
     assert fs == [1.0] * 3 and ts == [2.0] * 3 and compare.SETTLE_S >= 0.2
+    assert compare.RESUME_STEPS == 1
 
 
 @pytest.mark.slow
