@@ -8,7 +8,7 @@ processes). Prints the median and the fastest step time of each variant and thei
 Variants (``--ab``):
 - ``threads``: NumPy passes on one thread with OpenBLAS's default idle spin (2^28 cycles), as
   before ``ops/_parallel.py``, against split passes with the engine's spin (2^16);
-- ``spin``: split passes with OpenBLAS spinning 2^28 / 2^16 / 2^20 cycles;
+- ``spin``: split passes with OpenBLAS spinning 2^16 / 2^18 / 2^20 cycles;
 - ``wide``: convolution products per sample (``conv.WIDE_MACS = 0``) against the default rule;
 - ``winograd``: every convolution through im2col against 3x3 ones through Winograd F(4x4, 3x3)
   (``_winograd.ENABLED``; the direct path off in both);
@@ -74,7 +74,7 @@ def _compiled_on(on):
 
 VARIANTS = {
     "threads": {"1 thread, spin 2^28": _threads(1, 28), "split, spin 2^16": _threads(2, 16)},
-    "spin": {f"split, spin 2^{k}": _threads(2, k) for k in (28, 16, 20)},
+    "spin": {f"split, spin 2^{k}": _threads(2, k) for k in (16, 18, 20)},
     "wide": {"per sample": _wide(0), "default rule": _wide(conv.WIDE_MACS)},
     "winograd": {"im2col": _winograd_on(False), "winograd": _winograd_on(True)},
     "direct": {"direct off": _direct_on(False), "direct on": _direct_on(True)},
