@@ -176,6 +176,23 @@ def test_nll_loss_vs_torch_and_gradcheck(case):
                         [x, t])
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_plain_case_same_bits_as_general_path(reduction):
+    # (N, C) logits, no weights or smoothing, no ignored target: the short path; class weights of
+    # exactly 1 take the general one, which must give the same bits, loss and gradient
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((37, 10)) * 3).astype(np.float32)
+    t = rng.integers(0, 10, 37)
+    out = []
+    for w in (None, np.ones(10, dtype=np.float32)):
+        a = fv.tensor(x, requires_grad=True)
+        loss = F.cross_entropy(a, fv.tensor(t), weight=w, reduction=reduction)
+        assert loss.grad_fn.plain == (w is None)
+        loss.backward()
+        out.append((loss.item(), a.grad.numpy()))
+    assert out[0][0] == out[1][0] and np.array_equal(out[0][1], out[1][1])
+
+
 def test_cross_entropy_mean_divides_by_weight_of_non_ignored_targets():
     x = np.zeros((3, 2), dtype=np.float64)  # every log-probability is log(1/2)
     w = np.array([1.0, 3.0])
