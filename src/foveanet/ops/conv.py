@@ -65,6 +65,7 @@ def im2col(xpad, kernel, stride, dilation, out_hw, groups: int, pads=(0, 0, 0, 0
     ``_pads_in_im2col``)."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
     if _pads_in_im2col(stride):  # compiled: NumPy's strided copy is slow
+        xpad = xp.ascontiguousarray(xpad)  # the kernel is compiled for C-ordered input
         n, c = xpad.shape[:2]
         cols = xp.empty((n, c * kh * kw, oh, ow), dtype=xpad.dtype)
         im2col_kernel, top, left = _strided_kernels().im2col, pads[0], pads[2]
