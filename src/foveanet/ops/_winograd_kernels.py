@@ -13,8 +13,8 @@ took one (sample, channel) plane at a time with a tile's values scalar and its r
 at the same results bit for bit (2 threads; resnet20's 32- and 64-channel layers at batch
 113-128, ms): input transform 4.1 -> 3.9 and 2.9 -> 2.0, output transform 3.7 -> 2.2 and 2.6 ->
 1.3, output adjoint 2.7 -> 3.1 and 3.0 -> 1.7, input adjoint 5.1 -> 4.6 and 3.1 -> 2.5; whole
-steps in separate processes, resnet20 inference 1.04-1.16x, training 1.02-1.03x, cnn-bn 1.01-1.04x
-(benchmarks/RESULTS.md, 2026-11-28).
+steps in separate processes, together with the strided im2col's own padding: resnet20 inference
+1.07-1.12x, training 1.03-1.06x, cnn-bn 1.00-1.08x (benchmarks/RESULTS.md, 2026-11-28 06:00).
 """
 import numpy as np
 from numba import njit
