@@ -336,7 +336,7 @@ def wait_quiet(max_busy, max_wait):
         time.sleep(0.3)
 
 
-GATE = dict(max_busy=0.15, max_wait=0.0, log=[], resume_steps=None)
+GATE = dict(max_busy=0.15, max_wait=0.0, log=[])
 
 # Seconds of idle time between the two libraries' halves of a repeat. Thread pools keep their
 # idle workers spinning for a while after the last task (OpenBLAS's for 2^28 cycles, ~0.1 s, by
@@ -366,7 +366,7 @@ def interleaved(fstep, tstep, repeats, warmup, min_time):
         if GATE["max_wait"] > 0:
             GATE["log"].append((round(waited, 2), None if busy is None else round(busy, 3)))
         first, second = (fstep, tstep) if r % 2 == 0 else (tstep, fstep)
-        resume = RESUME_STEPS if GATE["resume_steps"] is None else GATE["resume_steps"]
+        resume = GATE.get("resume_steps", RESUME_STEPS)
         for _ in range(resume):
             first()
         a = time_steps(first, min_time)

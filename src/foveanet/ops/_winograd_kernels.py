@@ -148,6 +148,17 @@ def output_adjoint(g, th, tw, dm, lo, hi):
                                                                       ta[2, c], ta[3, c])
 
 
+@inline
+def _add6(r0, r1, r2, r3, r4, r5, c, v):
+    """r_j[c] += v[j] for the six rows and the six values of a transform."""
+    r0[c] += v[0]
+    r1[c] += v[1]
+    r2[c] += v[2]
+    r3[c] += v[3]
+    r4[c] += v[4]
+    r5[c] += v[5]
+
+
 @jit
 def input_adjoint(dv, top, left, th, tw, dx, lo, hi):
     """dx = the sum over tiles of B dV B^T, each added at its tile's place on the padded plane
@@ -169,25 +180,14 @@ def input_adjoint(dv, top, left, th, tw, dx, lo, hi):
                     q0, q1, q2 = t[a, s], t[a, s + 1], t[a, s + 2]
                     q3, q4, q5 = t[a, s + 3], t[a, s + 4], t[a, s + 5]
                     for c in range(c_n):
-                        f0, f1, f2, f3, f4, f5 = b_(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
-                        q0[c] += f0
-                        q1[c] += f1
-                        q2[c] += f2
-                        q3[c] += f3
-                        q4[c] += f4
-                        q5[c] += f5
+                        _add6(q0, q1, q2, q3, q4, q5, c,
+                              b_(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c]))
             for xx in range(wp):  # then B down the columns
                 r0, r1, r2 = pl[4 * ty, xx], pl[4 * ty + 1, xx], pl[4 * ty + 2, xx]
                 r3, r4, r5 = pl[4 * ty + 3, xx], pl[4 * ty + 4, xx], pl[4 * ty + 5, xx]
                 for c in range(c_n):
-                    d0, d1, d2, d3, d4, d5 = b_(t[0, xx, c], t[1, xx, c], t[2, xx, c],
-                                                t[3, xx, c], t[4, xx, c], t[5, xx, c])
-                    r0[c] += d0
-                    r1[c] += d1
-                    r2[c] += d2
-                    r3[c] += d3
-                    r4[c] += d4
-                    r5[c] += d5
+                    _add6(r0, r1, r2, r3, r4, r5, c, b_(t[0, xx, c], t[1, xx, c], t[2, xx, c],
+                                                        t[3, xx, c], t[4, xx, c], t[5, xx, c]))
         di = dx[i]
         for yy in range(h):
             row = pl[yy + top]

@@ -53,18 +53,18 @@ def _strided_kernels():
     return compiled("_im2col_kernels")
 
 
-def _pads_in_im2col(stride) -> bool:
-    """Whether ``im2col`` reads the padding as zeros itself (the compiled strided kernel), so that
-    the caller need not make a padded copy of the input."""
+def _compiled_strided(stride) -> bool:
+    """Whether im2col / col2im take the compiled kernels: strided along the width, numba there.
+    That im2col reads the padding as zeros itself, so its caller need not pad the input first."""
     return stride[1] > 1 and _strided_kernels() is not None
 
 
 def im2col(xpad, kernel, stride, dilation, out_hw, groups: int, pads=(0, 0, 0, 0)):
     """(N, C, Hp, Wp) -> contiguous (N, groups, C/groups*KH*KW, OH*OW) columns; with ``pads``
     (top, bottom, left, right), of xpad zero-padded by them (without a padded copy where
-    ``_pads_in_im2col``)."""
+    ``_compiled_strided``)."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    if _pads_in_im2col(stride):  # compiled: NumPy's strided copy is slow
+    if _compiled_strided(stride):  # compiled: NumPy's strided copy is slow
         xpad = xp.ascontiguousarray(xpad)  # the kernel is compiled for C-ordered input
         n, c = xpad.shape[:2]
         cols = xp.empty((n, c * kh * kw, oh, ow), dtype=xpad.dtype)
@@ -88,7 +88,7 @@ def col2im(cols, out, kernel, stride, dilation, out_hw):
     it was read from. One vectorised add per kernel offset (KH*KW of them), never a pixel loop;
     the samples split over the engine's threads."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    if sw > 1 and _strided_kernels() is not None:  # compiled, as im2col's
+    if _compiled_strided(stride):  # compiled, as im2col's
         c4 = cols.reshape(cols.shape[0], -1, oh, ow)
         col2im_kernel = _strided_kernels().col2im
         _parallel.split(lambda lo, hi: col2im_kernel(c4, kh, kw, sh, sw, dh, dw, out, lo, hi),
@@ -158,7 +158,7 @@ def _im2col_source(x, pads, wm, geom):
     """What the columns are read from, and the padding still to apply as they are: x itself and
     pads where the compiled strided im2col reads the padding as zeros, else x padded (a copy)
     and no padding."""
-    if any(pads) and _pads_in_im2col(geom[1]) and not _is_wide(wm, geom, x.shape[0]):
+    if any(pads) and _compiled_strided(geom[1]) and not _is_wide(wm, geom, x.shape[0]):
         return x, tuple(pads)
     return pad_array(x, *pads), (0, 0, 0, 0)
 

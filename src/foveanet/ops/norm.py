@@ -61,11 +61,12 @@ class BatchNorm(Function):
             shift = -mean * scale if bias is None else bias - mean * scale
             out = xp.empty_like(x3)
 
+            scale, shift = scale.astype(dt, copy=False), shift.astype(dt, copy=False)
+
             def part(lo, hi):  # out = x * scale + shift, both passes per slice, or one compiled
                 # pass (resnet20's inference, per call: 2.5 -> 1.45 ms)
                 if _kernels() is not None:
-                    _kernels().affine(x3, scale.astype(dt, copy=False),
-                                      shift.astype(dt, copy=False), out, lo, hi)
+                    _kernels().affine(x3, scale, shift, out, lo, hi)
                     return
                 xp.multiply(x3[lo:hi], _col(scale), out=out[lo:hi])
                 out[lo:hi] += _col(shift)
