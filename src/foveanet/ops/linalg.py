@@ -7,6 +7,8 @@ from ._util import unbroadcast
 
 
 class MatMul(Function):
+    fresh_grads = True  # new products (a leaf copies a view that unbroadcast returns: base set)
+
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError("matmul needs tensors with at least one dimension; use * for scalars")
@@ -35,6 +37,8 @@ class MatMul(Function):
 class Linear(Function):
     """y = x W^T + b over the last axis of x, one BLAS product each way (the neuron of the lecture:
     y = f(sum w x + b) for a whole layer and a whole batch at once)."""
+
+    fresh_grads = True  # three new arrays: two products and a sum
 
     def forward(self, x, w, b=None):
         self.x, self.w, self.has_bias = x, w, b is not None

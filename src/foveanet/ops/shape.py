@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import builtins
+import math
 
 from ..autograd import Function, Tensor
 from ..backend import xp
@@ -11,7 +12,7 @@ from ._util import as_tensor_list, norm_axis, unbroadcast
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return tuple(int(s) for s in shape)
+    return tuple([int(s) for s in shape])
 
 
 class Reshape(Function):
@@ -126,15 +127,16 @@ class Pad(Function):
 # ------------------------------------------------------------------------------- public functions
 def reshape(a, *shape):
     shape = _shape_arg(shape)
+    size = a.data.size
     try:
         if shape.count(-1) > 1:
             raise ValueError
-        known = int(xp.prod([s for s in shape if s != -1]))
+        known = math.prod([s for s in shape if s != -1])  # math.prod: ~10 us less than NumPy's
         if -1 in shape:
-            if known == 0 or a.numel() % known:
+            if known == 0 or size % known:
                 raise ValueError
-            shape = tuple(a.numel() // known if s == -1 else s for s in shape)
-        elif known != a.numel():
+            shape = tuple([size // known if s == -1 else s for s in shape])
+        elif known != size:
             raise ValueError
     except ValueError:
         raise ValueError(f"cannot reshape a tensor of shape {tuple(a.shape)} ({a.numel()} elements) "
@@ -154,7 +156,7 @@ def flatten(a, start_dim=0, end_dim=-1):
     if s > e:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shp = a.shape
-    return reshape(a, shp[:s] + (int(xp.prod(shp[s:e + 1])),) + shp[e + 1:])
+    return reshape(a, shp[:s] + (math.prod(shp[s:e + 1]),) + shp[e + 1:])
 
 
 def squeeze(a, dim=None):
