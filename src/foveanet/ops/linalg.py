@@ -70,15 +70,20 @@ def matmul(a, b):
     return MatMul.apply(a, b)
 
 
+def _shape(x) -> tuple:
+    return getattr(x, "data", x).shape
+
+
 def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's signature
     """``F.linear``: input (..., in_features) times weight (out_features, in_features)^T plus bias."""
-    if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {tuple(weight.shape)}")
-    if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(f"linear: input of shape {tuple(input.shape)} does not fit weight of shape "
-                         f"{tuple(weight.shape)}: expected the last dimension to be {weight.shape[1]}")
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"linear: bias has shape {tuple(bias.shape)}, expected ({weight.shape[0]},)")
+    ws, xs = _shape(weight), _shape(input)  # the arrays' shapes: fewer attribute hops per call
+    if len(ws) != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {ws}")
+    if not xs or xs[-1] != ws[1]:
+        raise ValueError(f"linear: input of shape {xs} does not fit weight of shape "
+                         f"{ws}: expected the last dimension to be {ws[1]}")
+    if bias is not None and _shape(bias) != (ws[0],):
+        raise ValueError(f"linear: bias has shape {_shape(bias)}, expected ({ws[0]},)")
     if bias is None:
         return Linear.apply(input, weight)
     return Linear.apply(input, weight, bias)

@@ -54,9 +54,12 @@ class Linear(Module):
             if x.ndim > 2 and math.prod(x.shape[1:]) == self.in_features:
                 msg += " — flatten the sample dimensions first, e.g. with nn.Flatten()"
             raise ValueError(msg)
-        weight = self.weight  # looked up once: a registered parameter costs ~1.7 us a lookup
+        # straight from the registry: ``self.weight`` goes through Module.__getattr__ after a
+        # failed ordinary lookup, ~1.7 us each, a tenth of this layer's overhead on small batches
+        params = self._parameters
+        weight, bias = params["weight"], params["bias"]
         check_dtype(self, x, weight)
-        return F.linear(x, weight, self.bias)
+        return F.linear(x, weight, bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \
