@@ -80,6 +80,25 @@ def test_unary_vs_torch_and_gradcheck(name, shape, seed):
     gradcheck(ours, [x.astype(np.float64)])
 
 
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (300, 2000), (4, 3, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_compiled_loop_gives_numpys_bits_and_pytorchs(shape, dtype):
+    from foveanet.ops.activation import relu_into
+    from helpers import without_compiled
+
+    x = randn(3, shape, dtype=dtype)
+    flat = x.reshape(-1)
+    flat[:4] = [-0.0, 0.0, np.nan, -np.inf][:flat.size]  # signs of zero and NaN kept as PyTorch
+    with without_compiled("_activation_kernels"):
+        plain = relu_into(x)
+    for got in (relu_into(x), relu_into(x.copy(), out=None), F.relu(fv.tensor(x)).data):
+        assert got.tobytes() == plain.tobytes()
+    assert plain.tobytes() == torch.relu(torch.from_numpy(x)).numpy().tobytes()
+    inplace = x.copy()
+    relu_into(inplace, out=inplace)  # the inference plan's form
+    assert inplace.tobytes() == plain.tobytes()
+
+
 @given(shape=shape_st, seed=st.integers(0, 10_000), slope=st.floats(-2.0, 2.0),
        inplace=st.booleans())
 def test_leaky_relu(shape, seed, slope, inplace):

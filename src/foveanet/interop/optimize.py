@@ -652,7 +652,7 @@ def _apply_epilogue(out, ep):
     """Apply a fused activation to ``out`` in place (``out`` is a fresh array nothing else holds)."""
     kind = ep[0]
     if kind == "relu":
-        relu_into(out, out=out)  # np.clip(out, 0, inf) split over the threads (activation.py)
+        relu_into(out, out=out)  # in place, split over the threads (activation.py)
     elif kind == "leaky":
         slope = ep[1]
         if 0.0 <= slope <= 1.0:      # max(x, s*x) is x for x > 0 and s*x for x < 0
