@@ -16,7 +16,8 @@ needs_path = pytest.mark.skipif(not HAVE_PATH, reason="numba or NumPy's bundled 
 @needs_path
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-13)])
 @pytest.mark.parametrize("xs,o", [((1, 1), 1), ((7, 5), 3), ((2, 3, 4), 6), ((128, 784), 512)])
-def test_addmm_is_the_product_plus_the_bias(dtype, tol, xs, o):
+def test_addmm_is_the_product_plus_the_bias(dtype, tol, xs, o, monkeypatch):
+    monkeypatch.setattr(_blas, "MIN_BYTES", 0)  # small outputs too (they go to NumPy otherwise)
     rng = np.random.default_rng(len(xs) + o)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal((o, xs[-1])).astype(dtype)
@@ -32,6 +33,7 @@ def test_addmm_is_the_product_plus_the_bias(dtype, tol, xs, o):
 
 @needs_path
 def test_linear_uses_it_and_keeps_its_gradients(monkeypatch):
+    monkeypatch.setattr(_blas, "MIN_BYTES", 0)
     calls = count_calls(monkeypatch, _blas, "addmm")
     x = fv.randn(4, 3, dtype=fv.float64, requires_grad=True)
     lin = fv.nn.Linear(3, 2, dtype=fv.float64)
@@ -43,7 +45,8 @@ def test_linear_uses_it_and_keeps_its_gradients(monkeypatch):
 
 @pytest.mark.parametrize("case", ["transposed x", "int", "mixed dtypes", "1-D x", "no rows",
                                   "no columns", "strided weight"])
-def test_declines_what_it_does_not_cover_and_linear_still_computes_it(case):
+def test_declines_what_it_does_not_cover_and_linear_still_computes_it(case, monkeypatch):
+    monkeypatch.setattr(_blas, "MIN_BYTES", 0)  # declined for the case's reason, not its size
     rng = np.random.default_rng(0)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((4, 3), (2, 3), (2,)))
     if case == "transposed x":
@@ -66,7 +69,15 @@ def test_declines_what_it_does_not_cover_and_linear_still_computes_it(case):
         np.testing.assert_allclose(got, x @ w.T + b, rtol=1e-6)
 
 
+@needs_path
+def test_small_outputs_take_numpys_path():
+    x, w, b = (np.ones(s, np.float32) for s in ((256, 512), (10, 512), (10,)))
+    assert _blas.addmm(x, w, b) is None  # 10 KiB of output: the add after the product is cheap
+    assert _blas.addmm(x, np.ones((128, 512), np.float32), np.ones(128, np.float32)) is not None
+
+
 def test_without_numba_or_when_switched_off_numpy_computes_it(monkeypatch):
+    monkeypatch.setattr(_blas, "MIN_BYTES", 0)
     x, w, b = (np.ones(s, np.float32) for s in ((2, 3), (4, 3), (4,)))
     with without_compiled("_addmm_kernels"):
         assert _blas.addmm(x, w, b) is None
