@@ -64,6 +64,11 @@ def test_fresh_gradients_are_kept_without_a_copy_and_stay_independent():
     (a @ a).sum().backward()
     ones = np.ones((2, 2))
     np.testing.assert_array_equal(a.grad.data, ones @ a.data.T + a.data.T @ ones)
+    # Add hands one (fresh, not a view) array to both inputs: each leaf still gets its own
+    p, q = (fv.tensor([1.0, 2.0], requires_grad=True) for _ in range(2))
+    ((p + q) * 3).sum().backward()
+    p.grad.data *= 10
+    np.testing.assert_array_equal(q.grad.data, [3.0, 3.0])
     # a float32 gradient for a float64 leaf is cast, as before
     c = fv.tensor(np.ones((2, 2)), requires_grad=True)
     (fv.tensor(np.ones((2, 2), np.float32)) @ c.float()).sum().backward()
