@@ -84,8 +84,8 @@ def warm() -> str:
         return "linear with bias in the product: numba is not installed, NumPy's product + add"
     if gemm(xp.float32) is None:
         return "linear with bias in the product: NumPy's BLAS not found, NumPy's product + add"
-    for dt in (xp.float32, xp.float64):
-        kernels = compiled("_addmm_kernels")
+    kernels = compiled("_addmm_kernels")
+    for dt in (xp.float32, xp.float64):  # straight to the kernel: addmm leaves outputs this small
         kernels.addmm(gemm(dt), xp.ones((2, 3), dtype=dt), xp.ones((4, 3), dtype=dt),
                       xp.ones(4, dtype=dt), xp.empty((2, 4), dtype=dt))
     return "linear with bias in the product: numba kernel compiled"

@@ -26,11 +26,11 @@ def unbroadcast(grad, shape, dtype=None):
 
 
 def shape_of(x):
-    return x.shape if hasattr(x, "shape") else ()
+    return getattr(x, "shape", ())  # one lookup (a Tensor's shape is a property)
 
 
 def dtype_of(x):
-    return x.dtype if hasattr(x, "dtype") else None
+    return getattr(x, "dtype", None)
 
 
 def operand(x):

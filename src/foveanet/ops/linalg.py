@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..backend import xp
 from . import _blas
-from ._util import unbroadcast
+from ._util import shape_of, unbroadcast
 
 
 class MatMul(Function):
@@ -73,20 +73,16 @@ def matmul(a, b):
     return MatMul.apply(a, b)
 
 
-def _shape(x) -> tuple:
-    return getattr(x, "data", x).shape
-
-
 def linear(input, weight, bias=None):  # noqa: A002 - PyTorch's signature
     """``F.linear``: input (..., in_features) times weight (out_features, in_features)^T plus bias."""
-    ws, xs = _shape(weight), _shape(input)  # the arrays' shapes: fewer attribute hops per call
+    ws, xs = shape_of(weight), shape_of(input)
     if len(ws) != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got {ws}")
     if not xs or xs[-1] != ws[1]:
         raise ValueError(f"linear: input of shape {xs} does not fit weight of shape "
                          f"{ws}: expected the last dimension to be {ws[1]}")
-    if bias is not None and _shape(bias) != (ws[0],):
-        raise ValueError(f"linear: bias has shape {_shape(bias)}, expected ({ws[0]},)")
+    if bias is not None and shape_of(bias) != (ws[0],):
+        raise ValueError(f"linear: bias has shape {shape_of(bias)}, expected ({ws[0]},)")
     if bias is None:
         return Linear.apply(input, weight)
     return Linear.apply(input, weight, bias)
