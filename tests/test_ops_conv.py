@@ -2,7 +2,7 @@
 finite differences (float64), over property-generated shapes and options, plus the error messages.
 The properties run twice for conv2d: through NumPy's im2col, and with the compiled paths on (the
 direct loops take the stride-1, few-tap cases, see test_ops_direct.py; strided ones take the
-compiled im2col / col2im)."""
+compiled im2col / col2im, or the stride-2 kernels where 3x3)."""
 import contextlib
 
 import numpy as np
@@ -31,13 +31,14 @@ PATHS = ["im2col"] + (["compiled"] if _direct._kernels() is not None else [])
 def _path(name):
     """Convolutions through NumPy's im2col only, or with the compiled paths allowed where they
     suit (the direct loops, the strided im2col / col2im)."""
-    before = _direct.ENABLED
+    before = _direct.ENABLED, _direct.S2_MIN_POSITIONS
     _direct.ENABLED = name == "compiled"
+    _direct.S2_MIN_POSITIONS = 0  # the stride-2 kernels for these small planes too
     try:
         with without_compiled("_im2col_kernels") if name == "im2col" else contextlib.nullcontext():
             yield
     finally:
-        _direct.ENABLED = before
+        _direct.ENABLED, _direct.S2_MIN_POSITIONS = before
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 take it, and for those PyTorch's outputs and all three gradients (float32 and float64, LeNet-5's
 layers, kernel widths from 1 to 11 so that the five-tap blocks end short or run twice, odd output
 channel counts, asymmetric padding, unbatched input, passes split over 2 and 3 threads),
-finite differences in float64, im2col's results, and im2col when numba is missing."""
+finite differences in float64, im2col's results, and im2col when numba is missing; the same for
+the 3x3 stride-2 kernels on phase planes (``forward_s2``), and which convolutions they take."""
 import numpy as np
 import pytest
 import torch
@@ -146,6 +147,123 @@ def test_taps_threshold_and_numba_missing(taken, monkeypatch):
     monkeypatch.setitem(_util._compiled, "_direct_kernels", None)  # as without numba
     out = F.conv2d(fv.tensor(x), fv.tensor(wt)).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+
+
+# ------------------------------------------------------------------------- 3x3 stride 2 (phases)
+@pytest.fixture
+def taken_s2(monkeypatch):
+    """Counts the convolutions that took the stride-2 kernels, on planes of any size."""
+    monkeypatch.setattr(_direct, "S2_MIN_POSITIONS", 0)
+    return count_calls(monkeypatch, _direct, "forward_s2")
+
+
+def _conv_s2(pads):
+    """A 3x3 stride-2 conv2d with explicit (top, bottom, left, right) padding, ours and PyTorch's."""
+    top, bottom, left, right = pads
+
+    def ours(a, k, *b):
+        return conv._apply(conv.Conv2d, a, k, b[0] if b else None, stride=(2, 2), pads=pads,
+                           dilation=(1, 1), groups=1)
+
+    def theirs(a, k, *b):
+        return T.conv2d(T.pad(a, (left, right, top, bottom)), k, *b, stride=2)
+
+    return ours, theirs
+
+
+@pytest.mark.parametrize("n,c,o,h,w,pads", [
+    (2, 16, 32, 32, 32, (1, 1, 1, 1)),  # resnet20's 16->32 downsampling layer
+    (3, 3, 5, 9, 8, (1, 1, 1, 1)),      # odd output channels (two per pass, the last twice)
+    (2, 4, 8, 8, 8, (0, 0, 0, 0)),      # no padding: the last row and column of x unread
+    (2, 2, 4, 7, 10, (2, 2, 2, 2)),     # padding 2, odd height
+    (2, 3, 6, 6, 7, (0, 1, 1, 0)),      # asymmetric padding
+    (1, 1, 1, 3, 3, (0, 0, 0, 0)),      # one output pixel, one channel
+])
+def test_stride2_matches_torch(taken_s2, n, c, o, h, w, pads):
+    rng = np.random.default_rng(n * 100 + h * 10 + w)
+    x, wt, b = _arr(rng, n, c, h, w), _arr(rng, o, c, 3, 3), _arr(rng, o)
+    ours, theirs = _conv_s2(pads)
+    check_against_torch(ours, theirs, [x, wt, b], rtol=1e-4, atol=1e-4)
+    assert len(taken_s2) == 1
+
+
+@pytest.mark.parametrize("pads,o", [((1, 1, 1, 1), 4), ((2, 0, 1, 2), 3), ((0, 2, 0, 1), 1)])
+def test_stride2_float64_and_finite_differences(taken_s2, pads, o):
+    rng = np.random.default_rng(sum(pads) + o)
+    x, wt, b = (_arr(rng, 2, 3, 7, 8, dtype=np.float64), _arr(rng, o, 3, 3, 3, dtype=np.float64),
+                _arr(rng, o, dtype=np.float64))
+    ours, theirs = _conv_s2(pads)
+    check_against_torch(ours, theirs, [x, wt, b], rtol=1e-10, atol=1e-12)
+    gradcheck(ours, [x[:, :2, :5, :6], wt[:, :2], b])
+    assert taken_s2
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_stride2_split_over_threads(monkeypatch, taken_s2, threads):
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: threads)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    rng = np.random.default_rng(threads)
+    x, wt, b = _arr(rng, 7, 2, 10, 9), _arr(rng, 6, 2, 3, 3), _arr(rng, 6)
+    check_against_torch(lambda a, k, z: F.conv2d(a, k, z, stride=2, padding=1),
+                        lambda a, k, z: T.conv2d(a, k, z, stride=2, padding=1), [x, wt, b],
+                        rtol=1e-4, atol=1e-4)
+    assert taken_s2
+
+
+def test_stride2_same_as_im2col_and_only_what_is_asked(monkeypatch, taken_s2):
+    rng = np.random.default_rng(8)
+    x, wt = _arr(rng, 3, 5, 12, 11), _arr(rng, 8, 5, 3, 3)
+    outs = []
+    for on in (True, False):
+        monkeypatch.setattr(_direct, "ENABLED", on)
+        a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
+        y = F.conv2d(a, k, stride=2, padding=1)
+        (y * y).sum().backward()
+        outs.append((y.data, a.grad.data, k.grad.data))
+    assert len(taken_s2) == 1
+    for ours, ref in zip(*outs):
+        assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
+    monkeypatch.setattr(_direct, "ENABLED", True)
+    check_against_torch(lambda a, k: F.conv2d(a, k, stride=2, padding=1),
+                        lambda a, k: T.conv2d(a, k, stride=2, padding=1), [x[0], wt], rtol=1e-4,
+                        atol=1e-4)  # (C, H, W)
+    ref_x, ref_k = torch.tensor(x, requires_grad=True), torch.tensor(wt, requires_grad=True)
+    T.conv2d(ref_x, ref_k, stride=2).sum().backward()
+    k = fv.tensor(wt, requires_grad=True)
+    F.conv2d(fv.tensor(x), k, stride=2).sum().backward()  # the input needs no gradient
+    a = fv.tensor(x, requires_grad=True)
+    F.conv2d(a, fv.tensor(wt), stride=2).sum().backward()  # the weight needs none
+    np.testing.assert_allclose(k.grad.data, ref_k.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a.grad.data, ref_x.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c,o,hw,kw,why", [
+    (16, 32, 32, dict(stride=2, padding=1), None),  # resnet20's 16->32: taken at its size
+    (32, 64, 16, dict(stride=2, padding=1), "8x8 outputs: under S2_MIN_POSITIONS"),
+    (65, 8, 32, dict(stride=2, padding=1), "585 taps: over S2_MAX_TAPS"),
+    (4, 8, 32, dict(stride=(2, 1), padding=1), "stride 1 along the width"),
+    (4, 8, 32, dict(stride=2, dilation=2, padding=2), "dilation"),
+    (4, 8, 32, dict(stride=2, groups=2, padding=1), "groups"),
+    (4, 8, 32, dict(stride=2, padding=3), "padding as wide as the kernel"),
+])
+def test_stride2_which_convolutions(monkeypatch, c, o, hw, kw, why):
+    taken = count_calls(monkeypatch, _direct, "forward_s2")
+    rng = np.random.default_rng(3)
+    x, wt = _arr(rng, 1, c, hw, hw), _arr(rng, o, c // kw.get("groups", 1), 3, 3)
+    ref = T.conv2d(torch.tensor(x), torch.tensor(wt), **kw).numpy()
+    out = F.conv2d(fv.tensor(x), fv.tensor(wt), **kw).data
+    assert np.abs(out - ref).max() < 1e-4 * np.abs(ref).max()
+    assert len(taken) == (1 if why is None else 0), why
+
+
+def test_stride2_numba_missing(taken_s2, monkeypatch):
+    rng = np.random.default_rng(4)
+    x, wt = _arr(rng, 2, 3, 9, 9), _arr(rng, 4, 3, 3, 3)
+    ref = T.conv2d(torch.tensor(x), torch.tensor(wt), stride=2, padding=1).numpy()
+    monkeypatch.setitem(_util._compiled, "_direct_kernels", None)  # as without numba
+    out = F.conv2d(fv.tensor(x), fv.tensor(wt), stride=2, padding=1).data
+    assert not taken_s2 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
 
 
 def test_warm_compiles_both_dtypes():

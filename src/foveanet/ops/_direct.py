@@ -125,6 +125,70 @@ def input_grad(g, w, pads, in_hw):
     return _correlate(g, gpads, wf, None, in_hw)
 
 
+# The stride-2 kernels take 3x3 layers with at least S2_MIN_POSITIONS outputs per plane and at
+# most S2_MAX_TAPS taps (C*9). Forward + backward / forward alone against im2col, 2 threads:
+# resnet20's 16->32 at 32x32 (batch 128 / 256) 37.9 -> 31.0 / 24.1 -> 15.6 ms, 8->16 at 32x32
+# 18.8 -> 10.2 / 6.2 -> 2.7 ms, 3->64 at 64x64 15.2 -> 12.5 / 5.3 -> 3.7 ms, 64->128 at 32x32
+# 178 -> 181 / 57 -> 50 ms; but 128->128 (1152 taps) 337 -> 362 / 100 -> 101 ms, and with 8x8
+# outputs (resnet20's 32->64, spans of 71 per pass) 30.7 -> 35.6 / 18.1 -> 20.7 ms.
+S2_MIN_POSITIONS = 256
+S2_MAX_TAPS = 576
+
+
+def suits_s2(dtype, w_shape, stride, pads, dilation, groups, out_hw) -> bool:
+    """Whether a convolution takes the stride-2 kernels (``forward_s2``): 3x3, stride 2, no
+    dilation, no groups, padding below 3, at least ``S2_MIN_POSITIONS`` outputs per plane and at
+    most ``S2_MAX_TAPS`` taps, float32 or float64, numba importable, ``ENABLED``."""
+    o, c, kh, kw = w_shape
+    return ENABLED and tuple(stride) == (2, 2) and tuple(dilation) == (1, 1) and groups == 1 and \
+        (kh, kw) == (3, 3) and max(pads) < 3 and c * kh * kw <= S2_MAX_TAPS and \
+        out_hw[0] * out_hw[1] >= S2_MIN_POSITIONS and dtype in (xp.float32, xp.float64) and \
+        _kernels() is not None
+
+
+def forward_s2(x, w, bias, pads):
+    """The 3x3 stride-2 convolution of x (N, C, H, W) padded by pads (top, bottom, left, right)
+    with w (O, C, 3, 3), plus bias (or None), on the input's four phase planes (see
+    ``_direct_kernels``; measured: see ``S2_MIN_POSITIONS``)."""
+    x = xp.ascontiguousarray(x)
+    n, o = x.shape[0], w.shape[0]
+    top, bottom, left, right = pads
+    oh, ow = (x.shape[2] + top + bottom - 3) // 2 + 1, (x.shape[3] + left + right - 3) // 2 + 1
+    out = xp.empty((n, o, oh, ow), dtype=x.dtype)
+    b = xp.zeros(o, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, x.dtype)
+    w = xp.ascontiguousarray(w)
+    kernel = _kernels().forward_s2
+    _parallel.split(lambda lo, hi: kernel(x, top, left, w, b, out, lo, hi), n,
+                    out.nbytes + x.nbytes)
+    return out
+
+
+def weight_grad_s2(x, pads, g, w_shape):
+    """dL/dw (O, C, 3, 3) of ``forward_s2`` from its input and padding and the output gradient."""
+    x, g = xp.ascontiguousarray(x), xp.ascontiguousarray(g)
+    kernel = _kernels().weight_grad_s2
+    parts = []
+
+    def part(lo, hi):
+        gw = xp.zeros(w_shape, dtype=g.dtype)
+        kernel(x, pads[0], pads[2], g, gw, lo, hi)
+        parts.append(gw)
+
+    _parallel.split(part, g.shape[0], x.nbytes + g.nbytes)
+    return sum(parts[1:], parts[0])
+
+
+def input_grad_s2(g, w, pads, in_hw):
+    """dL/dx (N, C, *in_hw) of ``forward_s2`` from the output gradient g: per phase of the padded
+    input, a stride-1 pass over g with that phase's taps (see ``_direct_kernels``)."""
+    g, w = xp.ascontiguousarray(g), xp.ascontiguousarray(w)
+    gx = xp.empty((g.shape[0], w.shape[1]) + tuple(in_hw), dtype=g.dtype)
+    kernel = _kernels().input_grad_s2
+    _parallel.split(lambda lo, hi: kernel(g, pads[0], pads[2], w, gx, lo, hi), g.shape[0],
+                    g.nbytes + gx.nbytes)
+    return gx
+
+
 def warm() -> str:
     """Compile (or load from the cache) the kernels for float32 and float64 now (``make
     install`` runs this)."""
@@ -135,4 +199,7 @@ def warm() -> str:
         out = forward(x, w, None, (1, 1, 1, 1))
         weight_grad(x, (1, 1, 1, 1), out, w.shape)
         input_grad(out, w, (1, 1, 1, 1), (4, 4))
+        out = forward_s2(x, w, None, (1, 1, 1, 1))
+        weight_grad_s2(x, (1, 1, 1, 1), out, w.shape)
+        input_grad_s2(out, w, (1, 1, 1, 1), (4, 4))
     return "direct convolutions: numba kernels compiled"

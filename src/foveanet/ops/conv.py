@@ -13,10 +13,12 @@ are split over the engine's threads (``_parallel``). A transposed convolution is
 pieces used the other way round: its forward is the convolution's input-gradient (product, then
 col2im) and its input-gradient is a convolution (im2col, then product).
 
-Two compiled paths take over where numba is installed (chosen in ``Conv2d.forward``): stride-1
+Compiled paths take over where numba is installed (chosen in ``Conv2d.forward``): stride-1
 convolutions with few taps per output (C*KH*KW, e.g. LeNet-5's, or 3x3 on 16 channels) run as
-direct loops (``_direct.py``), and the other 3x3 stride-1 convolutions with at least 16 channels
-each way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``).
+direct loops (``_direct.py``), the other 3x3 stride-1 convolutions with at least 16 channels each
+way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``), and 3x3 stride-2 layers
+with large enough outputs (resnet20's 16->32) as direct loops on the input's four phase planes
+(``_direct.forward_s2``).
 """
 from __future__ import annotations
 
@@ -205,9 +207,15 @@ class Conv2d(Function):
         self.direct = _direct.suits(x.dtype, w.shape, stride, pads, dilation, groups)
         self.winograd = not self.direct and \
             _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
+        self.direct_s2 = not self.direct and \
+            _direct.suits_s2(x.dtype, w.shape, stride, pads, dilation, groups, (oh, ow))
         nx, nw = self.needs_input_grad[:2]
         if self.direct:  # few taps: compiled loops, the bias added inside
             out = _direct.forward(x, w, b, pads)
+            self.x, self.w = (x if nw else None), (w if nx else None)
+            b = None
+        elif self.direct_s2:  # 3x3 stride 2: compiled loops on the phase planes, bias inside
+            out = _direct.forward_s2(x, w, b, pads)
             self.x, self.w = (x if nw else None), (w if nx else None)
             b = None
         elif self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
@@ -232,10 +240,13 @@ class Conv2d(Function):
         nb = self.has_bias and self.needs_input_grad[2]
         n, o = g.shape[:2]
         gx = gw = gb = None
-        if self.direct or self.winograd:  # the compiled paths: no padding to crop
+        if self.direct or self.direct_s2 or self.winograd:  # compiled: no padding to crop
             if self.direct:
                 gx = _direct.input_grad(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
                 gw = _direct.weight_grad(self.x, self.pads, g, self.w_shape) if nw else None
+            elif self.direct_s2:
+                gx = _direct.input_grad_s2(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
+                gw = _direct.weight_grad_s2(self.x, self.pads, g, self.w_shape) if nw else None
             else:
                 top, _, left, _ = self.pads
                 gx, gw = _winograd.backward(self.x, g, self.u, top, left, self.x_shape[-2:], nx,
