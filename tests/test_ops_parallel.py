@@ -1,5 +1,6 @@
 """The engine's own threads (foveanet.ops._parallel): ``split`` covers its range exactly once, on
-several threads, re-raises a slice's error and never nests; every op that splits its passes
+several threads, re-raises a slice's error, never nests, runs a second thread's pass inline while
+the pool is busy and retires a pool whose caller stopped waiting; every op that splits its passes
 (conv2d's im2col and bias, conv_transpose2d's col2im, padding, batch norm, ReLU, 2x2 max pooling,
 same-shape add / subtract / multiply,
 SGD's momentum update) gives PyTorch's outputs and gradients and passes finite differences with the splitting forced on
@@ -224,6 +225,52 @@ def test_max_pool2d_tiles_split(forced, hw):
     check_against_torch(lambda a: F.max_pool2d(a, 2), lambda a: T.max_pool2d(a, 2), [x])
     distinct = rng.permutation(np.prod(x.shape)).reshape(x.shape).astype(np.float64)
     gradcheck(lambda a: F.max_pool2d(a, 2), [distinct])
+
+
+def test_a_second_thread_splits_inline_while_the_pool_is_busy(forced):
+    # one thread's pass holds the workers: another thread's pass runs whole on its own thread
+    # (not queued behind it, not mixed into its slices)
+    started, release, other = threading.Event(), threading.Event(), []
+
+    def slow(lo, hi):
+        if lo == 0:
+            started.set()
+            release.wait(30)
+
+    t = threading.Thread(target=_parallel.split, args=(slow, 4), kwargs=dict(nbytes=1))
+    t.start()
+    assert started.wait(30)
+    try:
+        _parallel.split(lambda lo, hi: other.append((lo, hi, threading.current_thread().name)), 6,
+                        nbytes=1)
+    finally:
+        release.set()
+        t.join(30)
+    assert other == [(0, 6, threading.current_thread().name)] and not t.is_alive()
+    seen = []
+    _parallel.split(lambda lo, hi: seen.append(lo), 6, nbytes=1)  # the pool is free again
+    assert len(seen) == forced
+
+
+def test_an_interrupted_wait_retires_the_pool(forced, monkeypatch):
+    # the caller stopped waiting (e.g. Ctrl-C): its workers may still be running their slices, so
+    # the next pass must not reuse them
+    _parallel.split(lambda lo, hi: None, 4, nbytes=1)
+    old = list(_parallel._state["pool"])
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_parallel._Worker, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _parallel.split(lambda lo, hi: None, 4, nbytes=1)
+    monkeypatch.undo()
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: forced)
+    seen = []
+    _parallel.split(lambda lo, hi: seen.append(hi - lo), 7, nbytes=1)
+    assert sum(seen) == 7 and len(seen) == forced
+    assert not set(map(id, _parallel._state["pool"])) & set(map(id, old))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -4,10 +4,10 @@ Why. BLAS products use every thread they are given, but NumPy's copies and eleme
 (im2col, col2im, batch norm, ReLU, pooling) run on the calling thread alone: on a 2-core machine
 one core idled for about half of a CNN training step. ``split(fn, n, nbytes)`` calls ``fn(lo, hi)``
 for T contiguous slices of ``range(n)`` (usually the batch axis), the calling thread doing the
-first and a persistent pool the others; NumPy releases the GIL inside its loops, so the slices run
-in parallel. T is the BLAS thread limit (``fv.set_num_threads`` or threadpoolctl), so the engine
-never uses more threads than it was given; passes under ``MIN_BYTES`` stay on one thread (a
-hand-off costs ~20 us). Measured on 128-sample batches, 2 threads: the im2col copy of a 32-channel
+first and T - 1 persistent workers the others (``_Worker``); NumPy and the compiled kernels
+release the GIL inside their loops, so the slices run in parallel. T is the BLAS thread limit
+(``fv.set_num_threads`` or threadpoolctl), so the engine never uses more threads than it was
+given; passes under ``MIN_BYTES`` stay on one thread (a hand-off costs ~12-35 us). Measured on 128-sample batches, 2 threads: the im2col copy of a 32-channel
 28x28 layer 18 -> 12 ms, a ReLU 4.0 -> 2.5 ms (benchmarks/RESULTS.md, 2026-11-27).
 
 This pays only with OpenBLAS's idle workers asleep: they spin ~0.1 s (2^28 cycles) after every
@@ -26,9 +26,9 @@ from ..backend import xp
 MIN_BYTES = 1 << 20
 BLAS_SPIN_LOG2 = 16  # OpenBLAS workers sleep after 2^16 cycles (~25 us) idle instead of 2^28
 
-_state: dict = {"blas": None, "pool": None, "workers": 0, "quiet": False}
+_state: dict = {"blas": None, "pool": None, "quiet": False}
 _local = threading.local()
-_lock = threading.Lock()
+_busy = threading.Lock()  # held by the thread whose pass is on the pool
 
 
 def _controllers():
@@ -85,28 +85,64 @@ def set_openblas_spin(log2_cycles: int) -> bool:
     return done
 
 
-def _pool(workers: int):
-    if _state["workers"] != workers:
-        from concurrent.futures import ThreadPoolExecutor
+class _Worker:
+    """One persistent thread of the pool, handed one slice at a time through a pair of locks: a
+    round trip costs ~12 us here, against ~45 us through ``concurrent.futures`` (a queue, a
+    Future and two condition variables per slice). resnet20's training step makes ~200 such
+    hand-offs, LeNet-5's ~10."""
 
-        if _state["pool"] is not None:
-            _state["pool"].shutdown(wait=True)
-        _state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="foveanet",
-                                            initializer=_mark_worker)
-        _state["workers"] = workers
+    def __init__(self, index: int):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.job = self.error = None
+        threading.Thread(target=self._run, name=f"foveanet-{index}", daemon=True).start()
+
+    def _run(self):
+        _local.worker = True
+        while True:
+            self.go.acquire()
+            job = self.job
+            if job is None:  # stop
+                return
+            try:
+                job[0](job[1], job[2])
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller as it is
+                self.error = e
+            finally:
+                self.job = None
+                self.done.release()
+
+    def start(self, fn, lo: int, hi: int) -> None:
+        self.error, self.job = None, (fn, lo, hi)
+        self.go.release()
+
+    def wait(self):
+        """Block until the slice has run; its exception, or None."""
+        self.done.acquire()
+        error, self.error = self.error, None
+        return error
+
+    def stop(self) -> None:
+        self.job = None
+        self.go.release()
+
+
+def _workers(count: int) -> list:
+    """The pool of ``count`` workers (rebuilt when the thread count changed)."""
+    if len(_state["pool"] or ()) != count:
+        for w in _state["pool"] or ():
+            w.stop()
+        _state["pool"] = [_Worker(i) for i in range(1, count + 1)]
     return _state["pool"]
 
 
-def _mark_worker():
-    _local.worker = True
-
-
 def _after_fork_in_child():
-    """A forked child has none of the parent's threads: it starts its own pool when it needs one
-    (the parent's would take the child's work and never run it)."""
-    global _lock
-    _lock = threading.Lock()
-    _state["pool"], _state["workers"] = None, 0
+    """A forked child has none of the parent's threads (and the parent's lock may have been held
+    at the fork): it starts its own pool when it needs one."""
+    global _busy
+    _busy = threading.Lock()
+    _state["pool"] = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -118,21 +154,31 @@ def split(fn, n: int, nbytes: int) -> None:
     on up to ``threads()`` threads when the pass touches at least ``MIN_BYTES`` (``nbytes``).
 
     ``fn`` must write disjoint outputs for disjoint slices (each slice its own rows of an output
-    array); results are the same as ``fn(0, n)``. Inside a worker, the pass runs unsplit."""
+    array); results are the same as ``fn(0, n)``. Inside a worker, or while another thread's
+    pass holds the pool, the pass runs unsplit on the calling thread."""
     t = min(threads(), n) if nbytes >= MIN_BYTES and n > 1 else 1
-    if t < 2 or getattr(_local, "worker", False):
+    if t < 2 or getattr(_local, "worker", False) or not _busy.acquire(blocking=False):
         fn(0, n)
         return
-    with _lock:
-        _quiet_openblas()
-        pool = _pool(t - 1)
-    bounds = [n * i // t for i in range(t + 1)]
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, t)]
     try:
-        fn(bounds[0], bounds[1])
+        _quiet_openblas()
+        workers = _workers(t - 1)
+        bounds = [n * i // t for i in range(t + 1)]
+        for i, w in enumerate(workers, 1):
+            w.start(fn, bounds[i], bounds[i + 1])
+        try:
+            fn(bounds[0], bounds[1])
+        finally:
+            try:
+                errors = [w.wait() for w in workers]
+            except BaseException:  # interrupted while waiting: these workers may still run
+                _state["pool"] = None  # a fresh pool next time (the old threads finish, idle)
+                raise
+        for e in errors:
+            if e is not None:
+                raise e  # a worker's exception, re-raised here
     finally:
-        for f in futures:
-            f.result()  # waits; re-raises a worker's exception here
+        _busy.release()
 
 
 def copy(view, out=None):
