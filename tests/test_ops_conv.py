@@ -31,14 +31,13 @@ PATHS = ["im2col"] + (["compiled"] if _direct._kernels() is not None else [])
 def _path(name):
     """Convolutions through NumPy's im2col only, or with the compiled paths allowed where they
     suit (the direct loops, the strided im2col / col2im)."""
-    before = _direct.ENABLED, _direct.S2_MIN_POSITIONS
+    before = _direct.ENABLED
     _direct.ENABLED = name == "compiled"
-    _direct.S2_MIN_POSITIONS = 0  # the stride-2 kernels for these small planes too
     try:
         with without_compiled("_im2col_kernels") if name == "im2col" else contextlib.nullcontext():
             yield
     finally:
-        _direct.ENABLED, _direct.S2_MIN_POSITIONS = before
+        _direct.ENABLED = before
 
 
 @pytest.fixture
@@ -209,6 +208,7 @@ def test_strided_im2col_reads_the_padding(monkeypatch, kw):
     # the input itself kept for the weight gradient, PyTorch's results
     monkeypatch.setattr(conv_module, "WIDE_MACS", 0)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3000)
+    monkeypatch.setattr(_direct, "S2_MAX_MACS", 0)  # 3x3 stride 2 would take the phase loops
     copies = count_calls(monkeypatch, conv_module, "pad_array")
     rng = np.random.default_rng(11)
     x, w, b = _arr(rng, 5, 4, 9, 8), _arr(rng, 6, 4 // kw.get("groups", 1), 3, 3), _arr(rng, 6)

@@ -152,8 +152,7 @@ def test_taps_threshold_and_numba_missing(taken, monkeypatch):
 # ------------------------------------------------------------------------- 3x3 stride 2 (phases)
 @pytest.fixture
 def taken_s2(monkeypatch):
-    """Counts the convolutions that took the stride-2 kernels, on planes of any size."""
-    monkeypatch.setattr(_direct, "S2_MIN_POSITIONS", 0)
+    """Counts the convolutions that took the stride-2 kernels."""
     return count_calls(monkeypatch, _direct, "forward_s2")
 
 
@@ -173,6 +172,8 @@ def _conv_s2(pads):
 
 @pytest.mark.parametrize("n,c,o,h,w,pads", [
     (2, 16, 32, 32, 32, (1, 1, 1, 1)),  # resnet20's 16->32 downsampling layer
+    (13, 32, 64, 16, 16, (1, 1, 1, 1)),  # its 32->64: 6 samples a pass, the last pass 1
+    (45, 2, 4, 8, 8, (1, 1, 1, 1)),      # 4x4 outputs: 20 samples a pass, the last pass 5
     (3, 3, 5, 9, 8, (1, 1, 1, 1)),      # odd output channels (two per pass, the last twice)
     (2, 4, 8, 8, 8, (0, 0, 0, 0)),      # no padding: the last row and column of x unread
     (2, 2, 4, 7, 10, (2, 2, 2, 2)),     # padding 2, odd height
@@ -239,9 +240,10 @@ def test_stride2_same_as_im2col_and_only_what_is_asked(monkeypatch, taken_s2):
 
 
 @pytest.mark.parametrize("c,o,hw,kw,why", [
-    (16, 32, 32, dict(stride=2, padding=1), None),  # resnet20's 16->32: taken at its size
-    (32, 64, 16, dict(stride=2, padding=1), "8x8 outputs: under S2_MIN_POSITIONS"),
-    (65, 8, 32, dict(stride=2, padding=1), "585 taps: over S2_MAX_TAPS"),
+    (16, 32, 32, dict(stride=2, padding=1), None),  # resnet20's 16->32
+    (32, 64, 16, dict(stride=2, padding=1), None),  # and 32->64: 8x8 outputs, 6 samples a pass
+    (64, 64, 8, dict(stride=2, padding=1), None),   # at S2_MAX_MACS
+    (64, 65, 8, dict(stride=2, padding=1), "over S2_MAX_MACS"),
     (4, 8, 32, dict(stride=(2, 1), padding=1), "stride 1 along the width"),
     (4, 8, 32, dict(stride=2, dilation=2, padding=2), "dilation"),
     (4, 8, 32, dict(stride=2, groups=2, padding=1), "groups"),

@@ -83,6 +83,8 @@ def test_zoo_models_same_outputs_any_batch(name, options, shape, folded, affine,
             assert "winograd" in opt.describe()  # 3x3 layers with more than 150 taps
         if name in ("lenet5", "cnn_bn", "resnet20"):
             assert " direct" in opt.describe()  # the few-tap layers
+        if name in ("resnet20", "pyramidnet"):  # the 3x3 stride-2 layers on phase planes
+            assert " direct s2" in opt.describe()
 
 
 @pytest.mark.slow

@@ -125,31 +125,29 @@ def input_grad(g, w, pads, in_hw):
     return _correlate(g, gpads, wf, None, in_hw)
 
 
-# The stride-2 kernels take 3x3 layers with at least S2_MIN_POSITIONS outputs per plane and at
-# most S2_MAX_TAPS taps (C*9). Forward + backward / forward alone against im2col, 2 threads:
-# resnet20's 16->32 at 32x32 (batch 128 / 256) 37.9 -> 31.0 / 24.1 -> 15.6 ms, 8->16 at 32x32
-# 18.8 -> 10.2 / 6.2 -> 2.7 ms, 3->64 at 64x64 15.2 -> 12.5 / 5.3 -> 3.7 ms, 64->128 at 32x32
-# 178 -> 181 / 57 -> 50 ms; but 128->128 (1152 taps) 337 -> 362 / 100 -> 101 ms, and with 8x8
-# outputs (resnet20's 32->64, spans of 71 per pass) 30.7 -> 35.6 / 18.1 -> 20.7 ms.
-S2_MIN_POSITIONS = 256
-S2_MAX_TAPS = 576
+# The stride-2 kernels take 3x3 layers with at most S2_MAX_MACS multiply-adds per output pixel
+# (C*9*O). Forward + backward / forward alone against im2col, batch 128, 2 threads: resnet20's
+# 16->32 at 32x32 37.9 -> 28.1 / 11.3 -> 7.1 ms and 32->64 at 16x16 33.7 -> 28.5 / 10.2 -> 7.0
+# ms, 64->64 at 16x16 61.6 -> 55.3 / 17.7 -> 13.6 ms, 16->16 at 8x8 4.6 -> 3.3 / 1.7 -> 0.7 ms;
+# above it the backward loses: 64->128 at 8x8 32.7 -> 33.9 ms, 96->96 at 16x16 109 -> 119 ms,
+# 128->128 at 32x32 (batch 64) 335 -> 356 ms.
+S2_MAX_MACS = 64 * 9 * 64
 
 
-def suits_s2(dtype, w_shape, stride, pads, dilation, groups, out_hw) -> bool:
+def suits_s2(dtype, w_shape, stride, pads, dilation, groups) -> bool:
     """Whether a convolution takes the stride-2 kernels (``forward_s2``): 3x3, stride 2, no
-    dilation, no groups, padding below 3, at least ``S2_MIN_POSITIONS`` outputs per plane and at
-    most ``S2_MAX_TAPS`` taps, float32 or float64, numba importable, ``ENABLED``."""
+    dilation, no groups, padding below 3, at most ``S2_MAX_MACS`` multiply-adds per output
+    pixel, float32 or float64, numba importable, ``ENABLED``."""
     o, c, kh, kw = w_shape
     return ENABLED and tuple(stride) == (2, 2) and tuple(dilation) == (1, 1) and groups == 1 and \
-        (kh, kw) == (3, 3) and max(pads) < 3 and c * kh * kw <= S2_MAX_TAPS and \
-        out_hw[0] * out_hw[1] >= S2_MIN_POSITIONS and dtype in (xp.float32, xp.float64) and \
-        _kernels() is not None
+        (kh, kw) == (3, 3) and max(pads) < 3 and o * c * kh * kw <= S2_MAX_MACS and \
+        dtype in (xp.float32, xp.float64) and _kernels() is not None
 
 
 def forward_s2(x, w, bias, pads):
     """The 3x3 stride-2 convolution of x (N, C, H, W) padded by pads (top, bottom, left, right)
     with w (O, C, 3, 3), plus bias (or None), on the input's four phase planes (see
-    ``_direct_kernels``; measured: see ``S2_MIN_POSITIONS``)."""
+    ``_direct_kernels``; measured: see ``S2_MAX_MACS``)."""
     x = xp.ascontiguousarray(x)
     n, o = x.shape[0], w.shape[0]
     top, bottom, left, right = pads

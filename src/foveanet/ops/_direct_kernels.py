@@ -216,9 +216,10 @@ def weight_grad(x, top, left, hp, wq, g, width, gw, lo, hi):
 # phases as channels would do 16 instead of 9).
 
 @inline
-def _phase_sample(x, n, top, left, hq, wq, planes):
+def _phase_sample(x, n, top, left, hq, wq, planes, at):
     """Sample n of x (N, C, H, W), zero-padded by top rows and left columns, into its phase
-    planes (4, C, >= hq * wq): phase 2a + b holds xpad[2u + a, 2v + b] at u * wq + v. Only the
+    planes (4, C, >= at + hq * wq): phase 2a + b holds xpad[2u + a, 2v + b] at at + u * wq + v.
+    Only the
     positions of real pixels are written; the others stay zero (from the buffer's allocation).
     Each input row is read once, its even and odd pixels going to the two phases of its row."""
     h, w = x.shape[2], x.shape[3]
@@ -234,7 +235,7 @@ def _phase_sample(x, n, top, left, hq, wq, planes):
             a = r - 2 * u
             src = x[n, c, yy]
             pe, po = planes[2 * a, c], planes[2 * a + 1, c]
-            be, bo = u * wq + (left + e0) // 2, u * wq + (left + 1 - e0) // 2
+            be, bo = at + u * wq + (left + e0) // 2, at + u * wq + (left + 1 - e0) // 2
             for v in range(m_e):
                 pe[be + v] = src[e0 + 2 * v]
             for v in range(m_o):
@@ -268,21 +269,33 @@ def _pass3_s2(a0, a1, xe, xo, s, p, q, span):
         a1[i] += q0 * v0 + q1 * v1 + q2 * v2
 
 
+@inline
+def _group(n_samples, block):
+    """Samples per pass: enough for runs of ~512 (a plane of 8x8 outputs alone gives runs of 71,
+    which measured 1.2x slower per multiply-add than runs of 271)."""
+    return max(1, min(n_samples, 512 // block))
+
+
 @jit
 def forward_s2(x, top, left, w, b, out, lo, hi):
     """out[n, o] = b[o] + sum_{c, ky, kx} w[o, c, ky, kx] * xpad(n, c)[2y + ky, 2x + kx] for n in
     [lo, hi): a 3x3 stride-2 convolution, x (N, C, H, W) zero-padded by top rows and left
     columns (and as far as needed at the far edges), w (O, C, 3, 3). Four output channels at a
-    time when O is a multiple of 4, else two."""
+    time when O is a multiple of 4, else two. Small planes go several samples per pass, their
+    phase planes one after the other (blocks of hq * wq; the outputs between them dropped)."""
     o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     c_n = w.shape[1]
     hq, wq = oh + 1, ow + 1
-    span = (oh - 1) * wq + ow
+    blk = hq * wq
+    m = _group(hi - lo, blk)
     step = 4 if o_n % 4 == 0 else 2
-    acc = np.empty((step, span), dtype=out.dtype)
-    ph = np.zeros((4, c_n, hq * wq + 1), dtype=out.dtype)
-    for n in range(lo, hi):
-        _phase_sample(x, n, top, left, hq, wq, ph)
+    acc = np.empty((step, m * blk), dtype=out.dtype)
+    ph = np.zeros((4, c_n, m * blk + 1), dtype=out.dtype)
+    for n0 in range(lo, hi, m):
+        mm = min(m, hi - n0)
+        span = (mm - 1) * blk + (oh - 1) * wq + ow
+        for j in range(mm):
+            _phase_sample(x, n0 + j, top, left, hq, wq, ph, j * blk)
         for o in range(0, o_n, step):
             o1 = min(o + 1, o_n - 1)  # an odd last channel is computed twice
             for k in range(step):
@@ -297,10 +310,12 @@ def forward_s2(x, top, left, w, b, out, lo, hi):
                     else:
                         _pass3_s2(acc[0], acc[1], xe, xo, s, w[o, c, ky], w[o1, c, ky], span)
             for k in range(step):
-                dst, src = out[n, min(o + k, o_n - 1)], acc[k]
-                for y in range(oh):
-                    for q in range(ow):  # as in ``forward``
-                        dst[y, q] = src[y * wq + q]
+                src = acc[k]
+                for j in range(mm):
+                    dst = out[n0 + j, min(o + k, o_n - 1)]
+                    for y in range(oh):
+                        for q in range(ow):  # as in ``forward``
+                            dst[y, q] = src[j * blk + y * wq + q]
 
 
 @inline
@@ -328,25 +343,32 @@ def _dots3_s2(g0, g1, xe, xo, s, r, t, span):
 @jit
 def weight_grad_s2(x, top, left, g, gw, lo, hi):
     """gw[o, c, ky, kx] += sum over n in [lo, hi), y, x of g[n, o, y, x] * xpad(n, c)[2y + ky,
-    2x + kx]: ``forward_s2``'s phases, g spread onto their width with zeros at x >= OW."""
+    2x + kx]: ``forward_s2``'s phases and sample groups, g spread onto their layout with zeros
+    at x >= OW and between the samples."""
     o_n, oh, ow = g.shape[1], g.shape[2], g.shape[3]
     c_n = gw.shape[1]
     hq, wq = oh + 1, ow + 1
-    span = (oh - 1) * wq + ow
-    gs = np.zeros((2, span), dtype=g.dtype)
+    blk = hq * wq
+    m = _group(hi - lo, blk)
+    gs = np.zeros((2, m * blk), dtype=g.dtype)
     g0, g1 = gs[0], gs[1]
     spare = np.zeros(3, dtype=gw.dtype)
-    ph = np.zeros((4, c_n, hq * wq + 1), dtype=g.dtype)
-    for n in range(lo, hi):
-        _phase_sample(x, n, top, left, hq, wq, ph)
+    ph = np.zeros((4, c_n, m * blk + 1), dtype=g.dtype)
+    for n0 in range(lo, hi, m):
+        mm = min(m, hi - n0)
+        span = (mm - 1) * blk + (oh - 1) * wq + ow
+        for j in range(mm):
+            _phase_sample(x, n0 + j, top, left, hq, wq, ph, j * blk)
         for o in range(0, o_n, 2):
             pair = o + 1 < o_n
-            for y in range(oh):
-                g0[y * wq:y * wq + ow] = g[n, o, y]
-                if pair:
-                    g1[y * wq:y * wq + ow] = g[n, o + 1, y]
-                else:
-                    g1[y * wq:y * wq + ow] = 0
+            for j in range(mm):
+                for y in range(oh):
+                    e = j * blk + y * wq
+                    g0[e:e + ow] = g[n0 + j, o, y]
+                    if pair:
+                        g1[e:e + ow] = g[n0 + j, o + 1, y]
+                    else:
+                        g1[e:e + ow] = 0
             for c in range(c_n):
                 for ky in range(3):
                     a, s = ky % 2, (ky // 2) * wq
@@ -375,31 +397,38 @@ def input_grad_s2(g, top, left, w, gx, lo, hi):
     kx % 2 = b of w[o, c, ky, kx] * g[n, o, u - ky // 2, v - kx // 2], for n in [lo, hi): the
     adjoint of ``forward_s2``, computed per phase of the padded input (a stride-1 pass over g
     again: each phase reads g at the offsets 0, 1, wq and wq + 1 of a flat copy of g that has a
-    zero row on top and a zero column on the left), then written to its pixels of gx."""
+    zero row on top and a zero column on the left), then written to its pixels of gx. Small
+    planes go several samples per pass, as in ``forward_s2`` (blocks of (hq + 1) * wq)."""
     o_n, oh, ow = g.shape[1], g.shape[2], g.shape[3]
     c_n, h, wd = gx.shape[1], gx.shape[2], gx.shape[3]
     hq, wq = oh + 1, ow + 1
-    span = hq * wq
-    gf = np.zeros((o_n, (hq + 1) * wq + 1), dtype=g.dtype)
-    acc = np.empty((4, span), dtype=g.dtype)
-    for n in range(lo, hi):
-        for o in range(o_n):
-            for y in range(oh):
-                s = (y + 1) * wq + 1
-                gf[o, s:s + ow] = g[n, o, y]
+    blk = (hq + 1) * wq
+    m = _group(hi - lo, blk)
+    gf = np.zeros((o_n, m * blk + 1), dtype=g.dtype)
+    acc = np.empty((4, m * blk), dtype=g.dtype)
+    for n0 in range(lo, hi, m):
+        mm = min(m, hi - n0)
+        span = (mm - 1) * blk + hq * wq
+        for j in range(mm):
+            for o in range(o_n):
+                for y in range(oh):
+                    s = j * blk + (y + 1) * wq + 1
+                    gf[o, s:s + ow] = g[n0 + j, o, y]
         for c in range(c_n):
-            acc[:] = 0
+            acc[:, :span] = 0
             for o in range(o_n):
                 _scatter_pass(acc[0], acc[1], acc[2], acc[3], gf[o], wq, w[o, c], span)
-            for a in range(2):
-                for b in range(2):
-                    v0 = (left - b + 1) // 2
-                    v1 = min(wq, (wd + left - b + 1) // 2)
-                    src = acc[2 * a + b]
-                    for u in range(hq):
-                        yy = 2 * u + a - top
-                        if yy < 0 or yy >= h:
-                            continue
-                        dst, base, xx0 = gx[n, c, yy], u * wq, 2 * v0 + b - left
-                        for v in range(v1 - v0):
-                            dst[xx0 + 2 * v] = src[base + v0 + v]
+            for j in range(mm):
+                for a in range(2):
+                    for b in range(2):
+                        v0 = (left - b + 1) // 2
+                        v1 = min(wq, (wd + left - b + 1) // 2)
+                        src = acc[2 * a + b]
+                        for u in range(hq):
+                            yy = 2 * u + a - top
+                            if yy < 0 or yy >= h:
+                                continue
+                            dst, base = gx[n0 + j, c, yy], j * blk + u * wq
+                            xx0 = 2 * v0 + b - left
+                            for v in range(v1 - v0):
+                                dst[xx0 + 2 * v] = src[base + v0 + v]

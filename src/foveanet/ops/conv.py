@@ -17,8 +17,8 @@ Compiled paths take over where numba is installed (chosen in ``Conv2d.forward``)
 convolutions with few taps per output (C*KH*KW, e.g. LeNet-5's, or 3x3 on 16 channels) run as
 direct loops (``_direct.py``), the other 3x3 stride-1 convolutions with at least 16 channels each
 way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``), and 3x3 stride-2 layers
-with large enough outputs (resnet20's 16->32) as direct loops on the input's four phase planes
-(``_direct.forward_s2``).
+with up to 64 channels each way (resnet20's downsampling layers) as direct loops on the input's
+four phase planes (``_direct.forward_s2``).
 """
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ class Conv2d(Function):
         self.winograd = not self.direct and \
             _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
         self.direct_s2 = not self.direct and \
-            _direct.suits_s2(x.dtype, w.shape, stride, pads, dilation, groups, (oh, ow))
+            _direct.suits_s2(x.dtype, w.shape, stride, pads, dilation, groups)
         nx, nw = self.needs_input_grad[:2]
         if self.direct:  # few taps: compiled loops, the bias added inside
             out = _direct.forward(x, w, b, pads)
