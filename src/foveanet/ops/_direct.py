@@ -103,16 +103,25 @@ def weight_grad(x, pads, g, w_shape):
     x, g = xp.ascontiguousarray(x), xp.ascontiguousarray(g)
     top, bottom, left, right = pads
     hp, wq = x.shape[2] + top + bottom, x.shape[3] + left + right
-    kernel = _kernels().weight_grad
+    kernel, width = _kernels().weight_grad, _block(kw)
+    gw = _summed_over_threads(lambda gw, lo, hi: kernel(x, top, left, hp, wq, g, width, gw, lo, hi),
+                              (o, c, kh, _padded_width(kw)), x, g)
+    return xp.ascontiguousarray(gw[..., :kw])
+
+
+def _summed_over_threads(fn, shape, x, g):
+    """fn(gw, lo, hi) adds the samples [lo, hi)'s share of a weight gradient (from the input x
+    and the output gradient g) into gw, zeros of ``shape``: each thread sums its own, and the
+    parts are added at the end."""
     parts = []
 
     def part(lo, hi):
-        gw = xp.zeros((o, c, kh, _padded_width(kw)), dtype=g.dtype)
-        kernel(x, top, left, hp, wq, g, _block(kw), gw, lo, hi)
+        gw = xp.zeros(shape, dtype=g.dtype)
+        fn(gw, lo, hi)
         parts.append(gw)
 
     _parallel.split(part, g.shape[0], x.nbytes + g.nbytes)
-    return xp.ascontiguousarray(sum(parts[1:], parts[0])[..., :kw])
+    return sum(parts[1:], parts[0])
 
 
 def input_grad(g, w, pads, in_hw):
@@ -165,15 +174,8 @@ def weight_grad_s2(x, pads, g, w_shape):
     """dL/dw (O, C, 3, 3) of ``forward_s2`` from its input and padding and the output gradient."""
     x, g = xp.ascontiguousarray(x), xp.ascontiguousarray(g)
     kernel = _kernels().weight_grad_s2
-    parts = []
-
-    def part(lo, hi):
-        gw = xp.zeros(w_shape, dtype=g.dtype)
-        kernel(x, pads[0], pads[2], g, gw, lo, hi)
-        parts.append(gw)
-
-    _parallel.split(part, g.shape[0], x.nbytes + g.nbytes)
-    return sum(parts[1:], parts[0])
+    return _summed_over_threads(lambda gw, lo, hi: kernel(x, pads[0], pads[2], g, gw, lo, hi),
+                                w_shape, x, g)
 
 
 def input_grad_s2(g, w, pads, in_hw):
