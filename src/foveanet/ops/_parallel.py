@@ -7,8 +7,9 @@ for T contiguous slices of ``range(n)`` (usually the batch axis), the calling th
 first and T - 1 persistent workers the others (``_Worker``); NumPy and the compiled kernels
 release the GIL inside their loops, so the slices run in parallel. T is the BLAS thread limit
 (``fv.set_num_threads`` or threadpoolctl), so the engine never uses more threads than it was
-given; passes under ``MIN_BYTES`` stay on one thread (a hand-off costs ~12-35 us). Measured on 128-sample batches, 2 threads: the im2col copy of a 32-channel
-28x28 layer 18 -> 12 ms, a ReLU 4.0 -> 2.5 ms (benchmarks/RESULTS.md, 2026-11-27).
+given; passes under ``MIN_BYTES`` stay on one thread (a hand-off costs ~12-35 us). Measured on
+128-sample batches, 2 threads: the im2col copy of a 32-channel 28x28 layer 18 -> 12 ms, a ReLU
+4.0 -> 2.5 ms (benchmarks/RESULTS.md, 2026-11-27).
 
 This pays only with OpenBLAS's idle workers asleep: they spin ~0.1 s (2^28 cycles) after every
 product, holding the second core exactly when a pass would use it. So the first parallel pass
