@@ -40,10 +40,10 @@ def _pass5(a0, a1, xr, s, p, q, span):
 
 
 @inline
-def _pass3(a0, a1, xr, s, p, q, span):
-    """``_pass5`` for a block of 3 taps."""
+def _pass3(a0, a1, x0, x1, x2, p, q, span):
+    """``_pass5`` for a block of 3 taps, tap t reading the run xt (for stride 1, xr[s + t:]; the
+    stride-2 kernels pass runs of two phase planes)."""
     p0, p1, p2, q0, q1, q2 = p[0], p[1], p[2], q[0], q[1], q[2]
-    x0, x1, x2 = xr[s:], xr[s + 1:], xr[s + 2:]
     for i in range(span):
         v0, v1, v2 = x0[i], x1[i], x2[i]
         a0[i] += p0 * v0 + p1 * v1 + p2 * v2
@@ -51,13 +51,12 @@ def _pass3(a0, a1, xr, s, p, q, span):
 
 
 @inline
-def _pass3x4(acc, xr, s, p, q, r, u, span):
+def _pass3x4(acc, x0, x1, x2, p, q, r, u, span):
     """``_pass3`` for four output channels (acc rows 0-3, weights p, q, r, u): each input value
     loaded feeds four multiply-adds; measured 1.17-1.20x faster than two passes of two."""
     a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
     p0, p1, p2, q0, q1, q2 = p[0], p[1], p[2], q[0], q[1], q[2]
     r0, r1, r2, u0, u1, u2 = r[0], r[1], r[2], u[0], u[1], u[2]
-    x0, x1, x2 = xr[s:], xr[s + 1:], xr[s + 2:]
     for i in range(span):
         v0, v1, v2 = x0[i], x1[i], x2[i]
         a0[i] += p0 * v0 + p1 * v1 + p2 * v2
@@ -103,10 +102,10 @@ def forward(x, top, left, hp, wq, wp, b, width, out, lo, hi):
                         e, s = width * j, ky * wq + width * j
                         p, q = wp[o, c, ky, e:e + width], wp[o1, c, ky, e:e + width]
                         if step == 4:
-                            _pass3x4(acc, xr, s, p, q, wp[o + 2, c, ky, e:e + 3],
-                                     wp[o + 3, c, ky, e:e + 3], span)
+                            _pass3x4(acc, xr[s:], xr[s + 1:], xr[s + 2:], p, q,
+                                     wp[o + 2, c, ky, e:e + 3], wp[o + 3, c, ky, e:e + 3], span)
                         elif width == 3:
-                            _pass3(acc[0], acc[1], xr, s, p, q, span)
+                            _pass3(acc[0], acc[1], xr[s:], xr[s + 1:], xr[s + 2:], p, q, span)
                         else:
                             _pass5(acc[0], acc[1], xr, s, p, q, span)
             for k in range(step):
@@ -147,9 +146,8 @@ def _dots5(g0, g1, xr, s, r, t, span):
 
 
 @inline
-def _dots3(g0, g1, xr, s, r, t, span):
-    """``_dots5`` for a block of 3 taps."""
-    x0, x1, x2 = xr[s:], xr[s + 1:], xr[s + 2:]
+def _dots3(g0, g1, x0, x1, x2, r, t, span):
+    """``_dots5`` for a block of 3 taps, reading the runs x0, x1, x2 (as ``_pass3``)."""
     p0 = p1 = p2 = q0 = q1 = q2 = r.dtype.type(0)
     for i in range(span):
         u, w = g0[i], g1[i]
@@ -200,7 +198,8 @@ def weight_grad(x, top, left, hp, wq, g, width, gw, lo, hi):
                         r = gw[o, c, ky, e:e + width]
                         t = gw[o + 1, c, ky, e:e + width] if pair else spare
                         if width == 3:
-                            _dots3(g0, g1, xr, ky * wq + e, r, t, span)
+                            s = ky * wq + e
+                            _dots3(g0, g1, xr[s:], xr[s + 1:], xr[s + 2:], r, t, span)
                         else:
                             _dots5(g0, g1, xr, ky * wq + e, r, t, span)
 
@@ -211,9 +210,9 @@ def weight_grad(x, top, left, hp, wq, g, width, gw, lo, hi):
 # (ky, kx) of output (y, x) is P[ky % 2, kx % 2][y + ky // 2, x + kx // 2], which is a stride-1
 # read again. With the phases laid out flat at width wq = OW + 1 (the outputs computed on that
 # width, the last column dropped, as above), a kernel row ky reads the even phase at s + i, the
-# odd one at s + i and the even one at s + i + 1, s = (ky // 2) * wq: the same 3-tap blocks as
-# the stride-1 kernels, on two planes. No multiply-adds are added (a 2x2 kernel over the four
-# phases as channels would do 16 instead of 9).
+# odd one at s + i and the even one at s + i + 1, s = (ky // 2) * wq: the stride-1 kernels'
+# 3-tap blocks (``_pass3``, ``_pass3x4``, ``_dots3``) on runs of two planes. No multiply-adds are
+# added (a 2x2 kernel over the four phases as channels would do 16 instead of 9).
 
 @inline
 def _phase_sample(x, n, top, left, hq, wq, planes, at):
@@ -240,33 +239,6 @@ def _phase_sample(x, n, top, left, hq, wq, planes, at):
                 pe[be + v] = src[e0 + 2 * v]
             for v in range(m_o):
                 po[bo + v] = src[1 - e0 + 2 * v]
-
-
-@inline
-def _pass3x4_s2(acc, xe, xo, s, p, q, r, u, span):
-    """``_pass3x4`` for a kernel row of a stride-2 convolution: taps 0 and 2 from the even phase
-    xe (at s + i and s + i + 1), tap 1 from the odd phase xo (at s + i)."""
-    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-    p0, p1, p2, q0, q1, q2 = p[0], p[1], p[2], q[0], q[1], q[2]
-    r0, r1, r2, u0, u1, u2 = r[0], r[1], r[2], u[0], u[1], u[2]
-    x0, x1, x2 = xe[s:], xo[s:], xe[s + 1:]
-    for i in range(span):
-        v0, v1, v2 = x0[i], x1[i], x2[i]
-        a0[i] += p0 * v0 + p1 * v1 + p2 * v2
-        a1[i] += q0 * v0 + q1 * v1 + q2 * v2
-        a2[i] += r0 * v0 + r1 * v1 + r2 * v2
-        a3[i] += u0 * v0 + u1 * v1 + u2 * v2
-
-
-@inline
-def _pass3_s2(a0, a1, xe, xo, s, p, q, span):
-    """``_pass3x4_s2`` for two output channels."""
-    p0, p1, p2, q0, q1, q2 = p[0], p[1], p[2], q[0], q[1], q[2]
-    x0, x1, x2 = xe[s:], xo[s:], xe[s + 1:]
-    for i in range(span):
-        v0, v1, v2 = x0[i], x1[i], x2[i]
-        a0[i] += p0 * v0 + p1 * v1 + p2 * v2
-        a1[i] += q0 * v0 + q1 * v1 + q2 * v2
 
 
 @inline
@@ -303,12 +275,13 @@ def forward_s2(x, top, left, w, b, out, lo, hi):
             for c in range(c_n):
                 for ky in range(3):
                     a, s = ky % 2, (ky // 2) * wq
-                    xe, xo = ph[2 * a, c], ph[2 * a + 1, c]
+                    xe, xo = ph[2 * a, c], ph[2 * a + 1, c]  # taps 0 and 2 even, 1 odd
                     if step == 4:
-                        _pass3x4_s2(acc, xe, xo, s, w[o, c, ky], w[o + 1, c, ky], w[o + 2, c, ky],
-                                    w[o + 3, c, ky], span)
+                        _pass3x4(acc, xe[s:], xo[s:], xe[s + 1:], w[o, c, ky], w[o + 1, c, ky],
+                                 w[o + 2, c, ky], w[o + 3, c, ky], span)
                     else:
-                        _pass3_s2(acc[0], acc[1], xe, xo, s, w[o, c, ky], w[o1, c, ky], span)
+                        _pass3(acc[0], acc[1], xe[s:], xo[s:], xe[s + 1:], w[o, c, ky],
+                               w[o1, c, ky], span)
             for k in range(step):
                 src = acc[k]
                 for j in range(mm):
@@ -316,28 +289,6 @@ def forward_s2(x, top, left, w, b, out, lo, hi):
                     for y in range(oh):
                         for q in range(ow):  # as in ``forward``
                             dst[y, q] = src[j * blk + y * wq + q]
-
-
-@inline
-def _dots3_s2(g0, g1, xe, xo, s, r, t, span):
-    """``_dots3`` for a kernel row of a stride-2 convolution (phases as in ``_pass3x4_s2``)."""
-    x0, x1, x2 = xe[s:], xo[s:], xe[s + 1:]
-    p0 = p1 = p2 = q0 = q1 = q2 = r.dtype.type(0)
-    for i in range(span):
-        u, w = g0[i], g1[i]
-        v0, v1, v2 = x0[i], x1[i], x2[i]
-        p0 += u * v0
-        p1 += u * v1
-        p2 += u * v2
-        q0 += w * v0
-        q1 += w * v1
-        q2 += w * v2
-    r[0] += p0
-    r[1] += p1
-    r[2] += p2
-    t[0] += q0
-    t[1] += q1
-    t[2] += q2
 
 
 @jit
@@ -373,7 +324,8 @@ def weight_grad_s2(x, top, left, g, gw, lo, hi):
                 for ky in range(3):
                     a, s = ky % 2, (ky // 2) * wq
                     t = gw[o + 1, c, ky] if pair else spare
-                    _dots3_s2(g0, g1, ph[2 * a, c], ph[2 * a + 1, c], s, gw[o, c, ky], t, span)
+                    xe, xo = ph[2 * a, c], ph[2 * a + 1, c]
+                    _dots3(g0, g1, xe[s:], xo[s:], xe[s + 1:], gw[o, c, ky], t, span)
 
 
 @inline
