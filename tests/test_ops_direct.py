@@ -28,16 +28,16 @@ def _arr(rng, *shape, dtype=np.float32):
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _conv(pads):
+def _conv(pads, stride=1):
     """conv2d with explicit (top, bottom, left, right) padding, as ours and as PyTorch's."""
     top, bottom, left, right = pads
 
     def ours(a, k, *b):
-        return conv._apply(conv.Conv2d, a, k, b[0] if b else None, stride=(1, 1), pads=pads,
-                           dilation=(1, 1), groups=1)
+        return conv._apply(conv.Conv2d, a, k, b[0] if b else None, stride=(stride, stride),
+                           pads=pads, dilation=(1, 1), groups=1)
 
     def theirs(a, k, *b):
-        return T.conv2d(T.pad(a, (left, right, top, bottom)), k, *b)
+        return T.conv2d(T.pad(a, (left, right, top, bottom)), k, *b, stride=stride)
 
     return ours, theirs
 
@@ -156,20 +156,6 @@ def taken_s2(monkeypatch):
     return count_calls(monkeypatch, _direct, "forward_s2")
 
 
-def _conv_s2(pads):
-    """A 3x3 stride-2 conv2d with explicit (top, bottom, left, right) padding, ours and PyTorch's."""
-    top, bottom, left, right = pads
-
-    def ours(a, k, *b):
-        return conv._apply(conv.Conv2d, a, k, b[0] if b else None, stride=(2, 2), pads=pads,
-                           dilation=(1, 1), groups=1)
-
-    def theirs(a, k, *b):
-        return T.conv2d(T.pad(a, (left, right, top, bottom)), k, *b, stride=2)
-
-    return ours, theirs
-
-
 @pytest.mark.parametrize("n,c,o,h,w,pads", [
     (2, 16, 32, 32, 32, (1, 1, 1, 1)),  # resnet20's 16->32 downsampling layer
     (13, 32, 64, 16, 16, (1, 1, 1, 1)),  # its 32->64: 6 samples a pass, the last pass 1
@@ -183,7 +169,7 @@ def _conv_s2(pads):
 def test_stride2_matches_torch(taken_s2, n, c, o, h, w, pads):
     rng = np.random.default_rng(n * 100 + h * 10 + w)
     x, wt, b = _arr(rng, n, c, h, w), _arr(rng, o, c, 3, 3), _arr(rng, o)
-    ours, theirs = _conv_s2(pads)
+    ours, theirs = _conv(pads, stride=2)
     check_against_torch(ours, theirs, [x, wt, b], rtol=1e-4, atol=1e-4)
     assert len(taken_s2) == 1
 
@@ -193,7 +179,7 @@ def test_stride2_float64_and_finite_differences(taken_s2, pads, o):
     rng = np.random.default_rng(sum(pads) + o)
     x, wt, b = (_arr(rng, 2, 3, 7, 8, dtype=np.float64), _arr(rng, o, 3, 3, 3, dtype=np.float64),
                 _arr(rng, o, dtype=np.float64))
-    ours, theirs = _conv_s2(pads)
+    ours, theirs = _conv(pads, stride=2)
     check_against_torch(ours, theirs, [x, wt, b], rtol=1e-10, atol=1e-12)
     gradcheck(ours, [x[:, :2, :5, :6], wt[:, :2], b])
     assert taken_s2
