@@ -12,15 +12,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# the second line compiles the optional numba kernels (foveanet.ops.warm(); cached on disk:
+# the second line compiles the optional numba kernels (foveanet.backend.cpu.warm(); cached on disk:
 # 20-35 s once, then ~1.5 s)
 install: $(PY)
 	$(PIP) install --quiet -e '.[train]'
-	$(PY) -c 'from foveanet.ops import warm; print(warm())'
+	$(PY) -c 'import foveanet; print(foveanet.backend.cpu.warm())'
 
 install-test: $(PY)
 	$(PIP) install --quiet -e '.[test]'
-	$(PY) -c 'from foveanet.ops import warm; print(warm())'
+	$(PY) -c 'import foveanet; print(foveanet.backend.cpu.warm())'
 
 # Fashion-MNIST: found locally (see foveanet.data), else Debian's package when we are root on
 # Debian, else downloaded (with checksums) by `foveanet train --download`.

@@ -7,12 +7,12 @@ processes). Prints the median and the fastest step time of each variant and thei
 
 Variants (``--ab``):
 - ``threads``: NumPy passes on one thread with OpenBLAS's default idle spin (2^28 cycles), as
-  before ``ops/_parallel.py``, against split passes with the engine's spin (2^16);
+  before ``backend/cpu/threads.py``, against split passes with the engine's spin (2^16);
 - ``spin``: split passes with OpenBLAS spinning 2^16 / 2^18 / 2^20 cycles;
 - ``wide``: convolution products per sample (``conv.WIDE_MACS = 0``) against the default rule;
 - ``winograd``: every convolution through im2col against 3x3 ones through Winograd F(4x4, 3x3)
-  (``_winograd.ENABLED``; the direct path off in both);
-- ``direct``: the direct convolution loops off / on (``_direct.ENABLED``);
+  (``algorithms.force``; the direct paths off in both);
+- ``direct``: the direct convolution loops off / on (``algorithms.force``);
 - ``compiled``: every numba kernel off (NumPy's passes, im2col, as without the ``fast`` extra)
   against all of them on (direct and Winograd convolutions, strided im2col / col2im, 2x2 max
   pooling, batch norm, SGD's update).
@@ -20,6 +20,7 @@ Variants (``--ab``):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -29,47 +30,44 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare as C  # noqa: E402
 
-from foveanet.ops import _direct, _parallel, _util, _winograd, conv  # noqa: E402
+from foveanet.backend.cpu import blas, kernels  # noqa: E402
+from foveanet.ops import algorithms, conv  # noqa: E402
 
 
+# Each variant is a function returning a context manager: the step runs inside it.
 def _threads(n, spin):
+    @contextlib.contextmanager
     def apply():
         os.environ["FOVEANET_THREADS"] = str(n)
-        _parallel.set_openblas_spin(spin)
+        blas.set_openblas_spin(spin)
+        yield
     return apply
 
 
 def _wide(macs):
+    @contextlib.contextmanager
     def apply():
-        conv.WIDE_MACS = macs
+        before, conv.WIDE_MACS = conv.WIDE_MACS, macs
+        try:
+            yield
+        finally:
+            conv.WIDE_MACS = before
     return apply
 
 
 def _winograd_on(on):
-    def apply():
-        _direct.ENABLED = False
-        _winograd.ENABLED = on
-    return apply
+    return lambda: algorithms.force(conv2d="winograd" if on else "im2col")
 
 
 def _direct_on(on):
-    def apply():
-        _direct.ENABLED = on
-    return apply
-
-
-KERNEL_MODULES = {"_pool_kernels": "foveanet.ops", "_norm_kernels": "foveanet.ops",
-                  "_im2col_kernels": "foveanet.ops", "_sgd_kernels": "foveanet.optim"}
+    return (lambda: contextlib.nullcontext()) if on else \
+        (lambda: algorithms.force(conv2d=("winograd", "im2col")))
 
 
 def _compiled_on(on):
-    loaded = {name: _util.compiled(name, package) for name, package in KERNEL_MODULES.items()}
-
-    def apply():
-        _direct.ENABLED = _winograd.ENABLED = on
-        for name, module in loaded.items():
-            _util._compiled[name] = module if on else None
-    return apply
+    if on:
+        return contextlib.nullcontext
+    return lambda: kernels.disabled(*(k.module for k in kernels.declared()))
 
 
 VARIANTS = {
@@ -92,7 +90,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if args.ab in ("threads", "spin"):
-        _parallel._state["quiet"] = True  # these variants set OpenBLAS's spin themselves
+        blas._state["quiet"] = True  # these variants set OpenBLAS's spin themselves
     variants = VARIANTS[args.ab]
     with threadpool_limits(args.threads):
         for name in args.models.split(","):
@@ -106,9 +104,9 @@ def main(argv=None):
             times = {v: [] for v in variants}
             for _ in range(args.pairs):
                 for v, apply in variants.items():
-                    apply()
-                    step()  # one untimed step after each switch
-                    times[v].append(C.time_steps(step, args.min_time))
+                    with apply():
+                        step()  # one untimed step after each switch
+                        times[v].append(C.time_steps(step, args.min_time))
             # the minimum next to the median: this VM has fast and slow phases, and a variant
             # that only looks faster by its median may just have drawn fewer slow steps
             med = {v: 1e3 * statistics.median(t) for v, t in times.items()}

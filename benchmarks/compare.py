@@ -414,7 +414,7 @@ def memory_child(lib, name, steps, threads):
         torch.set_num_threads(threads)
         runner = TorchRunner(name, torch_model(name), x, y, xi)
     else:
-        from foveanet.ops import warm
+        from foveanet.backend.cpu import warm
 
         runner = FvRunner(name, fv_model(name), x, y, xi)
         warm()  # load numba and the compiled kernels (~140 MiB) as torch loads its own

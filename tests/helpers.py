@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 import foveanet as fv
-from foveanet.ops import _util
+from foveanet.backend.cpu import kernels
 
 RTOL = 1e-4
 
@@ -183,18 +183,13 @@ def count_calls(monkeypatch, module, name):
     return calls
 
 
-@contextlib.contextmanager
 def without_compiled(*names):
-    """Inside the block, foveanet's numba kernel modules ``names`` (``_util.compiled``'s names)
-    count as missing, as without numba, so the NumPy paths run; afterwards, as before."""
-    saved = {n: _util._compiled[n] for n in names if n in _util._compiled}
-    for n in names:
-        _util._compiled[n] = None
-    try:
-        yield
-    finally:
-        for n in names:
-            if n in saved:
-                _util._compiled[n] = saved[n]
-            else:
-                _util._compiled.pop(n, None)
+    """Inside the block, foveanet's numba kernel modules ``names`` (file stems such as
+    ``_pool_kernels``) count as missing, as without numba, so the NumPy paths run; afterwards,
+    as before (``kernels.disabled``)."""
+    return kernels.disabled(*names)
+
+
+def disable_compiled(monkeypatch, *names):
+    """``without_compiled`` for the rest of a test (undone by ``monkeypatch``)."""
+    monkeypatch.setattr(kernels, "_off", kernels._off | kernels.resolve(*names))

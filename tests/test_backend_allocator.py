@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-CODE = "import foveanet.backend as b; print(b._allocator_tuned, b.tune_allocator())"
+CODE = "import foveanet.backend.cpu.allocator as b; print(b._tuned, b.tune_allocator())"
 
 
 def _run(env_value):

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import foveanet as fv
-from foveanet.ops import _direct
+from foveanet.ops import _direct, algorithms
 from foveanet.ops import conv as conv_module
 
 F = fv.nn.functional
@@ -31,13 +31,11 @@ PATHS = ["im2col"] + (["compiled"] if _direct._kernels() is not None else [])
 def _path(name):
     """Convolutions through NumPy's im2col only, or with the compiled paths allowed where they
     suit (the direct loops, the strided im2col / col2im)."""
-    before = _direct.ENABLED
-    _direct.ENABLED = name == "compiled"
-    try:
-        with without_compiled("_im2col_kernels") if name == "im2col" else contextlib.nullcontext():
-            yield
-    finally:
-        _direct.ENABLED = before
+    if name == "compiled":
+        yield
+        return
+    with algorithms.force(conv2d="im2col"), without_compiled("_im2col_kernels"):
+        yield
 
 
 @pytest.fixture
@@ -174,8 +172,8 @@ def test_conv2d_partial_gradients(grad):
 def test_conv2d_input_grad_both_ways(im2col, monkeypatch, as_conv, cin, cout, k, pad):
     # stride 1: the input gradient is a convolution of the gradient or GEMM + col2im, chosen by
     # size; both ways must give PyTorch's gradients, whichever the choice would be
-    monkeypatch.setattr(conv_module.Conv2d, "_input_grad_is_a_conv",
-                        lambda self: as_conv and conv_module.Conv2d._fits_as_conv(self))
+    monkeypatch.setattr(conv_module, "_input_grad_is_a_conv",
+                        lambda fn: as_conv and conv_module._fits_as_conv(fn))
     rng = np.random.default_rng(4)
     kk = k if isinstance(k, tuple) else (k, k)
     x, w, b = _arr(rng, 3, cin, 7, 6), _arr(rng, cout, cin, *kk), _arr(rng, cout)
@@ -227,8 +225,8 @@ def test_conv2d_both_product_layouts(im2col, monkeypatch, wide_macs, as_conv):
     monkeypatch.setattr(conv_module, "WIDE_MACS", wide_macs)
     monkeypatch.setattr(conv_module, "WIDE_POSITIONS", 1 << 20)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3000)  # several chunks, the last one short
-    monkeypatch.setattr(conv_module.Conv2d, "_input_grad_is_a_conv",
-                        lambda self: as_conv and conv_module.Conv2d._fits_as_conv(self))
+    monkeypatch.setattr(conv_module, "_input_grad_is_a_conv",
+                        lambda fn: as_conv and conv_module._fits_as_conv(fn))
     rng = np.random.default_rng(5)
     x, w, b = _arr(rng, 7, 3, 8, 7), _arr(rng, 4, 3, 3, 2), _arr(rng, 4)
     for kw in (dict(padding=1), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2))):

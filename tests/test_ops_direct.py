@@ -7,11 +7,12 @@ the 3x3 stride-2 kernels on phase planes (``forward_s2``), and which convolution
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, count_calls, gradcheck
+from helpers import check_against_torch, count_calls, disable_compiled, gradcheck
 
 import foveanet as fv
 import foveanet.nn.functional as F
-from foveanet.ops import _direct, _parallel, _util, conv
+from foveanet.backend.cpu import threads as _parallel
+from foveanet.ops import _direct, algorithms, conv
 
 T = torch.nn.functional
 
@@ -96,15 +97,14 @@ def test_same_as_im2col_and_only_what_is_asked(monkeypatch, taken):
     x, wt = _arr(rng, 3, 6, 11, 9), _arr(rng, 5, 6, 5, 5)
     outs = []
     for on in (True, False):
-        monkeypatch.setattr(_direct, "ENABLED", on)
-        a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
-        y = F.conv2d(a, k, padding=2)
-        (y * y).sum().backward()
-        outs.append((y.data, a.grad.data, k.grad.data))
+        with algorithms.force(conv2d="direct" if on else "im2col"):
+            a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
+            y = F.conv2d(a, k, padding=2)
+            (y * y).sum().backward()
+            outs.append((y.data, a.grad.data, k.grad.data))
     assert len(taken) == 1
     for ours, ref in zip(*outs):
         assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
-    monkeypatch.setattr(_direct, "ENABLED", True)
     check_against_torch(lambda a, k: F.conv2d(a, k, padding=1),
                         lambda a, k: T.conv2d(a, k, padding=1), [x[0], wt], rtol=1e-4,
                         atol=1e-4)  # (C, H, W)
@@ -144,7 +144,7 @@ def test_taps_threshold_and_numba_missing(taken, monkeypatch):
     ref = T.conv2d(torch.tensor(x), torch.tensor(wt)).numpy()
     out = F.conv2d(fv.tensor(x), fv.tensor(wt)).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
-    monkeypatch.setitem(_util._compiled, "_direct_kernels", None)  # as without numba
+    disable_compiled(monkeypatch, "_direct_kernels")  # as without numba
     out = F.conv2d(fv.tensor(x), fv.tensor(wt)).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
 
@@ -203,15 +203,14 @@ def test_stride2_same_as_im2col_and_only_what_is_asked(monkeypatch, taken_s2):
     x, wt = _arr(rng, 3, 5, 12, 11), _arr(rng, 8, 5, 3, 3)
     outs = []
     for on in (True, False):
-        monkeypatch.setattr(_direct, "ENABLED", on)
-        a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
-        y = F.conv2d(a, k, stride=2, padding=1)
-        (y * y).sum().backward()
-        outs.append((y.data, a.grad.data, k.grad.data))
+        with algorithms.force(conv2d="direct_s2" if on else "im2col"):
+            a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
+            y = F.conv2d(a, k, stride=2, padding=1)
+            (y * y).sum().backward()
+            outs.append((y.data, a.grad.data, k.grad.data))
     assert len(taken_s2) == 1
     for ours, ref in zip(*outs):
         assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
-    monkeypatch.setattr(_direct, "ENABLED", True)
     check_against_torch(lambda a, k: F.conv2d(a, k, stride=2, padding=1),
                         lambda a, k: T.conv2d(a, k, stride=2, padding=1), [x[0], wt], rtol=1e-4,
                         atol=1e-4)  # (C, H, W)
@@ -249,7 +248,7 @@ def test_stride2_numba_missing(taken_s2, monkeypatch):
     rng = np.random.default_rng(4)
     x, wt = _arr(rng, 2, 3, 9, 9), _arr(rng, 4, 3, 3, 3)
     ref = T.conv2d(torch.tensor(x), torch.tensor(wt), stride=2, padding=1).numpy()
-    monkeypatch.setitem(_util._compiled, "_direct_kernels", None)  # as without numba
+    disable_compiled(monkeypatch, "_direct_kernels")  # as without numba
     out = F.conv2d(fv.tensor(x), fv.tensor(wt), stride=2, padding=1).data
     assert not taken_s2 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
 

@@ -179,7 +179,7 @@ def test_batch_norm_large_offset_is_stable(path):
 @pytest.mark.parametrize("path", PATHS)
 def test_batch_norm_large_channels_split_over_threads(path, monkeypatch):
     # larger planes (the sums run per row, then across rows) and channels split over 3 threads
-    from foveanet.ops import _parallel
+    from foveanet.backend.cpu import threads as _parallel
     monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
     monkeypatch.setattr(_parallel, "threads", lambda: 3)
     monkeypatch.delenv("FOVEANET_THREADS", raising=False)

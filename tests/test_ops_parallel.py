@@ -1,4 +1,4 @@
-"""The engine's own threads (foveanet.ops._parallel): ``split`` covers its range exactly once, on
+"""The engine's own threads (foveanet.backend.cpu.threads): ``split`` covers its range exactly once, on
 several threads, re-raises a slice's error, never nests, runs a second thread's pass inline while
 the pool is busy and retires a pool whose caller stopped waiting; every op that splits its passes
 (conv2d's im2col and bias, conv_transpose2d's col2im, padding, batch norm, ReLU, 2x2 max pooling,
@@ -20,7 +20,8 @@ from helpers import check_against_torch, gradcheck
 
 import foveanet as fv
 import foveanet.nn.functional as F
-from foveanet.ops import _parallel
+from foveanet.backend.cpu import blas
+from foveanet.backend.cpu import threads as _parallel
 
 T = torch.nn.functional
 
@@ -302,7 +303,8 @@ def test_split_in_a_forked_child_uses_its_own_pool(forced):
 SPIN = """
 import os, numpy as np
 import foveanet as fv
-from foveanet.ops import _parallel
+from foveanet.backend.cpu import blas
+from foveanet.backend.cpu import threads as _parallel
 fv.set_num_threads(2)
 a = np.random.default_rng(0).standard_normal((300, 300))
 ref = a @ a
@@ -319,11 +321,13 @@ def test_sgd_momentum_split_update(forced, monkeypatch, kernel):
     # SGD's common case (momentum, no dampening, no Nesterov) updates flat slices on the threads,
     # in one compiled pass or NumPy's three: bit for bit the general path, PyTorch's parameters
     # and buffers; arrays that do not flatten to views take the general path
-    from foveanet.ops import _util
+    from helpers import disable_compiled
+
+    from foveanet.backend.cpu import kernels
     from foveanet.optim import sgd
     if kernel == "numpy":
-        monkeypatch.setitem(_util._compiled, "_sgd_kernels", None)
-    elif _util.compiled("_sgd_kernels", "foveanet.optim") is None:
+        disable_compiled(monkeypatch, "_sgd_kernels")
+    elif kernels.load(sgd.KERNELS) is None:
         pytest.skip("numba is not installed")
     rng = np.random.default_rng(8)
     init = [_arr(rng, 7, 5), _arr(rng, 3), _arr(rng, 4, 3, 2)]
@@ -379,7 +383,7 @@ def _uses_openblas():
 
 @pytest.mark.skipif(not _uses_openblas(), reason="NumPy's BLAS here is not OpenBLAS")
 def test_first_split_quiets_openblas_and_products_stay_right():
-    assert _spin_run() == [str(_parallel.BLAS_SPIN_LOG2), "True", "2"]
+    assert _spin_run() == [str(blas.BLAS_SPIN_LOG2), "True", "2"]
 
 
 def test_a_user_set_openblas_timeout_is_left_alone():

@@ -3,12 +3,12 @@ against PyTorch (float32) and finite differences (float64), plus the error messa
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, gradcheck
+from helpers import check_against_torch, disable_compiled, gradcheck
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import foveanet as fv
-from foveanet.ops import _util, pool
+from foveanet.ops import pool
 
 F = fv.nn.functional
 T = torch.nn.functional
@@ -23,7 +23,7 @@ def tiling(request, monkeypatch):
     NumPy's passes; yields the list of compiled calls made."""
     calls = []
     if request.param == "numpy":
-        monkeypatch.setitem(_util._compiled, "_pool_kernels", None)
+        disable_compiled(monkeypatch, "_pool_kernels")
     elif pool._kernels() is None:
         pytest.skip("numba is not installed")
     else:

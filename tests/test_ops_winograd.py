@@ -6,11 +6,12 @@ the im2col path when numba is missing."""
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, count_calls, gradcheck
+from helpers import check_against_torch, count_calls, disable_compiled, gradcheck
 
 import foveanet as fv
 import foveanet.nn.functional as F
-from foveanet.ops import _direct, _parallel, _util, _winograd, conv
+from foveanet.backend.cpu import threads as _parallel
+from foveanet.ops import _direct, _winograd, algorithms, conv
 
 T = torch.nn.functional
 
@@ -21,9 +22,10 @@ pytestmark = pytest.mark.skipif(_winograd._kernels() is None, reason="numba is n
 def small(monkeypatch):
     """Winograd for any channel count (the direct path, which takes few-channel convolutions
     first, off), and chunks of a few samples."""
-    monkeypatch.setattr(_direct, "ENABLED", False)
     monkeypatch.setattr(_winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(_winograd, "CHUNK_BYTES", 1 << 14)
+    with algorithms.force(conv2d="winograd"):
+        yield
 
 
 @pytest.fixture
@@ -84,14 +86,13 @@ def test_same_as_im2col_and_only_what_is_asked(small, monkeypatch):
     x, wt = _arr(rng, 3, 6, 11, 9), _arr(rng, 5, 6, 3, 3)
     outs = []
     for on in (True, False):
-        monkeypatch.setattr(_winograd, "ENABLED", on)
-        a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
-        y = F.conv2d(a, k, padding=1)
-        (y * y).sum().backward()
-        outs.append((y.data, a.grad.data, k.grad.data))
+        with algorithms.force(conv2d="winograd" if on else "im2col"):
+            a, k = fv.tensor(x, requires_grad=True), fv.tensor(wt, requires_grad=True)
+            y = F.conv2d(a, k, padding=1)
+            (y * y).sum().backward()
+            outs.append((y.data, a.grad.data, k.grad.data))
     for ours, ref in zip(*outs):
         assert np.abs(ours - ref).max() <= 2e-5 * np.abs(ref).max()
-    monkeypatch.setattr(_winograd, "ENABLED", True)
     check_against_torch(lambda a, k: F.conv2d(a, k, padding=1),
                         lambda a, k: T.conv2d(a, k, padding=1), [x[0], wt])  # (C, H, W)
     k = fv.tensor(wt, requires_grad=True)
@@ -128,6 +129,6 @@ def test_channel_threshold_and_numba_missing(taken, monkeypatch):
     ref = T.conv2d(torch.tensor(x), torch.tensor(wide), padding=1).numpy()
     out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
-    monkeypatch.setitem(_util._compiled, "_winograd_kernels", None)  # as without numba
+    disable_compiled(monkeypatch, "_winograd_kernels")  # as without numba
     out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()

@@ -129,21 +129,21 @@ def test_both_convolution_kernels(monkeypatch, threads, split):
     """One BLAS thread: per-sample products (NCHW); several: one product per chunk, channel-major
     output, small ones cut into single-thread pieces (or not). All with several chunks, strides,
     dilation, 1x1 convolutions, padding and pooling in between."""
-    from foveanet.interop import optimize
-    from foveanet.ops import _direct
+    from foveanet.ops import algorithms
+    from foveanet.ops import conv as optimize  # im2col's inference kernel lives there
 
-    monkeypatch.setattr(_direct, "ENABLED", False)  # the 3->32 layer through this module's kernel
     monkeypatch.setattr(optimize, "blas_threads", lambda: threads)
     if not split:
         monkeypatch.setattr(optimize, "SPLIT_GEMM_MACS", 0)
-    monkeypatch.setattr(optimize, "CONV_CHUNK_BYTES", 1 << 18)   # chunks of 2 samples and 1
+    monkeypatch.setattr(optimize, "INFER_CHUNK_BYTES", 1 << 18)   # chunks of 2 samples and 1
     fv.manual_seed(2)
     model = _randomise_bn(nn.Sequential(
         nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
         nn.Conv2d(32, 32, 3, stride=2, padding=(1, 2), dilation=(1, 2)), nn.ReLU(),
         nn.Conv2d(32, 64, 1), nn.BatchNorm2d(64), nn.MaxPool2d(3, 2, ceil_mode=True),
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(256, 5)))
-    _check(model, (3, 32, 32), batches=(1, 9))
+    with algorithms.force(conv2d="im2col"):  # the 3->32 layer through the im2col kernel
+        _check(model, (3, 32, 32), batches=(1, 9))
 
 
 def test_custom_module_residual_cat_bn1d_dropout():

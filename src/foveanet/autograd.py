@@ -202,7 +202,7 @@ Function._retained = None
 
 
 # ---------------------------------------------------------------------------------------- tensor
-def _as_array(data, dtype=None):
+def as_array(data, dtype=None):
     if isinstance(data, Tensor):
         data = data.data
     if dtype is not None:
@@ -222,7 +222,7 @@ class Tensor:
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operator
 
     def __init__(self, data, dtype=None, requires_grad: bool = False):
-        self.data = _as_array(data, dtype)
+        self.data = as_array(data, dtype)
         self.grad = None
         self._grad_fn = None
         self.requires_grad = False
@@ -279,7 +279,7 @@ class Tensor:
                                    f"has shape {self.shape}. Pass gradient=... of that shape.")
             g = xp.ones_like(self.data)
         else:
-            g = _as_array(gradient, self.data.dtype)
+            g = as_array(gradient, self.data.dtype)
             if g.shape != self.data.shape:
                 raise ValueError(f"gradient has shape {g.shape} but the tensor has shape {self.shape}")
         run_backward(self, g, retain_graph)
@@ -399,7 +399,7 @@ class Tensor:
 
     def copy_(self, src):
         self._inplace_check()
-        self.data[...] = _as_array(src)
+        self.data[...] = as_array(src)
         return self
 
     def fill_(self, value):
@@ -412,7 +412,7 @@ class Tensor:
 
     def add_(self, other, alpha=1):
         self._inplace_check()
-        self.data += alpha * _as_array(other) if alpha != 1 else _as_array(other)
+        self.data += alpha * as_array(other) if alpha != 1 else as_array(other)
         return self
 
     def sub_(self, other, alpha=1):
@@ -420,12 +420,12 @@ class Tensor:
 
     def mul_(self, other):
         self._inplace_check()
-        self.data *= _as_array(other)
+        self.data *= as_array(other)
         return self
 
     def div_(self, other):
         self._inplace_check()
-        self.data /= _as_array(other)
+        self.data /= as_array(other)
         return self
 
     def clamp_(self, min=None, max=None):
@@ -434,12 +434,12 @@ class Tensor:
         return self
 
     def uniform_(self, a=0.0, b=1.0, generator=None):
-        from .random import _rng
-        return self.copy_(_rng(generator).uniform(a, b, self.shape))
+        from .random import numpy_rng
+        return self.copy_(numpy_rng(generator).uniform(a, b, self.shape))
 
     def normal_(self, mean=0.0, std=1.0, generator=None):
-        from .random import _rng
-        return self.copy_(_rng(generator).normal(mean, std, self.shape))
+        from .random import numpy_rng
+        return self.copy_(numpy_rng(generator).normal(mean, std, self.shape))
 
     # ----- arithmetic (NumPy broadcasting; gradients are summed back to each operand's shape)
     def __add__(self, o): return _ops.add(self, o)
@@ -464,7 +464,7 @@ class Tensor:
         if self._grad_fn is not None and is_grad_enabled():
             raise RuntimeError("item assignment on a tensor that is part of a graph is not supported;"
                                " build a new tensor (fv.where, fv.cat) instead")
-        self.data[_ops.index_arrays(idx)] = _as_array(value)
+        self.data[_ops.index_arrays(idx)] = as_array(value)
 
     # comparisons: results carry no gradient
     def __eq__(self, o): return _ops.compare(self, o, "equal")
@@ -475,8 +475,8 @@ class Tensor:
     def __ge__(self, o): return _ops.compare(self, o, "greater_equal")
 
     def __invert__(self): return Tensor._wrap(xp.logical_not(self.data) if self.dtype == xp.bool_ else ~self.data)
-    def __and__(self, o): return Tensor._wrap(self.data & _as_array(o))
-    def __or__(self, o): return Tensor._wrap(self.data | _as_array(o))
+    def __and__(self, o): return Tensor._wrap(self.data & as_array(o))
+    def __or__(self, o): return Tensor._wrap(self.data | as_array(o))
 
     def eq(self, o): return self == o
     def ne(self, o): return self != o

@@ -1329,10 +1329,10 @@ def cmd_summary(args) -> int:
 
 def cmd_models(args) -> int:
     from .models import list_models, model_options
-    from .models.registry import _lookup
+    from .models.registry import lookup
     rows = []
     for name in list_models():
-        doc = " ".join((_lookup(name).__doc__ or "").strip().split("\n\n")[0].split())
+        doc = " ".join((lookup(name).__doc__ or "").strip().split("\n\n")[0].split())
         doc = doc.split(": ")[0].rstrip(".")
         doc = doc if len(doc) <= 72 else doc[:69].rstrip() + "..." 
         opts = ", ".join(f"{k}={v}" for k, v in model_options(name).items()

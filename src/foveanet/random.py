@@ -60,7 +60,7 @@ def set_rng_state(state: dict) -> None:
     default_generator.set_state(state)
 
 
-def _rng(generator: Generator | None):
+def numpy_rng(generator: Generator | None):
     """The NumPy random generator behind ``generator`` (the global one when None)."""
     if generator is None:
         return default_generator.rng
@@ -86,25 +86,25 @@ def _wrap(data, requires_grad):
 
 def rand(*size, generator=None, dtype=None, requires_grad=False):
     """Uniform samples in [0, 1)."""
-    return _wrap(_rng(generator).random(_shape(size)).astype(_float_dtype(dtype)), requires_grad)
+    return _wrap(numpy_rng(generator).random(_shape(size)).astype(_float_dtype(dtype)), requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, requires_grad=False):
     """Standard normal samples."""
-    return _wrap(_rng(generator).standard_normal(_shape(size)).astype(_float_dtype(dtype)), requires_grad)
+    return _wrap(numpy_rng(generator).standard_normal(_shape(size)).astype(_float_dtype(dtype)), requires_grad)
 
 
 def randint(low, high=None, size=(), generator=None, dtype=xp.int64):
     """Integers in [low, high) (or [0, low) when high is omitted)."""
     if high is None:
         low, high = 0, low
-    return _wrap(_rng(generator).integers(low, high, size=tuple(size)).astype(dtype), False)
+    return _wrap(numpy_rng(generator).integers(low, high, size=tuple(size)).astype(dtype), False)
 
 
 def randperm(n: int, generator=None, dtype=xp.int64):
     """A random permutation of 0 .. n-1."""
-    return _wrap(_rng(generator).permutation(n).astype(dtype), False)
+    return _wrap(numpy_rng(generator).permutation(n).astype(dtype), False)
 
 
 def normal(mean, std, size, generator=None, dtype=None):
-    return _wrap(_rng(generator).normal(mean, std, tuple(size)).astype(_float_dtype(dtype)), False)
+    return _wrap(numpy_rng(generator).normal(mean, std, tuple(size)).astype(_float_dtype(dtype)), False)

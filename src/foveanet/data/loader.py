@@ -26,7 +26,7 @@ import numbers
 
 from ..autograd import Tensor
 from ..backend import get_default_dtype, xp
-from ..random import Generator, _rng
+from ..random import Generator, numpy_rng
 from ..random import default_generator as _global_generator
 
 
@@ -145,7 +145,7 @@ class DataLoader:
     def __iter__(self):
         n = len(self.dataset)
         start_state = self.generator.get_state()
-        rng = _rng(self.generator)
+        rng = numpy_rng(self.generator)
         order = rng.permutation(n) if self.shuffle else xp.arange(n)
         seed = int(rng.integers(2**63)) if self._needs_rng() else None
         skip, self._resume_batch = self._resume_batch, 0

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..autograd import Tensor
 from ..backend import xp
-from ..random import _rng
+from ..random import numpy_rng
 from .dataset import Dataset
 from .idx import DatasetError, read_idx
 from .transforms import Transform
@@ -219,7 +219,7 @@ class _MNISTLike(Dataset):
         img = self.data[i][None].astype(xp.float32) * xp.float32(1 / 255)
         if self.transform is not None:
             if isinstance(self.transform, Transform):  # a batch transform, given a batch of one
-                img = self.transform(img, _rng(None))
+                img = self.transform(img, numpy_rng(None))
             else:
                 img = self.transform(img)
         label = int(self.targets[i])

@@ -13,7 +13,7 @@ import warnings
 
 from ..autograd import Tensor
 from ..backend import xp
-from ..random import _rng
+from ..random import numpy_rng
 from .dataset import Subset, targets_of
 
 __all__ = ["random_split", "train_val_split", "stratified_indices", "KFold", "StratifiedKFold",
@@ -42,7 +42,7 @@ def random_split(dataset, lengths, generator=None):
     if sum(lengths) != n:
         raise ValueError(f"random_split: lengths sum to {sum(lengths)} but the dataset has {n} "
                          "samples")
-    perm = _rng(generator).permutation(n)
+    perm = numpy_rng(generator).permutation(n)
     bounds = xp.cumsum([0] + [int(x) for x in lengths])
     return [Subset(dataset, perm[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -66,7 +66,7 @@ def stratified_indices(targets, val_fraction: float, generator=None):
     """
     y = _labels(targets)
     n = len(y)
-    rng = _rng(generator)
+    rng = numpy_rng(generator)
     classes, inverse, counts = xp.unique(y, return_inverse=True, return_counts=True)
     exact = counts * val_fraction
     take = xp.floor(exact).astype(xp.int64)
@@ -112,7 +112,7 @@ def train_val_split(dataset_or_targets, val_fraction: float = 0.1, stratify: boo
         y = targets_of(dataset_or_targets) if is_ds else dataset_or_targets
         train_idx, val_idx = stratified_indices(y, val_fraction, generator)
     else:
-        perm = _rng(generator).permutation(n)
+        perm = numpy_rng(generator).permutation(n)
         k = int(round(val_fraction * n))
         val_idx, train_idx = xp.sort(perm[:k]), xp.sort(perm[k:])
     if is_ds:
@@ -150,7 +150,7 @@ class KFold:
     def split(self, n_or_data):
         n = _n_of(n_or_data)
         self._check_n(n)
-        idx = _rng(self.generator).permutation(n) if self.shuffle else xp.arange(n)
+        idx = numpy_rng(self.generator).permutation(n) if self.shuffle else xp.arange(n)
         sizes = xp.full(self.n_splits, n // self.n_splits, dtype=xp.int64)
         sizes[:n % self.n_splits] += 1
         start = 0
@@ -185,7 +185,7 @@ class StratifiedKFold(KFold):
         y_order = xp.sort(y_enc)
         allocation = xp.stack([xp.bincount(y_order[i::self.n_splits], minlength=len(counts))
                                for i in range(self.n_splits)])  # (fold, class) counts
-        rng = _rng(self.generator) if self.shuffle else None
+        rng = numpy_rng(self.generator) if self.shuffle else None
         folds = xp.empty(n, dtype=xp.int64)
         for k in range(len(counts)):
             assign = xp.repeat(xp.arange(self.n_splits), allocation[:, k])

@@ -25,7 +25,7 @@ import numbers
 
 from ..autograd import Tensor
 from ..backend import xp
-from ..random import Generator, _rng
+from ..random import Generator, numpy_rng
 
 __all__ = ["Transform", "Compose", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomAffine",
            "RandomRotation", "RandomScale", "RandomCrop", "RandomTranslation", "GaussianNoise",
@@ -36,7 +36,7 @@ def as_numpy_rng(rng):
     """A NumPy Generator from ``rng``: a NumPy Generator, a foveanet Generator, an int seed, or
     None (foveanet's global generator)."""
     if rng is None or isinstance(rng, Generator):
-        return _rng(rng)
+        return numpy_rng(rng)
     if isinstance(rng, xp.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):

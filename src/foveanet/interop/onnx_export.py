@@ -40,7 +40,7 @@ import os
 
 from ..autograd import Function, Tensor, no_grad
 from ..backend import xp
-from ..ops.pool import _adaptive_matrix, _window_counts
+from ..ops.pool import adaptive_matrix, window_counts
 from .trace import Node, Value, trace, unique_name
 
 __all__ = ["export", "ONNXExportError", "DEFAULT_OPSET", "MIN_OPSET", "supported_ops"]
@@ -783,8 +783,8 @@ def _avg_pool2d(b, node, out):
     if divisor:
         factor = xp.full(tuple(out_hw), area / divisor)
     else:
-        ch = _window_counts(h, out_hw[0], kernel[0], stride[0], padding[0], include_pad)
-        cw = _window_counts(w, out_hw[1], kernel[1], stride[1], padding[1], include_pad)
+        ch = window_counts(h, out_hw[0], kernel[0], stride[0], padding[0], include_pad)
+        cw = window_counts(w, out_hw[1], kernel[1], stride[1], padding[1], include_pad)
         factor = area / (ch.reshape(-1, 1) * cw)
     dt = node.output.dtype
 
@@ -802,8 +802,8 @@ def _adaptive_avg_pool2d(b, node, out):
     averaging matrices, two MatMuls (equal windows arrive here as AvgPool2d already)."""
     x, out_hw = node.args[0].tensor, node.args[1]
     h, w = x.shape[-2:]
-    ah = _adaptive_matrix(h, out_hw[0], x.dtype)
-    aw = _adaptive_matrix(w, out_hw[1], x.dtype)
+    ah = adaptive_matrix(h, out_hw[0], x.dtype)
+    aw = adaptive_matrix(w, out_hw[1], x.dtype)
     y = b.op("MatMul", [b.arg(0), b.const(xp.ascontiguousarray(aw.T), hint="adaptive_w")])
     b.op("MatMul", [b.const(ah, hint="adaptive_h"), y], out)
 

@@ -29,10 +29,10 @@ from .. import ops
 from ..autograd import Tensor
 from ..backend import xp
 from ..nn import functional as F
-from ..ops.conv import Conv2d, _check_conv
+from ..ops.conv import Conv2d, check_conv
 from ..ops.pool import pool_out_size
 from ..ops.resize import resize_nearest
-from ..random import _rng
+from ..random import numpy_rng
 
 __all__ = ["NodeInfo", "OPS", "CHECKS", "STATIC_INPUTS", "BUFFER_INPUTS", "onnx_dtype"]
 
@@ -432,7 +432,7 @@ def Conv(node, x, w, b=None):
         y = F.conv2d(x, w, b, stride=tuple(strides), padding=tuple(pb), dilation=tuple(dil),
                      groups=group)
     else:  # asymmetric padding: the primitive takes (top, bottom, left, right) directly
-        x, w, b, group = _check_conv("conv2d", x, w, b, group, transposed=False)
+        x, w, b, group = check_conv("conv2d", x, w, b, group, transposed=False)
         for ax in range(2):
             if (w.shape[2 + ax] - 1) * dil[ax] + 1 > x.shape[2 + ax] + pb[ax] + pe[ax]:
                 raise ValueError(f"kernel {tuple(w.shape[2:])} (dilation {dil}) is larger than the "
@@ -751,7 +751,7 @@ def Dropout(node, x, ratio=None, training_mode=None):
     else:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout ratio must be in [0, 1), got {p}")
-        keep = _rng(None).random(x.shape) >= p
+        keep = numpy_rng(None).random(x.shape) >= p
         y = x * (keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p)))
     return (y, _wrap(keep)) if want_mask else y
 

@@ -71,9 +71,7 @@ from .. import autograd
 from ..autograd import Tensor
 from ..backend import get_default_dtype, xp
 from ..nn.module import Module
-from ..ops import _direct, _winograd
-from ..ops import conv as _conv  # the module: its im2col helpers, out_size, pad_array
-from ..ops._parallel import blas_threads
+from ..ops import algorithms
 from ..ops.activation import LeakyReLU, ReLU, relu_into
 from ..ops.conv import Conv2d
 from ..ops.dropout import Dropout
@@ -89,30 +87,6 @@ __all__ = ["optimize_for_inference", "InferenceModel", "OptimizationError"]
 # The two batch sizes the model is traced at. Odd primes, so that an integer equal to a batch size
 # in one trace and to the other in the second is very unlikely to be anything but the batch.
 TRACE_BATCHES = (5, 7)
-# The convolution kernel processes the batch in chunks of about this many bytes of columns (the
-# im2col matrix), one threaded GEMM per chunk. Measured 1 to 16 MiB and unchunked on resnet20 /
-# cnn_bn layers at batch 64-256 with 2 threads: the fewer the calls the faster (16 MiB up to 2x
-# faster than 2 MiB, as fast as unchunked), and 16 MiB bounds the columns' memory.
-CONV_CHUNK_BYTES = 16 << 20
-# A convolution whose per-sample product has at most this many multiply-adds (O x C*KH*KW x OH*OW)
-# runs through the training kernel (``conv._correlate``: one small product per sample, or for
-# small outputs one per chunk with the samples side by side): OpenBLAS runs products below
-# 65536 x 4 multiply-adds on one thread, so they pay no thread hand-off, while one large threaded
-# product per chunk does. Measured on LeNet-5's two convolutions at batch 256 (2 threads):
-# 11.6 vs 24 ms and 15 vs 25 ms; above the threshold (resnet20, cnn_bn layers) the one-product
-# kernel measured 1.2-15x faster than per-sample products. Re-measured once the engine split its
-# NumPy passes over both cores (2026-11-27, optimised LeNet-5, batch 256, 12 alternating pairs):
-# 21.2 ms this way, 20.3 ms with the one-product kernel for both layers (minima 19.1 / 19.4): a
-# tie, so the rule stays. The same per-sample path is taken whenever the BLAS runs one thread
-# (see the module docstring).
-SMALL_GEMM_MACS = 65536 * 4
-# A product of at most this many multiply-adds (a convolution at batch 1: 0.4-3 M) is computed in
-# column pieces of at most SMALL_GEMM_MACS, each of which OpenBLAS runs on one thread, rather than
-# as one threaded call: sharing such a small product saves little even on an idle machine, and
-# on a busy one the hand-off to a thread that has no core costs milliseconds. Measured with 2
-# threads on a shared 2-core machine: resnet20 at batch 1 in 7.6 ms instead of 315 ms, cnn_bn
-# (width 16) in 1.1 ms instead of 46 ms.
-SPLIT_GEMM_MACS = 1 << 23
 
 
 class OptimizationError(ValueError):
@@ -679,74 +653,6 @@ def _empty_as(x, shape, dtype):
     return xp.empty(shape, dtype=dtype)
 
 
-def _pad_cnhw(x, top, bottom, left, right):
-    """x (N, C, H, W) in any layout -> zero padded, stored (C, N, Hp, Wp)."""
-    n, c, h, w = x.shape
-    buf = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=x.dtype)
-    buf[:, :, top:top + h, left:left + w] = x.transpose(1, 0, 2, 3)
-    return buf.transpose(1, 0, 2, 3)
-
-
-def _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, epilogue):
-    """Convolution of x (N, C, H, W), any memory layout, with the packed weight wm (O, C*KH*KW):
-    per chunk of the batch, one im2col copy into cols (C*KH*KW, m*OH*OW) and one GEMM straight
-    into the output, stored (O, N, OH*OW); returned as an (N, O, OH, OW) view of it."""
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    o, k = wm.shape
-    oh = _conv.out_size(h + pads[0] + pads[1], kh, sh, dh)
-    ow = _conv.out_size(w + pads[2] + pads[3], kw, sw, dw)
-    p = oh * ow
-    if n > 1 and (o * k * p <= SMALL_GEMM_MACS or blas_threads() == 1):
-        # no thread hand-off to save (one BLAS thread, or products OpenBLAS runs on one thread):
-        # the training kernel's per-sample products, whose columns stay in cache, are faster
-        out = _conv._correlate(x, pads, wm.reshape(1, o, k), (kernel, stride, dilation, (oh, ow)), 1)
-        if bias is not None:
-            out += bias.reshape(o, 1, 1)
-        return _apply_epilogue(out, epilogue) if epilogue is not None else out
-    if any(pads):
-        x = _pad_cnhw(x, *pads)
-    out = xp.empty((o, n, p), dtype=x.dtype)
-    pointwise = kh == kw == 1 and sh == sw == 1
-    step = max(1, min(n, CONV_CHUNK_BYTES // max(k * p * x.itemsize, 1)))
-    for s in range(0, n, step):
-        m = min(step, n - s)
-        xs = x[s:s + m]
-        if pointwise:
-            cols = xs.transpose(1, 0, 2, 3).reshape(c, m * p)
-        else:
-            cols = _conv._wide_cols(xs, kernel, stride, dilation, (oh, ow))  # (k, m * p)
-        _gemm(wm, cols, out.reshape(o, n * p) if m == n else out[:, s:s + m].reshape(o, m * p))
-    if bias is not None:
-        out += bias.reshape(o, 1, 1)
-    if epilogue is not None:
-        _apply_epilogue(out, epilogue)
-    return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
-
-
-def _winograd_conv(x, u, bias, pads, epilogue):
-    """A 3x3 stride-1 convolution through ``_winograd.forward`` (NCHW out), then bias and epilogue."""
-    h, w = x.shape[2:]
-    out = _winograd.forward(x, u, pads[0], pads[2], (h + pads[0] + pads[1] - 2,
-                                                     w + pads[2] + pads[3] - 2))
-    if bias is not None:
-        out += bias.reshape(-1, 1, 1)
-    return _apply_epilogue(out, epilogue) if epilogue is not None else out
-
-
-def _gemm(a, b, out):
-    """``out[...] = a @ b`` for 2-D arrays; small products on one thread (``SPLIT_GEMM_MACS``)."""
-    m, k = a.shape
-    n = b.shape[1]
-    if not SMALL_GEMM_MACS < m * k * n <= SPLIT_GEMM_MACS or m * k > SMALL_GEMM_MACS \
-            or blas_threads() == 1:
-        return xp.matmul(a, b, out=out)
-    step = SMALL_GEMM_MACS // (m * k)
-    for j in range(0, n, step):
-        xp.matmul(a, b[:, j:j + step], out=out[:, j:j + step])
-    return out
-
-
 def _planewise(fn, x):
     """Run a per-(sample, channel)-plane operation (pooling) on ``x`` in its stored layout: for a
     channel-major array the planes of the contiguous (C, N, H, W) view are the same planes, and
@@ -844,25 +750,24 @@ def _make_step(op, b, runtime, writable_after, i):
         stride, pads, dilation = p["stride"], p["pads"], p["dilation"]
 
         w4 = xp.ascontiguousarray(wm.reshape(wm.shape[0], -1, *kernel))
-        # the compiled paths as in training, on the folded weights, for inputs of the weights'
-        # dtype: few-tap stride-1 layers as direct loops (ops/_direct.py; LeNet-5's plan at batch
-        # 256 22.4 -> 9.8 ms), other 3x3 stride-1 layers as Winograd F(4x4, 3x3) (ops/_winograd.py)
-        direct = _direct.suits(w4.dtype, w4.shape, stride, pads, dilation, 1)
-        u = _winograd.transform_weight(w4) if not direct and \
-            _winograd.suits(w4.dtype, w4.shape, stride, pads, dilation, 1) else None
-        # 3x3 stride-2 layers as the phase-plane loops (resnet20's plan at batch 256: 428 -> 419 ms)
-        s2 = not direct and u is None and \
-            _direct.suits_s2(w4.dtype, w4.shape, stride, pads, dilation, 1)
+        # the algorithm training would take for this geometry (ops.algorithms), on the folded
+        # weights, for inputs of the weights' dtype (another dtype: im2col's inference kernel)
+        geom = algorithms.ConvGeometry(w4.dtype, w4.shape, stride, pads, dilation, 1)
+        algo = algorithms.select("conv2d", geom)
+        im2col = algorithms.get("conv2d", "im2col").impl.inference(w4, wm, bias, geom)
+        run = algo.impl.inference(w4, wm, bias, geom)
+        takes_epilogue = getattr(run, "takes_epilogue", False)
+        epilogue = None if ep is None else (lambda out: _apply_epilogue(out, ep))
 
         def conv(x):
-            if (direct or s2) and x.dtype == w4.dtype:
-                out = (_direct.forward if direct else _direct.forward_s2)(x, w4, bias, pads)
-                return _apply_epilogue(out, ep) if ep is not None else out
-            if u is not None and x.dtype == u.dtype:
-                return _winograd_conv(x, u, bias, pads, ep)
-            return _conv_kernel(x, wm, bias, kernel, stride, pads, dilation, ep)
+            if x.dtype != w4.dtype:
+                return im2col(x, epilogue)
+            if takes_epilogue:
+                return run(x, epilogue)
+            out = run(x)
+            return epilogue(out) if epilogue is not None else out
         bn = " (BN folded)" if op.folded_bn else ""
-        how = " direct" if direct else " direct s2" if s2 else " winograd" if u is not None else ""
+        how = "" if algo.name == "im2col" else " " + algo.name.replace("_", " ")
         return conv, (f"conv {wm.shape[0]}x{wm.shape[1]} k{kernel[0]}x{kernel[1]} s{stride[0]}{how}"
                       f"{bn}{tag}{scope}")
     if op.kind == "linear":

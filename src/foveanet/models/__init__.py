@@ -2,7 +2,7 @@
 ``fv.models.list_models()`` and ``fv.models.summary(model, input_shape)``."""
 # importing the modules registers their models
 from . import alexnet, densenet, perceptron, pyramidnet, resnet, simple, vgg  # noqa: F401
-from .registry import create, list_models, model_options, register_model  # noqa: F401
+from .registry import create, list_models, lookup, model_options, register_model  # noqa: F401
 from .alexnet import AlexNet, alexnet  # noqa: F401
 from .densenet import DenseNet, densenet121, densenet169, densenet201, densenet_bc  # noqa: F401
 from .perceptron import Perceptron, perceptron  # noqa: F401

@@ -23,7 +23,8 @@ def list_models() -> list:
     return sorted(_MODELS)
 
 
-def _lookup(name: str):
+def lookup(name: str):
+    """The constructor registered under ``name`` (dashes and underscores interchangeable)."""
     key = name if name in _MODELS else name.replace("-", "_")
     if key not in _MODELS:
         alt = name.replace("_", "-")
@@ -36,7 +37,7 @@ def _lookup(name: str):
 
 def create(name: str, **kwargs):
     """Build a registered model: ``fv.models.create('lenet5', num_classes=10, in_channels=1)``."""
-    fn = _lookup(name)
+    fn = lookup(name)
     params = inspect.signature(fn).parameters
     unknown = [k for k in kwargs if k not in params
                and not any(p.kind is p.VAR_KEYWORD for p in params.values())]
@@ -48,5 +49,5 @@ def create(name: str, **kwargs):
 
 def model_options(name: str) -> dict:
     """The constructor's keyword arguments and their defaults."""
-    return {k: p.default for k, p in inspect.signature(_lookup(name)).parameters.items()
+    return {k: p.default for k, p in inspect.signature(lookup(name)).parameters.items()
             if p.default is not inspect.Parameter.empty}

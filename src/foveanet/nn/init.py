@@ -24,7 +24,7 @@ import warnings
 
 from ..autograd import Tensor, no_grad
 from ..backend import xp
-from ..random import _rng
+from ..random import numpy_rng
 
 __all__ = ["calculate_gain", "calculate_fan_in_and_fan_out", "uniform_", "normal_", "trunc_normal_",
            "constant_", "zeros_", "ones_", "eye_", "xavier_uniform_", "xavier_normal_",
@@ -101,7 +101,7 @@ def uniform_(tensor, a: float = 0.0, b: float = 1.0, generator=None):
     _check(tensor, "uniform_")
     if a > b:
         raise ValueError(f"uniform_: the lower bound a={a} is above the upper bound b={b}")
-    return _fill(tensor, _rng(generator).uniform(a, b, tensor.shape))
+    return _fill(tensor, numpy_rng(generator).uniform(a, b, tensor.shape))
 
 
 def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
@@ -109,7 +109,7 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0, generator=None):
     _check(tensor, "normal_")
     if std < 0:
         raise ValueError(f"normal_: std must be non-negative, got {std}")
-    return _fill(tensor, _rng(generator).normal(mean, std, tensor.shape))
+    return _fill(tensor, numpy_rng(generator).normal(mean, std, tensor.shape))
 
 
 def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
@@ -118,7 +118,7 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, 
     _check(tensor, "trunc_normal_")
     if not a < b:
         raise ValueError(f"trunc_normal_: need a < b, got a={a}, b={b}")
-    rng = _rng(generator)
+    rng = numpy_rng(generator)
     out = rng.normal(mean, std, tensor.shape)
     bad = (out < a) | (out > b)
     for _ in range(1000):
@@ -161,7 +161,7 @@ def xavier_uniform_(tensor, gain: float = 1.0, generator=None):
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out)) if fan_in + fan_out else 0.0
     bound = math.sqrt(3.0) * std
-    return _fill(tensor, _rng(generator).uniform(-bound, bound, tensor.shape))
+    return _fill(tensor, numpy_rng(generator).uniform(-bound, bound, tensor.shape))
 
 
 def xavier_normal_(tensor, gain: float = 1.0, generator=None):
@@ -169,7 +169,7 @@ def xavier_normal_(tensor, gain: float = 1.0, generator=None):
     _check(tensor, "xavier_normal_")
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out)) if fan_in + fan_out else 0.0
-    return _fill(tensor, _rng(generator).normal(0.0, std, tensor.shape))
+    return _fill(tensor, numpy_rng(generator).normal(0.0, std, tensor.shape))
 
 
 def _kaiming_std(tensor, a, mode, nonlinearity, fn):
@@ -191,7 +191,7 @@ def kaiming_uniform_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity:
     if std is None:
         return tensor
     bound = math.sqrt(3.0) * std
-    return _fill(tensor, _rng(generator).uniform(-bound, bound, tensor.shape))
+    return _fill(tensor, numpy_rng(generator).uniform(-bound, bound, tensor.shape))
 
 
 def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
@@ -200,7 +200,7 @@ def kaiming_normal_(tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: 
     std = _kaiming_std(tensor, a, mode, nonlinearity, "kaiming_normal_")
     if std is None:
         return tensor
-    return _fill(tensor, _rng(generator).normal(0.0, std, tensor.shape))
+    return _fill(tensor, numpy_rng(generator).normal(0.0, std, tensor.shape))
 
 
 def orthogonal_(tensor, gain: float = 1.0, generator=None):
@@ -213,7 +213,7 @@ def orthogonal_(tensor, gain: float = 1.0, generator=None):
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = _rng(generator).normal(0.0, 1.0, (rows, cols))
+    flat = numpy_rng(generator).normal(0.0, 1.0, (rows, cols))
     if rows < cols:
         flat = flat.T
     q, r = xp.linalg.qr(flat)

@@ -20,16 +20,3 @@ from .reduction import (amax, amin, argmax, argmin, logsumexp, max, mean, min, n
 from .shape import (broadcast_to, cat, chunk, concatenate, expand, flatten, getitem, index_arrays,  # noqa: F401
                     pad, permute, reshape, split, squeeze, stack, t, transpose, unbind, unsqueeze, view)
 
-
-def warm() -> str:
-    """Compile (or load from numba's disk cache) the optional compiled kernels (Winograd's, the
-    direct convolution's, 2x2 max pooling's, batch norm's, SGD's momentum update, Linear's product
-    with its bias, ReLU) for float32 and float64: ``make install`` runs this, so that no training
-    run waits for a compile. One line per module."""
-    import sys
-
-    from ..optim import sgd
-    from . import _blas, _direct, _winograd, activation, pool
-    norm_module = sys.modules[__name__ + ".norm"]  # ``norm`` here is the reduction
-    return "\n".join((_winograd.warm(), _direct.warm(), pool.warm(), norm_module.warm(),
-                      sgd.warm(), _blas.warm(), activation.warm()))

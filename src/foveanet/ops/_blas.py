@@ -18,44 +18,12 @@ point. Anything else (``FOVEANET_ADDMM=0`` too) returns None and the caller take
 """
 from __future__ import annotations
 
-import ctypes
-import os
-
 from ..backend import xp
-from ._util import compiled
+from ..backend.cpu import blas, kernels
 
+KERNELS = "foveanet.ops._addmm_kernels"
 MIN_BYTES = 128 << 10
-_gemm: dict = {}
-
-
-def _numpy_blas():
-    """The ctypes handle of the BLAS library loaded from NumPy's own directories, or None."""
-    from . import _parallel
-
-    root = os.path.dirname(os.path.realpath(xp.__file__))
-    for c in _parallel._controllers():
-        path = os.path.realpath(getattr(c, "filepath", "") or "")
-        if c.internal_api == "openblas" and path.startswith((root + os.sep, root + ".libs" + os.sep)):
-            return getattr(c, "dynlib", None)
-    return None
-
-
-def gemm(dtype):
-    """NumPy's ``cblas_sgemm`` / ``cblas_dgemm`` (64-bit integers) for ``dtype``, or None."""
-    key = xp.dtype(dtype).char
-    if key not in _gemm:
-        _gemm[key] = None
-        lib = _numpy_blas() if key in "fd" and os.environ.get("FOVEANET_ADDMM") != "0" else None
-        for prefix in ("scipy_cblas_", "cblas_"):
-            fn = getattr(lib, f"{prefix}{'s' if key == 'f' else 'd'}gemm64_", None) if lib else None
-            if fn is not None:
-                real = ctypes.c_float if key == "f" else ctypes.c_double
-                i32, i64, ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
-                proto = ctypes.CFUNCTYPE(None, i32, i32, i32, i64, i64, i64, real, ptr, i64, ptr,
-                                         i64, real, ptr, i64)
-                _gemm[key] = proto(ctypes.cast(fn, ctypes.c_void_p).value)
-                break
-    return _gemm[key]
+gemm = blas.gemm  # NumPy's own cblas_?gemm (64-bit integers) for a dtype, or None
 
 
 def addmm(x, w, b):
@@ -68,24 +36,27 @@ def addmm(x, w, b):
         return None
     if x.size // x.shape[-1] * w.shape[0] * dt.itemsize < MIN_BYTES:
         return None
-    fn, kernels = gemm(dt), compiled("_addmm_kernels")
-    if fn is None or kernels is None:
+    fn, k = gemm(dt), kernels.load(KERNELS)
+    if fn is None or k is None:
         return None
     o = w.shape[0]
     x2 = x.reshape(-1, x.shape[-1])
     y = xp.empty((x2.shape[0], o), dtype=dt)
-    kernels.addmm(fn, x2, w, b, y)
+    k.addmm(fn, x2, w, b, y)
     return y.reshape(x.shape[:-1] + (o,))
 
 
 def warm() -> str:
     """Compile (or load from the cache) the product-with-bias for float32 and float64."""
-    if compiled("_addmm_kernels") is None:
+    if kernels.load(KERNELS) is None:
         return "linear with bias in the product: numba is not installed, NumPy's product + add"
     if gemm(xp.float32) is None:
         return "linear with bias in the product: NumPy's BLAS not found, NumPy's product + add"
-    kernels = compiled("_addmm_kernels")
+    k = kernels.load(KERNELS)
     for dt in (xp.float32, xp.float64):  # straight to the kernel: addmm leaves outputs this small
-        kernels.addmm(gemm(dt), xp.ones((2, 3), dtype=dt), xp.ones((4, 3), dtype=dt),
+        k.addmm(gemm(dt), xp.ones((2, 3), dtype=dt), xp.ones((4, 3), dtype=dt),
                       xp.ones(4, dtype=dt), xp.empty((2, 4), dtype=dt))
     return "linear with bias in the product: numba kernel compiled"
+
+
+kernels.declare(KERNELS, "linear with bias in the product", warm)

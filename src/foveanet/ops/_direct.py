@@ -12,44 +12,46 @@ for the weight gradient.
 What. The forward (with its bias) and the weight gradient are the two kernels; the input
 gradient of a stride-1 convolution is itself a convolution, of the output gradient padded by
 ``k - 1 - pad`` with the kernels flipped and the channels swapped, so it runs through the
-forward kernel. The batch is split over the engine's threads (``_parallel.split``); each thread
-sums its own weight gradient, and the parts are added at the end.
+forward kernel. The batch is split over the engine's threads (``threads.split``); each thread
+sums its own weight gradient, and the parts are added at the end. 3x3 stride-2 layers get the
+same treatment on the input's four phase planes (``forward_s2``).
 
-When. ``suits``: stride 1, no dilation, no groups, padding below the kernel size (so the input
-gradient is a convolution), at most ``MAX_TAPS`` multiply-adds per output (C*KH*KW; more where
-the kernel is 5 or 10 wide), float32 or float64, numba importable, ``ENABLED``; 3x3 layers with
-16 or more channels each way go to Winograd first. Measured against im2col: see ``MAX_TAPS``
-(LeNet-5's training steps 1.6x, benchmarks/RESULTS.md, 2026-11-28).
+When. Two entries of the algorithm registry (``ops.algorithms``), with the thresholds below:
+``direct`` (``suits``: stride 1, no dilation, no groups, padding below the kernel size so that
+the input gradient is a convolution, at most ``MAX_TAPS`` multiply-adds per output) and
+``direct_s2`` (``suits_s2``). Both need the compiled kernels and float32/float64. The figures
+behind the thresholds are in benchmarks/RESULTS.md, "Direct convolutions".
 """
 from __future__ import annotations
 
 from ..backend import xp
-from . import _parallel
-from ._util import compiled
+from ..backend.cpu import kernels, threads
+from . import algorithms
 
-ENABLED = True  # tests and A/B runs switch the path off here
+KERNELS = "foveanet.ops._direct_kernels"
+
 # Taps per output (C*KH*KW) at most MAX_TAPS, or MAX_TAPS_FIVES where the kernel width is a
-# multiple of 5 (no zero taps in the blocks). Forward + backward against im2col, 128 samples, 2
-# threads: 5x5 1->6 at 28x28 3.00x, 6->16 at 14x14 1.48x, 10->16 (250 taps) 2.26x, 16->32 (400)
-# 1.71x, 32->64 (800) 1.34x, 48->64 at 27x27 (1200) 1.49x, but 64->64 at 7x7 (1600) 0.97x; 3x3
-# 1->32 at 28x28 1.11x, 3->16 at 32x32 1.54x, 4->8 2.43x, 8->16 at 16x16 1.40x, 12->24 (108)
-# 1.18x, 24->24 (216) 1.00x; 7x7 3->32 (147) 1.31x.
+# multiple of 5 (no zero taps in the blocks): above them im2col's products measured as fast
+# (64->64 5x5 at 7x7, 1600 taps: 0.97x; 3x3 24->24, 216 taps: 1.00x).
 MAX_TAPS = 150
 MAX_TAPS_FIVES = 1200
 
 
 def _kernels():
-    return compiled("_direct_kernels")
+    return kernels.load(KERNELS)
 
 
-def suits(dtype, w_shape, stride, pads, dilation, groups) -> bool:
-    """Whether a convolution of that dtype and weight shape (O, C/groups, KH, KW) takes the direct
-    path (see the module's docstring)."""
-    o, c, kh, kw = w_shape
-    top, bottom, left, right = pads
-    return ENABLED and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and groups == 1 and \
-        c * kh * kw <= (MAX_TAPS_FIVES if kw % 5 == 0 else MAX_TAPS) and kh * kw > 1 and max(top, bottom) < kh and \
-        max(left, right) < kw and dtype in (xp.float32, xp.float64) and _kernels() is not None
+def _float(dtype) -> bool:
+    return dtype in (xp.float32, xp.float64)
+
+
+def suits(g: algorithms.ConvGeometry) -> bool:
+    """Whether a convolution takes the stride-1 direct loops (see the module's docstring)."""
+    o, c, kh, kw = g.weight_shape
+    top, bottom, left, right = g.pads
+    return tuple(g.stride) == (1, 1) and tuple(g.dilation) == (1, 1) and g.groups == 1 and \
+        c * kh * kw <= (MAX_TAPS_FIVES if kw % 5 == 0 else MAX_TAPS) and kh * kw > 1 and \
+        max(top, bottom) < kh and max(left, right) < kw and _float(g.dtype)
 
 
 def _block(kw: int) -> int:
@@ -83,7 +85,7 @@ def _correlate(x, pads, w, bias, out_hw):
     b = xp.zeros(o, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, x.dtype)
     forward_kernel, width = _kernels().forward, _block(w.shape[3])
     wp = _blocks_wide(w)
-    _parallel.split(lambda lo, hi: forward_kernel(x, top, left, hp, wq, wp, b, width, out, lo, hi),
+    threads.split(lambda lo, hi: forward_kernel(x, top, left, hp, wq, wp, b, width, out, lo, hi),
                     n, out.nbytes + x.nbytes)
     return out
 
@@ -120,7 +122,7 @@ def _summed_over_threads(fn, shape, x, g):
         fn(gw, lo, hi)
         parts.append(gw)
 
-    _parallel.split(part, g.shape[0], x.nbytes + g.nbytes)
+    threads.split(part, g.shape[0], x.nbytes + g.nbytes)
     return sum(parts[1:], parts[0])
 
 
@@ -135,28 +137,24 @@ def input_grad(g, w, pads, in_hw):
 
 
 # The stride-2 kernels take 3x3 layers with at most S2_MAX_MACS multiply-adds per output pixel
-# (C*9*O). Forward + backward / forward alone against im2col, batch 128, 2 threads: resnet20's
-# 16->32 at 32x32 37.9 -> 28.1 / 11.3 -> 7.1 ms and 32->64 at 16x16 33.7 -> 28.5 / 10.2 -> 7.0
-# ms, 64->64 at 16x16 61.6 -> 55.3 / 17.7 -> 13.6 ms, 16->16 at 8x8 4.6 -> 3.3 / 1.7 -> 0.7 ms;
-# above it the backward loses: 64->128 at 8x8 32.7 -> 33.9 ms, 96->96 at 16x16 109 -> 119 ms,
-# 128->128 at 32x32 (batch 64) 335 -> 356 ms.
+# (C*9*O): above it their backward measured slower than im2col's products (64->128 at 8x8).
 S2_MAX_MACS = 64 * 9 * 64
 
 
-def suits_s2(dtype, w_shape, stride, pads, dilation, groups) -> bool:
+def suits_s2(g: algorithms.ConvGeometry) -> bool:
     """Whether a convolution takes the stride-2 kernels (``forward_s2``): 3x3, stride 2, no
     dilation, no groups, padding below 3, at most ``S2_MAX_MACS`` multiply-adds per output
-    pixel, float32 or float64, numba importable, ``ENABLED``."""
-    o, c, kh, kw = w_shape
-    return ENABLED and tuple(stride) == (2, 2) and tuple(dilation) == (1, 1) and groups == 1 and \
-        (kh, kw) == (3, 3) and max(pads) < 3 and o * c * kh * kw <= S2_MAX_MACS and \
-        dtype in (xp.float32, xp.float64) and _kernels() is not None
+    pixel, float32 or float64."""
+    o, c, kh, kw = g.weight_shape
+    return tuple(g.stride) == (2, 2) and tuple(g.dilation) == (1, 1) and g.groups == 1 and \
+        (kh, kw) == (3, 3) and max(g.pads) < 3 and o * c * kh * kw <= S2_MAX_MACS and \
+        _float(g.dtype)
 
 
 def forward_s2(x, w, bias, pads):
     """The 3x3 stride-2 convolution of x (N, C, H, W) padded by pads (top, bottom, left, right)
     with w (O, C, 3, 3), plus bias (or None), on the input's four phase planes (see
-    ``_direct_kernels``; measured: see ``S2_MAX_MACS``)."""
+    ``_direct_kernels``)."""
     x = xp.ascontiguousarray(x)
     n, o = x.shape[0], w.shape[0]
     top, bottom, left, right = pads
@@ -165,7 +163,7 @@ def forward_s2(x, w, bias, pads):
     b = xp.zeros(o, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, x.dtype)
     w = xp.ascontiguousarray(w)
     kernel = _kernels().forward_s2
-    _parallel.split(lambda lo, hi: kernel(x, top, left, w, b, out, lo, hi), n,
+    threads.split(lambda lo, hi: kernel(x, top, left, w, b, out, lo, hi), n,
                     out.nbytes + x.nbytes)
     return out
 
@@ -184,7 +182,7 @@ def input_grad_s2(g, w, pads, in_hw):
     g, w = xp.ascontiguousarray(g), xp.ascontiguousarray(w)
     gx = xp.empty((g.shape[0], w.shape[1]) + tuple(in_hw), dtype=g.dtype)
     kernel = _kernels().input_grad_s2
-    _parallel.split(lambda lo, hi: kernel(g, pads[0], pads[2], w, gx, lo, hi), g.shape[0],
+    threads.split(lambda lo, hi: kernel(g, pads[0], pads[2], w, gx, lo, hi), g.shape[0],
                     g.nbytes + gx.nbytes)
     return gx
 
@@ -203,3 +201,54 @@ def warm() -> str:
         weight_grad_s2(x, (1, 1, 1, 1), out, w.shape)
         input_grad_s2(out, w, (1, 1, 1, 1), (4, 4))
     return "direct convolutions: numba kernels compiled"
+
+
+kernels.declare(KERNELS, "direct convolutions", warm)
+
+
+class _Stride1:
+    """The ``direct`` algorithm of conv2d (see ``ops.conv.Conv2d`` for the protocol)."""
+    adds_bias = True
+
+    @staticmethod
+    def forward(fn, x, w, b):
+        nx, nw = fn.needs_input_grad[:2]
+        fn.x, fn.w = (x if nw else None), (w if nx else None)
+        return forward(x, w, b, fn.pads)
+
+    @staticmethod
+    def backward(fn, g, nx, nw):
+        gx = input_grad(g, fn.w, fn.pads, fn.x_shape[-2:]) if nx else None
+        gw = weight_grad(fn.x, fn.pads, g, fn.w_shape) if nw else None
+        return gx, gw
+
+    @staticmethod
+    def inference(w4, wm, bias, geom):
+        """The plan's step: the folded weight w4 (O, C, KH, KW) and bias -> ``run(x)``."""
+        return lambda x: forward(x, w4, bias, geom.pads)
+
+
+class _Stride2(_Stride1):
+    """The ``direct_s2`` algorithm of conv2d: 3x3 stride 2 on the phase planes."""
+
+    @staticmethod
+    def forward(fn, x, w, b):
+        nx, nw = fn.needs_input_grad[:2]
+        fn.x, fn.w = (x if nw else None), (w if nx else None)
+        return forward_s2(x, w, b, fn.pads)
+
+    @staticmethod
+    def backward(fn, g, nx, nw):
+        gx = input_grad_s2(g, fn.w, fn.pads, fn.x_shape[-2:]) if nx else None
+        gw = weight_grad_s2(fn.x, fn.pads, g, fn.w_shape) if nw else None
+        return gx, gw
+
+    @staticmethod
+    def inference(w4, wm, bias, geom):
+        return lambda x: forward_s2(x, w4, bias, geom.pads)
+
+
+algorithms.register("conv2d", "direct", suits, _Stride1, priority=10, kernels=KERNELS,
+                    doc="stride-1 convolutions with few taps per output as compiled loops")
+algorithms.register("conv2d", "direct_s2", suits_s2, _Stride2, priority=30, kernels=KERNELS,
+                    doc="3x3 stride-2 convolutions as compiled loops on the phase planes")

@@ -1,11 +1,9 @@
 """Small helpers shared by the primitives: operand conversion, un-broadcasting, axis handling."""
 from __future__ import annotations
 
-import importlib
-
 from ..autograd import Tensor
 from ..backend import xp
-from . import _parallel
+from ..backend.cpu import threads
 
 
 def unbroadcast(grad, shape, dtype=None):
@@ -124,20 +122,5 @@ def pad_array(x, top: int, bottom: int, left: int, right: int, value=0):
         o[..., top:top + h, left + w:] = value
         o[..., top:top + h, left:left + w] = x[lo:hi]
 
-    _parallel.split(part, x.shape[0], out.nbytes)
+    threads.split(part, x.shape[0], out.nbytes)
     return out
-
-
-_compiled: dict = {}
-
-
-def compiled(name: str, package: str = __package__):
-    """The numba kernel module ``<package>.<name>`` (``foveanet.ops`` by default; compiled or
-    loaded from numba's disk cache when first used), or None when numba cannot be imported: the
-    compiled paths are optional."""
-    if name not in _compiled:
-        try:
-            _compiled[name] = importlib.import_module(f"{package}.{name}")
-        except ImportError:
-            _compiled[name] = None
-    return _compiled[name]

@@ -20,56 +20,51 @@ times the data's size, so they are compiled with numba (``_winograd_kernels``; `
 the first convolution on a machine waits ~4 s for the compile, later processes ~0.5 s to load
 it). They take one sample at a time, with its channels innermost (so that each step of a
 tile's transform is vectorised over the channels), run on slices of the samples on the engine's
-threads (``_parallel.split``; numba's own thread pool is not used), and read the input through
+threads (``threads.split``; numba's own thread pool is not used), and read the input through
 a zeroed buffer so that padding costs no pass of its own. The batch goes through
 in chunks of ``CHUNK_BYTES`` of transformed arrays (larger than the CPU cache: long products pay
 more than cached ones here). Products stay in NumPy's BLAS. float32 results differ from
 im2col's by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float64's
 by 1e-15.
 
-When. ``suits`` says where it is used: 3x3 kernels, stride 1, no dilation, no groups, padding at
-most 2 on each side, at least ``MIN_CHANNELS`` input and output channels (below that the 36
-products are too thin for BLAS), numba importable, and ``ENABLED``; ``Conv2d`` asks the direct
-path (``_direct.suits``) first, which takes the 3x3 layers with at most 150 taps per output
-(16 input channels: 16->16 at 32x32 1.37x faster that way). Measured on 128-sample
-batches, 2 threads, against im2col (benchmarks/RESULTS.md, 2026-11-28), forward + backward per
-layer: 16->16 at 32x32 1.24x, 32->32 at 16x16 1.15x, 64->64 at 8x8 1.93x, 32->32 at 28x28 1.32x,
-32->64 at 14x14 1.24x, 64->64 at 14x14 1.56x, before the backward shared dM (another 1.06-1.28x
-on the backward); whole training steps cnn-bn 1.34x, resnet20 1.45-1.49x, inference 1.24-1.49x.
+When. The ``winograd`` entry of the algorithm registry (``ops.algorithms``), after ``direct``
+(which takes the 3x3 layers with at most 150 taps per output, i.e. 16 input channels): ``suits``
+wants 3x3 kernels, stride 1, no dilation, no groups, padding at most 2 on each side, at least
+``MIN_CHANNELS`` input and output channels (below that the 36 products are too thin for BLAS),
+float32 or float64, and the compiled transforms. Figures: benchmarks/RESULTS.md, "Winograd
+convolutions".
 """
 from __future__ import annotations
 
 from ..backend import xp
-from . import _parallel
-from ._util import compiled
+from ..backend.cpu import kernels, threads
+from . import algorithms
 
-ENABLED = True     # tests and A/B runs switch the path off here
-# input and output channels both at least this: cnn-bn's 1->32 and resnet20's 3->16 layers that
-# way measured 0.78-0.92x and 0.97-1.00x of their im2col steps
+KERNELS = "foveanet.ops._winograd_kernels"
+
+# input and output channels both at least this: below it (cnn-bn's 1->32, resnet20's 3->16) the
+# 36 products measured slower than im2col's one
 MIN_CHANNELS = 16
 # Bytes of transformed input + products per chunk of samples. Unlike im2col's columns these need
-# not stay in the CPU cache: longer products matter more. Whole steps against 4 MiB (alternated,
-# median / fastest): 8 MiB cnn-bn 1.03x / 1.12x training, resnet20 1.05x / 1.03x; 16 MiB against
-# 8: resnet20 1.07x / 1.08x training, 1.04x / 1.09x inference, cnn-bn 1.01x / 0.99x; 32 and 64
-# MiB no further.
+# not stay in the CPU cache: longer products matter more (16 MiB measured best of 4-64 MiB).
 CHUNK_BYTES = 16 << 20
 
 # G (6x3) of F(4x4, 3x3) with the interpolation points 0, 1, -1, 2, -2 and infinity
 _G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
       (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0))
 
+
 def _kernels():
     """The compiled transforms, or None when numba cannot be imported."""
-    return compiled("_winograd_kernels")
+    return kernels.load(KERNELS)
 
 
-def suits(dtype, w_shape, stride, pads, dilation, groups) -> bool:
-    """Whether a convolution of that dtype and weight shape (O, C/groups, KH, KW) takes the
-    Winograd path (see the module's docstring)."""
-    o, c, kh, kw = w_shape
-    return ENABLED and (kh, kw) == (3, 3) and tuple(stride) == (1, 1) and \
-        tuple(dilation) == (1, 1) and groups == 1 and min(o, c) >= MIN_CHANNELS and \
-        max(pads) <= 2 and dtype in (xp.float32, xp.float64) and _kernels() is not None
+def suits(g: algorithms.ConvGeometry) -> bool:
+    """Whether a convolution takes the Winograd path (see the module's docstring)."""
+    o, c, kh, kw = g.weight_shape
+    return (kh, kw) == (3, 3) and tuple(g.stride) == (1, 1) and tuple(g.dilation) == (1, 1) and \
+        g.groups == 1 and min(o, c) >= MIN_CHANNELS and max(g.pads) <= 2 and \
+        g.dtype in (xp.float32, xp.float64)
 
 
 def _tiles(oh: int, ow: int):
@@ -82,7 +77,7 @@ def _step(n: int, c: int, o: int, tiles: int, itemsize: int) -> int:
 
 def _samples(kernel, samples: int, nbytes: int, *args) -> None:
     """``kernel(*args, lo, hi)`` over the samples [0, samples), split over the engine's threads."""
-    _parallel.split(lambda lo, hi: kernel(*args, lo, hi), samples, nbytes)
+    threads.split(lambda lo, hi: kernel(*args, lo, hi), samples, nbytes)
 
 
 def transform_weight(w):
@@ -163,3 +158,41 @@ def warm() -> str:
         u = transform_weight(w)
         backward(x, forward(x, u, 1, 1, (4, 4)), u, 1, 1, (4, 4), True, True)
     return "Winograd convolutions: numba transforms compiled"
+
+
+kernels.declare(KERNELS, "Winograd convolutions", warm)
+
+
+class _Winograd:
+    """The ``winograd`` algorithm of conv2d (see ``ops.conv.Conv2d`` for the protocol)."""
+    adds_bias = False
+
+    @staticmethod
+    def forward(fn, x, w, b):
+        top, _, left, _ = fn.pads
+        fn.u = transform_weight(w)
+        fn.x = x if fn.needs_input_grad[1] else None  # the input itself, no padded copy
+        return forward(x, fn.u, top, left, fn.out_hw)
+
+    @staticmethod
+    def backward(fn, g, nx, nw):
+        top, _, left, _ = fn.pads
+        return backward(fn.x, g, fn.u, top, left, fn.x_shape[-2:], nx, nw)
+
+    @staticmethod
+    def inference(w4, wm, bias, geom):
+        """The plan's step: the folded weight transformed once, now; ``run(x)`` adds the bias."""
+        u = transform_weight(w4)
+        top, bottom, left, right = geom.pads
+
+        def run(x):
+            h, w = x.shape[2:]
+            out = forward(x, u, top, left, (h + top + bottom - 2, w + left + right - 2))
+            if bias is not None:
+                out += bias.reshape(-1, 1, 1)
+            return out
+        return run
+
+
+algorithms.register("conv2d", "winograd", suits, _Winograd, priority=20, kernels=KERNELS,
+                    doc="3x3 stride-1 convolutions as Winograd F(4x4, 3x3)")

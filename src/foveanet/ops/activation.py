@@ -12,9 +12,11 @@ import warnings
 
 from ..autograd import Function, Tensor
 from ..backend import get_default_dtype, xp
-from . import _parallel
-from ._util import compiled, norm_axis
+from ..backend.cpu import kernels, threads
+from ._util import norm_axis
 from .elementwise import cast
+
+KERNELS = "foveanet.ops._activation_kernels"
 
 
 def _tensor(x):
@@ -95,25 +97,28 @@ def relu_into(a, out=None):
         out = xp.empty_like(a)
     if a.ndim == 0 or a.dtype.kind != "f":
         return xp.maximum(a, 0, out=out)
-    kernels = compiled("_activation_kernels")
-    if kernels is not None and a.flags.c_contiguous and out.flags.c_contiguous and \
+    k = kernels.load(KERNELS)
+    if k is not None and a.flags.c_contiguous and out.flags.c_contiguous and \
             out.dtype == a.dtype:  # one compiled pass: 128x512 18.8 -> 10.6 us, 256x512 32.5 ->
         af, of = a.reshape(-1), out.reshape(-1)  # 21.5, 64x32x28x28 1230 -> 1136 (one thread)
-        _parallel.split(lambda lo, hi: kernels.relu(af, of, lo, hi), af.size, out.nbytes)
+        threads.split(lambda lo, hi: k.relu(af, of, lo, hi), af.size, out.nbytes)
         return out
     # the array method, not np.clip's wrapper: 6.9 -> 3.8 us on a small array
-    _parallel.split(lambda lo, hi: a[lo:hi].clip(0, xp.inf, out=out[lo:hi]), a.shape[0],
+    threads.split(lambda lo, hi: a[lo:hi].clip(0, xp.inf, out=out[lo:hi]), a.shape[0],
                     out.nbytes)
     return out
 
 
 def warm() -> str:
     """Compile (or load from the cache) the ReLU loop for float32 and float64."""
-    if compiled("_activation_kernels") is None:
+    if kernels.load(KERNELS) is None:
         return "ReLU: numba is not installed, NumPy's clip instead"
     for dt in (xp.float32, xp.float64):
         relu_into(xp.zeros(2, dtype=dt))
     return "ReLU: numba kernel compiled"
+
+
+kernels.declare(KERNELS, "ReLU", warm)
 
 
 class ReLU(Function):
@@ -127,7 +132,7 @@ class ReLU(Function):
         if g.shape != out.shape or g.ndim == 0:
             return g * (out > 0)  # 0 at 0, as PyTorch
         gx = xp.empty_like(g)
-        _parallel.split(lambda lo, hi: xp.multiply(g[lo:hi], out[lo:hi] > 0, out=gx[lo:hi]),
+        threads.split(lambda lo, hi: xp.multiply(g[lo:hi], out[lo:hi] > 0, out=gx[lo:hi]),
                         g.shape[0], g.nbytes)
         return gx
 

@@ -9,7 +9,7 @@ weight and ``weight^T @ grad`` for the columns, which col2im adds back onto the 
 one vectorised strided add per kernel offset (never a loop over pixels). The batch goes through
 these steps in cache-sized chunks (see ``CHUNK_BYTES``); where the per-sample products are small
 (``WIDE_MACS``) a chunk's samples go side by side into one product instead. The copies and adds
-are split over the engine's threads (``_parallel``). A transposed convolution is the same two
+are split over the engine's threads (``backend.cpu.threads``). A transposed convolution is the same two
 pieces used the other way round: its forward is the convolution's input-gradient (product, then
 col2im) and its input-gradient is a convolution (im2col, then product).
 
@@ -24,8 +24,12 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import xp
-from . import _direct, _parallel, _winograd
-from ._util import as_tensor_arg, check_float, compiled, int_pair, pad_array
+from ..backend.cpu import kernels, threads
+from ..backend.cpu.blas import blas_threads
+from . import _direct, _winograd, algorithms  # noqa: F401  (_direct, _winograd: their algorithms register)
+from ._util import as_tensor_arg, check_float, int_pair, pad_array
+
+KERNELS = "foveanet.ops._im2col_kernels"
 
 _as_strided = xp.lib.stride_tricks.as_strided
 
@@ -49,10 +53,23 @@ def _chunk(n: int, per_sample_bytes: int) -> int:
 
 def _strided_kernels():
     """Compiled im2col / col2im (``_im2col_kernels``) for convolutions strided along the width,
-    or None without numba. resnet20's stride-2 layers (16->32 at 32x32, 32->64 at 16x16), 2
-    threads: col2im at batch 128 14.8 -> 5.1 and 10.1 -> 2.3 ms (NumPy's strided adds, one per
-    kernel offset, against one loop); im2col at batch 256 9.3 -> 9.4 and 4.1 -> 3.2 ms."""
-    return compiled("_im2col_kernels")
+    or None without numba: NumPy's strided adds (one per kernel offset) were 3-4x slower than one
+    loop for col2im (benchmarks/RESULTS.md, "Strided im2col / col2im")."""
+    return kernels.load(KERNELS)
+
+
+def warm() -> str:
+    """Compile (or load from the cache) the strided im2col / col2im for float32 and float64."""
+    if _strided_kernels() is None:
+        return "strided im2col / col2im: numba is not installed, NumPy's strided copies instead"
+    for dt in (xp.float32, xp.float64):  # a 2x2 stride-2 convolution takes im2col, both ways
+        x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 2, 2), dtype=dt)
+        cols = im2col(x, (2, 2), (2, 2), (1, 1), (2, 2), 1, (0, 0, 0, 0))
+        col2im(cols.reshape(1, 4, 4), xp.zeros_like(x), (2, 2), (2, 2), (1, 1), (2, 2))
+    return "strided im2col / col2im: numba kernels compiled"
+
+
+kernels.declare(KERNELS, "strided im2col / col2im", warm)
 
 
 def _compiled_strided(stride) -> bool:
@@ -71,7 +88,7 @@ def im2col(xpad, kernel, stride, dilation, out_hw, groups: int, pads=(0, 0, 0, 0
         n, c = xpad.shape[:2]
         cols = xp.empty((n, c * kh * kw, oh, ow), dtype=xpad.dtype)
         im2col_kernel, top, left = _strided_kernels().im2col, pads[0], pads[2]
-        _parallel.split(lambda lo, hi: im2col_kernel(xpad, top, left, kh, kw, sh, sw, dh, dw,
+        threads.split(lambda lo, hi: im2col_kernel(xpad, top, left, kh, kw, sh, sw, dh, dw,
                                                      cols, lo, hi), n, cols.nbytes)
         return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
     xpad = pad_array(xpad, *pads)
@@ -81,7 +98,7 @@ def im2col(xpad, kernel, stride, dilation, out_hw, groups: int, pads=(0, 0, 0, 0
     s_n, s_c, s_h, s_w = xpad.strides
     view = _as_strided(xpad, (n, c, kh, kw, oh, ow),
                        (s_n, s_c, dh * s_h, dw * s_w, sh * s_h, sw * s_w), writeable=False)
-    cols = _parallel.copy(view)  # the one im2col copy, split over the samples
+    cols = threads.copy(view)  # the one im2col copy, split over the samples
     return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
 
 
@@ -93,10 +110,10 @@ def col2im(cols, out, kernel, stride, dilation, out_hw):
     if _compiled_strided(stride):  # compiled, as im2col's
         c4 = cols.reshape(cols.shape[0], -1, oh, ow)
         col2im_kernel = _strided_kernels().col2im
-        _parallel.split(lambda lo, hi: col2im_kernel(c4, kh, kw, sh, sw, dh, dw, out, lo, hi),
+        threads.split(lambda lo, hi: col2im_kernel(c4, kh, kw, sh, sw, dh, dw, out, lo, hi),
                         out.shape[0], out.nbytes)
         return out
-    _parallel.split(lambda lo, hi: _col2im(cols[lo:hi], out[lo:hi], kernel, stride, dilation,
+    threads.split(lambda lo, hi: _col2im(cols[lo:hi], out[lo:hi], kernel, stride, dilation,
                                            out_hw), out.shape[0], out.nbytes)
     return out
 
@@ -146,13 +163,13 @@ def _wide_cols(xpad, kernel, stride, dilation, out_hw):
     s_n, s_c, s_h, s_w = xpad.strides
     view = _as_strided(xpad, (c, kh, kw, m, oh, ow),
                        (s_c, dh * s_h, dw * s_w, s_n, sh * s_h, sw * s_w), writeable=False)
-    return _parallel.copy(view).reshape(c * kh * kw, m * oh * ow)  # split over the channels
+    return threads.copy(view).reshape(c * kh * kw, m * oh * ow)  # split over the channels
 
 
 def _side_by_side(g):
     """(m, O, P) -> contiguous (O, m*P): a chunk's gradient in the wide columns' order."""
     m, o, p = g.shape
-    return _parallel.copy(g.transpose(1, 0, 2)).reshape(o, m * p)
+    return threads.copy(g.transpose(1, 0, 2)).reshape(o, m * p)
 
 
 # -------------------------------------------------------------------------------------- conv2d
@@ -180,7 +197,7 @@ def _correlate(x, pads, wm, geom, groups: int):
         for s in range(0, n, step):
             part = xp.matmul(wm[0], _wide_cols(xpad[s:s + step], *geom))
             part = part.reshape(o, -1, oh * ow).transpose(1, 0, 2)  # (m, O, P) view
-            _parallel.copy(part, out=out[s:s + step])
+            threads.copy(part, out=out[s:s + step])
         return out.reshape(n, o, oh, ow)
     # im2col + one batched BLAS product (over samples and groups) per chunk of the batch
     out = xp.empty((n, groups, o // groups, oh * ow), dtype=xpad.dtype)
@@ -191,155 +208,247 @@ def _correlate(x, pads, wm, geom, groups: int):
 
 
 class Conv2d(Function):
-    """y[n, o] = b[o] + sum_{c, kh, kw} w[o, c, kh, kw] x_pad[n, c, oh*s + kh*d, ow*s + kw*d]."""
+    """y[n, o] = b[o] + sum_{c, kh, kw} w[o, c, kh, kw] x_pad[n, c, oh*s + kh*d, ow*s + kw*d].
+
+    The algorithm comes from the registry (``ops.algorithms.select("conv2d", geometry)``); each
+    one is an object with ``forward(fn, x, w, b)`` (batched input; keeps on ``fn`` what its
+    backward needs; adds the bias itself if ``adds_bias``), ``backward(fn, g, need_x, need_w)``
+    -> ``(dx, dw)`` and ``inference(w4, wm, bias, geom)`` for ``fv.optimize_for_inference``.
+    This class does what they share: geometry, unbatched input, the bias and its gradient."""
 
     def forward(self, x, w, b=None, *, stride, pads, dilation, groups):
         self.unbatched = x.ndim == 3
         if self.unbatched:
             x = x[None]
         o, cg, kh, kw = w.shape
-        self.has_bias = b is not None
         top, bottom, left, right = pads
         hp, wp = x.shape[2] + top + bottom, x.shape[3] + left + right
         oh, ow = out_size(hp, kh, stride[0], dilation[0]), out_size(wp, kw, stride[1], dilation[1])
         self.geom = ((kh, kw), stride, dilation, (oh, ow))
-        self.pointwise = kh == kw == 1 and stride == (1, 1)
-        self.direct = _direct.suits(x.dtype, w.shape, stride, pads, dilation, groups)
-        self.winograd = not self.direct and \
-            _winograd.suits(x.dtype, w.shape, stride, pads, dilation, groups)
-        self.direct_s2 = not self.direct and \
-            _direct.suits_s2(x.dtype, w.shape, stride, pads, dilation, groups)
-        nx, nw = self.needs_input_grad[:2]
-        if self.direct:  # few taps: compiled loops, the bias added inside
-            out = _direct.forward(x, w, b, pads)
-            self.x, self.w = (x if nw else None), (w if nx else None)
-            b = None
-        elif self.direct_s2:  # 3x3 stride 2: compiled loops on the phase planes, bias inside
-            out = _direct.forward_s2(x, w, b, pads)
-            self.x, self.w = (x if nw else None), (w if nx else None)
-            b = None
-        elif self.winograd:  # 3x3 stride 1: no padded copy; the input itself kept for dL/dw
-            self.u = _winograd.transform_weight(w)
-            out = _winograd.forward(x, self.u, top, left, (oh, ow))
-            self.x, self.xpad = (x if nw else None), None
-        else:
-            wm = w.reshape(groups, o // groups, cg * kh * kw)
-            xpad, self.src_pads = _im2col_source(x, pads, wm, self.geom)
-            out = _correlate(xpad, self.src_pads, wm, self.geom, groups)
-            self.xpad, self.wm = (xpad if nw else None), wm
-        if b is not None:
-            _parallel.binary(xp.add, out, b.reshape(o, 1, 1), out)
         self.x_shape, self.xpad_shape, self.pads, self.groups, self.w_shape = \
             x.shape, (x.shape[0], x.shape[1], hp, wp), pads, groups, w.shape
+        self.out_hw, self.has_bias = (oh, ow), b is not None
+        self.algorithm = algorithms.select(
+            "conv2d", algorithms.ConvGeometry(x.dtype, w.shape, stride, pads, dilation, groups))
+        impl = self.algorithm.impl
+        out = impl.forward(self, x, w, b)
+        if b is not None and not impl.adds_bias:
+            threads.binary(xp.add, out, b.reshape(o, 1, 1), out)
         return out[0] if self.unbatched else out
 
     def backward(self, g):
         if self.unbatched:
             g = g[None]
         nx, nw = self.needs_input_grad[:2]
-        nb = self.has_bias and self.needs_input_grad[2]
+        gx, gw = self.algorithm.impl.backward(self, g, nx, nw)
+        gb = g.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_input_grad[2] else None
+        if nx and self.unbatched:
+            gx = gx[0]
+        return gx, gw, gb
+
+
+class _Im2col:
+    """The ``im2col`` algorithm of conv2d: columns + BLAS products (any geometry)."""
+    adds_bias = False
+
+    @staticmethod
+    def forward(fn, x, w, b):
+        o, cg, kh, kw = w.shape
+        groups = fn.groups
+        nw = fn.needs_input_grad[1]
+        wm = w.reshape(groups, o // groups, cg * kh * kw)
+        xpad, fn.src_pads = _im2col_source(x, fn.pads, wm, fn.geom)
+        fn.xpad, fn.wm = (xpad if nw else None), wm
+        fn.pointwise = kh == kw == 1 and tuple(fn.geom[1]) == (1, 1)
+        return _correlate(xpad, fn.src_pads, wm, fn.geom, groups)
+
+    @staticmethod
+    def backward(fn, g, nx, nw):
         n, o = g.shape[:2]
-        gx = gw = gb = None
-        if self.direct or self.direct_s2 or self.winograd:  # compiled: no padding to crop
-            if self.direct:
-                gx = _direct.input_grad(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
-                gw = _direct.weight_grad(self.x, self.pads, g, self.w_shape) if nw else None
-            elif self.direct_s2:
-                gx = _direct.input_grad_s2(g, self.w, self.pads, self.x_shape[-2:]) if nx else None
-                gw = _direct.weight_grad_s2(self.x, self.pads, g, self.w_shape) if nw else None
-            else:
-                top, _, left, _ = self.pads
-                gx, gw = _winograd.backward(self.x, g, self.u, top, left, self.x_shape[-2:], nx,
-                                            nw)
-            gb = g.sum(axis=(0, 2, 3)) if nb else None
-            return (gx[0] if nx and self.unbatched else gx), gw, gb
-        groups, wm = self.groups, self.wm
+        gx = gw = None
+        groups, wm = fn.groups, fn.wm
         gm = g.reshape(n, groups, o // groups, -1)
         wt = wm.transpose(0, 2, 1)
-        if self.pointwise:  # 1x1 stride-1: the two products on the whole batch, no col2im
+        if fn.pointwise:  # 1x1 stride-1: the two products on the whole batch, no col2im
             if nx:
-                gx = xp.matmul(wt, gm).reshape(self.xpad_shape)
+                gx = xp.matmul(wt, gm).reshape(fn.xpad_shape)
             if nw:
-                cols = im2col(self.xpad, *self.geom, groups)
+                cols = im2col(fn.xpad, *fn.geom, groups)
                 gw = xp.matmul(gm, cols.transpose(0, 1, 3, 2)).sum(axis=0)
         else:
-            as_conv = nx and self._input_grad_is_a_conv()
-            gx = xp.zeros(self.xpad_shape, dtype=g.dtype) if nx and not as_conv else None
+            as_conv = nx and _input_grad_is_a_conv(fn)
+            gx = xp.zeros(fn.xpad_shape, dtype=g.dtype) if nx and not as_conv else None
             gw = xp.zeros(wm.shape, dtype=g.dtype) if nw else None
             step = _chunk(n, wm.shape[0] * wm.shape[2] * gm.shape[3] * g.itemsize)
-            wide = _is_wide(wm, self.geom, n)
+            wide = _is_wide(wm, fn.geom, n)
             for s in range(0, n, step):
                 gs = gm[s:s + step]
                 if wide:  # small products: one per chunk, on the samples side by side
-                    self._wide_backward(gs, s, gw, None if as_conv else gx)
+                    _wide_backward(fn, gs, s, gw, None if as_conv else gx)
                     continue
                 if nw:  # grad @ cols^T per sample, summed over the batch (columns recomputed)
-                    cols = im2col(self.xpad[s:s + step], *self.geom, groups, self.src_pads)
+                    cols = im2col(fn.xpad[s:s + step], *fn.geom, groups, fn.src_pads)
                     gw += xp.matmul(gs, cols.transpose(0, 1, 3, 2)).sum(axis=0)
                 if nx and not as_conv:  # the columns' gradient w^T @ grad, back onto the image
-                    col2im(xp.matmul(wt, gs), gx[s:s + step], *self.geom)
+                    col2im(xp.matmul(wt, gs), gx[s:s + step], *fn.geom)
             if as_conv:
-                gx = self._input_grad_by_conv(g)  # already (N, C, H, W): nothing to crop
-        if nx and gx.shape != tuple(self.x_shape):
-            top, _, left, _ = self.pads
-            h, w = self.x_shape[2:]
+                gx = _input_grad_by_conv(fn, g)  # already (N, C, H, W): nothing to crop
+        if nx and gx.shape != tuple(fn.x_shape):
+            top, _, left, _ = fn.pads
+            h, w = fn.x_shape[2:]
             gx = gx[:, :, top:top + h, left:left + w]
-        if nx and self.unbatched:
-            gx = gx[0]
         if nw:
-            gw = gw.reshape(o, -1, *self.geom[0])
-        if nb:
-            gb = g.sum(axis=(0, 2, 3))
-        return gx, gw, gb
+            gw = gw.reshape(o, -1, *fn.geom[0])
+        return gx, gw
 
-    def _wide_backward(self, gs, s, gw, gx):
-        """One chunk's weight gradient (into gw) and, if gx is given, its columns' gradient added
-        onto gx, each as one product over the chunk's samples side by side."""
-        m = gs.shape[0]
-        g2 = _side_by_side(gs.reshape(m, gs.shape[2], -1))  # (O, m*P)
-        if gw is not None:
-            cols = _wide_cols(self.xpad[s:s + m], *self.geom)
-            gw[0] += g2 @ cols.T
-        if gx is not None:
-            (kh, kw), _, _, (oh, ow) = self.geom
-            c = gx.shape[1]
-            dcols = (self.wm[0].T @ g2).reshape(c, kh, kw, m, oh, ow).transpose(3, 0, 1, 2, 4, 5)
-            col2im(dcols, gx[s:s + m], *self.geom)
+    @staticmethod
+    def inference(w4, wm, bias, geom):
+        """The plan's step (see ``infer_im2col``): ``run(x, epilogue)``."""
+        kernel = tuple(w4.shape[2:])
 
-    def _input_grad_is_a_conv(self) -> bool:
-        """Take the input gradient as a convolution (im2col of the padded gradient, O*KH*KW rows
-        over H*W) rather than GEMM + col2im (C*KH*KW rows over OH*OW) only where its columns are
-        no larger. Measured on 128-sample batches: as a convolution 37 vs 51 ms (64->32
-        channels, 14x14, 3x3), but GEMM + col2im 35 vs 60 ms (32->64) and 6.7 vs 16 ms (LeNet's
-        6->16, 5x5 unpadded, where the padded gradient is 5x the columns)."""
-        oh, ow = self.geom[3]
-        o, c = self.wm.shape[0] * self.wm.shape[1], self.x_shape[-3]
-        h, w = self.x_shape[-2:]
-        return self._fits_as_conv() and o * h * w <= c * oh * ow
+        def run(x, epilogue=None):
+            return infer_im2col(x, wm, bias, kernel, geom.stride, geom.pads, geom.dilation,
+                                epilogue)
+        run.takes_epilogue = True
+        return run
 
-    def _fits_as_conv(self) -> bool:
-        """Stride 1 and padding no wider than the dilated kernel: the gradient is then a
-        convolution (with the padding d*(k-1) - p on each side)."""
-        (kh, kw), stride, (dh, dw), _ = self.geom
-        top, bottom, left, right = self.pads
-        return stride == (1, 1) and max(top, bottom) <= dh * (kh - 1) and \
-            max(left, right) <= dw * (kw - 1)
 
-    def _input_grad_by_conv(self, g):
-        """For stride 1 the input gradient is itself a convolution: of the gradient, padded by
-        d*(k-1) minus the forward's padding, with the kernels flipped and in/out channels swapped.
-        im2col + GEMM this way measured ~1.3x faster than GEMM + col2im (the KH*KW strided adds)
-        on 128x16x28x28, 3x3."""
-        (kh, kw), _, (dh, dw), _ = self.geom
-        top, bottom, left, right = self.pads
-        groups, wm = self.groups, self.wm
-        og, cg = wm.shape[1], wm.shape[2] // (kh * kw)
-        wf = wm.reshape(groups, og, cg, kh, kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-        wf = xp.ascontiguousarray(wf).reshape(groups, cg, og * kh * kw)
-        eh, ew = dh * (kh - 1), dw * (kw - 1)
-        h, w = self.x_shape[2:]
-        return _correlate(g, (eh - top, eh - bottom, ew - left, ew - right), wf,
-                          ((kh, kw), (1, 1), (dh, dw), (h, w)), groups)
+def _wide_backward(fn, gs, s, gw, gx):
+    """One chunk's weight gradient (into gw) and, if gx is given, its columns' gradient added
+    onto gx, each as one product over the chunk's samples side by side."""
+    m = gs.shape[0]
+    g2 = _side_by_side(gs.reshape(m, gs.shape[2], -1))  # (O, m*P)
+    if gw is not None:
+        cols = _wide_cols(fn.xpad[s:s + m], *fn.geom)
+        gw[0] += g2 @ cols.T
+    if gx is not None:
+        (kh, kw), _, _, (oh, ow) = fn.geom
+        c = gx.shape[1]
+        dcols = (fn.wm[0].T @ g2).reshape(c, kh, kw, m, oh, ow).transpose(3, 0, 1, 2, 4, 5)
+        col2im(dcols, gx[s:s + m], *fn.geom)
+
+
+def _input_grad_is_a_conv(fn) -> bool:
+    """Take the input gradient as a convolution (im2col of the padded gradient, O*KH*KW rows
+    over H*W) rather than GEMM + col2im (C*KH*KW rows over OH*OW) only where its columns are
+    no larger. Measured on 128-sample batches: as a convolution 37 vs 51 ms (64->32
+    channels, 14x14, 3x3), but GEMM + col2im 35 vs 60 ms (32->64) and 6.7 vs 16 ms (LeNet's
+    6->16, 5x5 unpadded, where the padded gradient is 5x the columns)."""
+    oh, ow = fn.geom[3]
+    o, c = fn.wm.shape[0] * fn.wm.shape[1], fn.x_shape[-3]
+    h, w = fn.x_shape[-2:]
+    return _fits_as_conv(fn) and o * h * w <= c * oh * ow
+
+
+def _fits_as_conv(fn) -> bool:
+    """Stride 1 and padding no wider than the dilated kernel: the gradient is then a
+    convolution (with the padding d*(k-1) - p on each side)."""
+    (kh, kw), stride, (dh, dw), _ = fn.geom
+    top, bottom, left, right = fn.pads
+    return stride == (1, 1) and max(top, bottom) <= dh * (kh - 1) and \
+        max(left, right) <= dw * (kw - 1)
+
+
+def _input_grad_by_conv(fn, g):
+    """For stride 1 the input gradient is itself a convolution: of the gradient, padded by
+    d*(k-1) minus the forward's padding, with the kernels flipped and in/out channels swapped.
+    im2col + GEMM this way measured ~1.3x faster than GEMM + col2im (the KH*KW strided adds)
+    on 128x16x28x28, 3x3."""
+    (kh, kw), _, (dh, dw), _ = fn.geom
+    top, bottom, left, right = fn.pads
+    groups, wm = fn.groups, fn.wm
+    og, cg = wm.shape[1], wm.shape[2] // (kh * kw)
+    wf = wm.reshape(groups, og, cg, kh, kw)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    wf = xp.ascontiguousarray(wf).reshape(groups, cg, og * kh * kw)
+    eh, ew = dh * (kh - 1), dw * (kw - 1)
+    h, w = fn.x_shape[2:]
+    return _correlate(g, (eh - top, eh - bottom, ew - left, ew - right), wf,
+                      ((kh, kw), (1, 1), (dh, dw), (h, w)), groups)
+
+
+# ------------------------------------------------------------------- im2col at inference
+# ``fv.optimize_for_inference`` runs the im2col algorithm through ``infer_im2col``: one product per
+# chunk of the batch into channel-major output (the plan's layout; see interop/optimize.py), or
+# the training kernel's per-sample products where those pay (thresholds below; figures in
+# benchmarks/RESULTS.md, "Inference plan: the im2col kernel").
+# Bytes of columns per chunk: the fewer the threaded GEMM calls the faster (16 MiB measured as
+# fast as unchunked, up to 2x faster than 2 MiB), and it bounds the columns' memory.
+INFER_CHUNK_BYTES = 16 << 20
+# Per-sample products of at most this many multiply-adds (O x C*KH*KW x OH*OW) run one thread in
+# OpenBLAS (no hand-off), so there (LeNet-5's layers) and with one BLAS thread the training
+# kernel's per-sample products, whose columns stay in cache, are taken instead.
+SMALL_GEMM_MACS = 65536 * 4
+# Products of at most this many multiply-adds (a convolution at batch 1) go in single-thread
+# column pieces of SMALL_GEMM_MACS: on a busy machine a hand-off to a thread without a core
+# costs milliseconds (resnet20 at batch 1: 315 -> 7.6 ms).
+SPLIT_GEMM_MACS = 1 << 23
+
+
+def _pad_cnhw(x, top, bottom, left, right):
+    """x (N, C, H, W) in any layout -> zero padded, stored (C, N, Hp, Wp)."""
+    n, c, h, w = x.shape
+    buf = xp.zeros((c, n, h + top + bottom, w + left + right), dtype=x.dtype)
+    buf[:, :, top:top + h, left:left + w] = x.transpose(1, 0, 2, 3)
+    return buf.transpose(1, 0, 2, 3)
+
+
+def infer_im2col(x, wm, bias, kernel, stride, pads, dilation, epilogue=None):
+    """Convolution of x (N, C, H, W), any memory layout, with the packed weight wm (O, C*KH*KW),
+    plus bias, then ``epilogue(out)`` (an in-place activation, or None): per chunk of the batch,
+    one im2col copy into cols (C*KH*KW, m*OH*OW) and one GEMM straight into the output, stored
+    (O, N, OH*OW); returned as an (N, O, OH, OW) view of it."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    o, k = wm.shape
+    oh = out_size(h + pads[0] + pads[1], kh, sh, dh)
+    ow = out_size(w + pads[2] + pads[3], kw, sw, dw)
+    p = oh * ow
+    if n > 1 and (o * k * p <= SMALL_GEMM_MACS or blas_threads() == 1):
+        # no thread hand-off to save (one BLAS thread, or products OpenBLAS runs on one thread):
+        # the training kernel's per-sample products, whose columns stay in cache, are faster
+        out = _correlate(x, pads, wm.reshape(1, o, k), (kernel, stride, dilation, (oh, ow)), 1)
+        if bias is not None:
+            out += bias.reshape(o, 1, 1)
+        return epilogue(out) if epilogue is not None else out
+    if any(pads):
+        x = _pad_cnhw(x, *pads)
+    out = xp.empty((o, n, p), dtype=x.dtype)
+    pointwise = kh == kw == 1 and sh == sw == 1
+    step = max(1, min(n, INFER_CHUNK_BYTES // max(k * p * x.itemsize, 1)))
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        xs = x[s:s + m]
+        if pointwise:
+            cols = xs.transpose(1, 0, 2, 3).reshape(c, m * p)
+        else:
+            cols = _wide_cols(xs, kernel, stride, dilation, (oh, ow))  # (k, m * p)
+        _gemm(wm, cols, out.reshape(o, n * p) if m == n else out[:, s:s + m].reshape(o, m * p))
+    if bias is not None:
+        out += bias.reshape(o, 1, 1)
+    if epilogue is not None:
+        epilogue(out)
+    return out.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+
+
+def _gemm(a, b, out):
+    """``out[...] = a @ b`` for 2-D arrays; small products on one thread (``SPLIT_GEMM_MACS``)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if not SMALL_GEMM_MACS < m * k * n <= SPLIT_GEMM_MACS or m * k > SMALL_GEMM_MACS \
+            or blas_threads() == 1:
+        return xp.matmul(a, b, out=out)
+    step = SMALL_GEMM_MACS // (m * k)
+    for j in range(0, n, step):
+        xp.matmul(a, b[:, j:j + step], out=out[:, j:j + step])
+    return out
+
+
+def _suits_anything(geometry) -> bool:
+    return True
+
+
+algorithms.register("conv2d", "im2col", _suits_anything, _Im2col, priority=1000,
+                    doc="columns + BLAS products: any convolution (the fallback)")
 
 
 class ConvTranspose2d(Function):
@@ -403,7 +512,9 @@ class ConvTranspose2d(Function):
 
 
 # ------------------------------------------------------------------------------ public functions
-def _check_conv(fn, x, weight, bias, groups, transposed):
+def check_conv(fn, x, weight, bias, groups, transposed):
+    """Checked (input, weight, bias, groups) of a conv2d / conv_transpose2d call (``fn`` names it
+    in the errors)."""
     x = as_tensor_arg(x, fn, "input")
     weight = as_tensor_arg(weight, fn, "weight")
     bias = None if bias is None else as_tensor_arg(bias, fn, "bias")
@@ -462,7 +573,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (out_channels, C/groups, kH, kW). ``padding``: an int, a pair, ``'valid'`` (none) or ``'same'``
     (output size = input size; an odd total goes one extra to the bottom/right, as PyTorch)."""
     fn = "conv2d"
-    x, weight, bias, groups = _check_conv(fn, input, weight, bias, groups, transposed=False)
+    x, weight, bias, groups = check_conv(fn, input, weight, bias, groups, transposed=False)
     stride = int_pair(stride, fn, "stride", positive=True)
     dilation = int_pair(dilation, fn, "dilation", positive=True)
     kh, kw = weight.shape[2:]
@@ -496,7 +607,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     weight (in_channels, out_channels/groups, kH, kW); output size per axis
     (H - 1)*stride - 2*padding + dilation*(kH - 1) + output_padding + 1."""
     fn = "conv_transpose2d"
-    x, weight, bias, groups = _check_conv(fn, input, weight, bias, groups, transposed=True)
+    x, weight, bias, groups = check_conv(fn, input, weight, bias, groups, transposed=True)
     stride = int_pair(stride, fn, "stride", positive=True)
     dilation = int_pair(dilation, fn, "dilation", positive=True)
     if isinstance(padding, str):

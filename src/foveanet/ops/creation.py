@@ -1,7 +1,7 @@
 """Tensor constructors (PyTorch's names): tensor, zeros, ones, full, arange, linspace, eye, *_like."""
 from __future__ import annotations
 
-from ..autograd import Tensor, _as_array
+from ..autograd import Tensor, as_array
 from ..backend import get_default_dtype, xp
 
 
@@ -17,7 +17,7 @@ def _dt(dtype):
 
 def tensor(data, dtype=None, requires_grad=False):
     """A new tensor that owns a copy of ``data`` (lists of Python floats become float32)."""
-    return Tensor(xp.array(_as_array(data, dtype), copy=True), requires_grad=requires_grad)
+    return Tensor(xp.array(as_array(data, dtype), copy=True), requires_grad=requires_grad)
 
 
 def as_tensor(data, dtype=None):

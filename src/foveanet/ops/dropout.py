@@ -2,7 +2,7 @@
 
 Inverted dropout zeroes each element with probability p and scales the survivors by 1 / (1 - p),
 so the expected value of every unit is unchanged and nothing needs rescaling at test time
-(where dropout is the identity). The random mask comes from ``foveanet.random._rng(generator)``:
+(where dropout is the identity). The random mask comes from ``foveanet.random.numpy_rng(generator)``:
 a seeded ``fv.Generator`` (or ``fv.manual_seed`` for the global one) gives the same mask again.
 
 ``inplace=True`` is accepted for PyTorch compatibility but the result is always a new tensor
@@ -13,7 +13,7 @@ import warnings
 
 from ..autograd import Function, Tensor
 from ..backend import xp
-from ..random import _rng
+from ..random import numpy_rng
 
 
 class Dropout(Function):
@@ -39,7 +39,7 @@ def _check_p(p):
 def _drop(input, p, mask_shape, generator):
     input = input if isinstance(input, Tensor) else Tensor(input)
     dtype = input.dtype if input.dtype in (xp.float32, xp.float64) else xp.float64
-    mask = xp.asarray(_rng(generator).random(mask_shape, dtype=dtype))  # an array even for 0-d
+    mask = xp.asarray(numpy_rng(generator).random(mask_shape, dtype=dtype))  # an array even for 0-d
     # keep where u >= p (probability 1 - p): write the comparison's 1.0 / 0.0 into the same buffer
     xp.greater_equal(mask, p, out=mask, casting="unsafe")
     if p < 1.0:

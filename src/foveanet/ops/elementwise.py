@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..autograd import Function, Tensor
 from ..backend import xp
-from . import _parallel
+from ..backend.cpu import threads
 from ._util import dtype_of, operand, shape_of, unbroadcast
 
 
@@ -16,7 +16,7 @@ def _same_shape(ufunc, a, b):
     the pass is bound by memory bandwidth)."""
     if isinstance(a, xp.ndarray) and isinstance(b, xp.ndarray) and a.ndim and \
             a.shape == b.shape and a.dtype == b.dtype:
-        return _parallel.binary(ufunc, a, b, xp.empty(a.shape, dtype=a.dtype))
+        return threads.binary(ufunc, a, b, xp.empty(a.shape, dtype=a.dtype))
     return ufunc(a, b)
 
 

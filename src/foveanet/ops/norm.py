@@ -6,10 +6,14 @@ product (einsum / batched matmul) rather than a temporary array, so a training s
 allocation and a few in-place passes forward, and the same backward."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ..autograd import Function, Tensor
-from ..backend import xp
-from . import _parallel
-from ._util import compiled
+from ..backend import CPU, Device, xp
+from ..backend.cpu import kernels, threads
+from . import algorithms
+
+KERNELS = "foveanet.ops._norm_kernels"
 
 
 # ------------------------------------------------------------------------------ per-channel sums
@@ -44,8 +48,10 @@ class BatchNorm(Function):
         x3 = x.reshape(n, c, int(xp.prod(x.shape[2:], dtype=xp.int64)))
         count = x3.shape[0] * x3.shape[2]
         dt = x.dtype
+        self.algorithm = algorithms.select("batch_norm", NormGeometry(dt, x3.size > 0))
+        compiled = self.compiled = self.algorithm.name == "compiled"
         if training:
-            mean, var, out = _train_forward(x3, weight, bias, eps)
+            mean, var, out = _train_forward(x3, weight, bias, eps, compiled)
             invstd = 1.0 / xp.sqrt(var + eps)
             if running_mean is not None:
                 running_mean *= 1.0 - momentum
@@ -65,13 +71,13 @@ class BatchNorm(Function):
 
             def part(lo, hi):  # out = x * scale + shift, both passes per slice, or one compiled
                 # pass (resnet20's inference, per call: 2.5 -> 1.45 ms)
-                if _kernels() is not None:
+                if compiled:
                     _kernels().affine(x3, scale, shift, out, lo, hi)
                     return
                 xp.multiply(x3[lo:hi], _col(scale), out=out[lo:hi])
                 out[lo:hi] += _col(shift)
 
-            _parallel.split(part, x3.shape[0], x3.nbytes)
+            threads.split(part, x3.shape[0], x3.nbytes)
         self.x3, self.mean, self.invstd, self.weight = x3, mean, invstd, weight
         self.training, self.count, self.shape = training, count, x.shape
         self.bias_dtype = None if bias is None else bias.dtype
@@ -83,7 +89,7 @@ class BatchNorm(Function):
         g3 = g.reshape(x3.shape)
         dx = dw = db = None
         if need_x and self.training:  # the whole backward per block of channels, on all threads
-            dx, dw, db = _train_backward(g3, x3, mean, invstd, weight, self.count)
+            dx, dw, db = _train_backward(g3, x3, mean, invstd, weight, self.count, self.compiled)
             dx = dx.reshape(self.shape)
             dw, db = (dw if need_w else None), (db if need_b else None)
             return (dx, *self._param_grads(dw, db), None, None)
@@ -94,7 +100,7 @@ class BatchNorm(Function):
             dw = _cdot(g3, x3 - _col(mean)) * invstd  # sum g * xhat
         if need_x:  # eval: the statistics are constants
             scale = invstd if weight is None else invstd * weight
-            dx = _parallel.binary(xp.multiply, g3, _col(scale), xp.empty_like(g3))
+            dx = threads.binary(xp.multiply, g3, _col(scale), xp.empty_like(g3))
             dx = dx.reshape(self.shape)
         return (dx, *self._param_grads(dw, db), None, None)
 
@@ -107,27 +113,40 @@ class BatchNorm(Function):
 
 
 def _kernels():
-    """The compiled batch-norm loops (``_norm_kernels``), or None without numba. Against the NumPy
-    passes below, on resnet20's and cnn-bn's shapes (128 x 16-64 channels x 8x8-32x32, 2 threads):
-    forward 1.9-3.4x, backward 2.6-3.0x (PyTorch's: forward 1.4-2.5x, backward 1.5-1.7x slower
-    than these)."""
-    return compiled("_norm_kernels")
+    """The compiled batch-norm loops (``_norm_kernels``), or None without numba."""
+    return kernels.load(KERNELS)
+
+
+class NormGeometry(NamedTuple):
+    """What the batch-norm algorithms decide on."""
+    dtype: object
+    nonempty: bool
+    device: Device = CPU
+
+
+# Statistics and output in compiled loops (three reads of x, one write; backward two reads of x
+# and g, one write) where NumPy takes about ten passes (figures: benchmarks/RESULTS.md, "Batch
+# norm").
+algorithms.register("batch_norm", "compiled", lambda g: g.nonempty, priority=10, kernels=KERNELS,
+                    doc="statistics, output and backward in compiled loops")
+algorithms.register("batch_norm", "numpy", lambda g: True, priority=1000,
+                    doc="NumPy passes per block of channels")
 
 
 def _none_as_empty(v, dtype):
     return xp.empty(0, dtype=dtype) if v is None else v
 
 
-def _train_forward(x3, weight, bias, eps):
+def _train_forward(x3, weight, bias, eps, compiled):
     """Batch statistics and the normalised output, computed per block of channels on the
     engine's threads (each block's passes stay on one core while its data is in cache)."""
     c, count = x3.shape[1], x3.shape[0] * x3.shape[2]
     out = xp.empty_like(x3)
     mean = xp.empty(c, dtype=x3.dtype)
     var = xp.empty(c, dtype=x3.dtype)
-    if _kernels() is not None and x3.size:
+    if compiled:
         w, b = _none_as_empty(weight, x3.dtype), _none_as_empty(bias, x3.dtype)
-        _parallel.split(lambda lo, hi: _kernels().forward(x3, w, b, eps, mean, var, out, lo, hi),
+        threads.split(lambda lo, hi: _kernels().forward(x3, w, b, eps, mean, var, out, lo, hi),
                         c, x3.nbytes)
         return mean, var, out
 
@@ -143,20 +162,20 @@ def _train_forward(x3, weight, bias, eps):
         if bias is not None:
             ys += _col(bias[lo:hi])
 
-    _parallel.split(block, c, x3.nbytes)
+    threads.split(block, c, x3.nbytes)
     return mean, var, out
 
 
-def _train_backward(g3, x3, mean, invstd, weight, m):
+def _train_backward(g3, x3, mean, invstd, weight, m, compiled):
     """dx, dweight, dbias of training-mode batch norm, per block of channels on the engine's
     threads; dx = weight * invstd * (g - dbias / m - xhat * dweight / m)."""
     c = x3.shape[1]
     dx = xp.empty_like(x3)
     dw = xp.empty(c, dtype=x3.dtype)
     db = xp.empty(c, dtype=x3.dtype)
-    if _kernels() is not None and x3.size:
+    if compiled:
         w, g3 = _none_as_empty(weight, x3.dtype), xp.ascontiguousarray(g3)
-        _parallel.split(lambda lo, hi: _kernels().backward(g3, x3, mean, invstd, w, dx, dw, db, lo,
+        threads.split(lambda lo, hi: _kernels().backward(g3, x3, mean, invstd, w, dx, dw, db, lo,
                                                            hi), c, x3.nbytes)
         return dx, dw, db
 
@@ -171,7 +190,7 @@ def _train_backward(g3, x3, mean, invstd, weight, m):
         xc -= _col(db[lo:hi] / m)
         xc *= _col(inv if weight is None else inv * weight[lo:hi])
 
-    _parallel.split(block, c, x3.nbytes)
+    threads.split(block, c, x3.nbytes)
     return dx, dw, db
 
 
@@ -184,6 +203,9 @@ def warm() -> str:
         batch_norm(x, None, None, Tensor(xp.ones(2, dtype=dt)), None, training=True).sum().backward()
         batch_norm(x, None, None, None, None, training=True).sum().backward()
     return "batch norm: numba kernels compiled"
+
+
+kernels.declare(KERNELS, "batch norm", warm)
 
 
 def _param(v, c, name, dtype):

@@ -8,9 +8,14 @@ Ties in max pooling go to the first maximum in row-major window order and NaN wi
 from __future__ import annotations
 
 from ..autograd import Function, Tensor, is_grad_enabled
-from ..backend import xp
-from . import _parallel
-from ._util import as_tensor_arg, check_float, compiled, int_pair, pad_array
+from typing import NamedTuple
+
+from ..backend import CPU, Device, xp
+from ..backend.cpu import kernels, threads
+from . import algorithms
+from ._util import as_tensor_arg, check_float, int_pair, pad_array
+
+KERNELS = "foveanet.ops._pool_kernels"
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -106,7 +111,7 @@ def _padded(x, kernel, stride, padding, dilation, out_hw, value):
 # ------------------------------------------------------------------------------------- max pool
 def _kernels():
     """The compiled tiling-window kernels, or None without numba (then the NumPy passes below)."""
-    return compiled("_pool_kernels")
+    return kernels.load(KERNELS)
 
 
 def _tile_argmax(x, kh, kw, best, tap):
@@ -150,6 +155,35 @@ def warm() -> str:
     return "2x2 max pooling: numba kernels compiled"
 
 
+kernels.declare(KERNELS, "2x2 max pooling", warm)
+
+
+class PoolGeometry(NamedTuple):
+    """What the max-pooling algorithms decide on (``padded``: the windows reach past the input)."""
+    dtype: object
+    kernel: tuple
+    stride: tuple
+    padded: bool
+    dilation: tuple
+    device: Device = CPU
+
+
+def _tiles(g: PoolGeometry) -> bool:
+    """The windows tile the input (stride = kernel, no padding, no dilation): the usual 2x2."""
+    return not g.padded and tuple(g.dilation) == (1, 1) and tuple(g.stride) == tuple(g.kernel)
+
+
+# tiling windows keep only which tap won (int8), 1.75x faster than the general path's int64
+# indices; the 2x2 tiles in one compiled pass each way (figures: benchmarks/RESULTS.md, "Max
+# pooling")
+algorithms.register("max_pool2d", "compiled_2x2", lambda g: _tiles(g) and tuple(g.kernel) == (2, 2),
+                    priority=10, kernels=KERNELS, doc="2x2 tiles, one compiled pass each way")
+algorithms.register("max_pool2d", "tiles", _tiles, priority=20,
+                    doc="tiling windows: the winning tap by integer arithmetic (NumPy)")
+algorithms.register("max_pool2d", "windows", lambda g: True, priority=1000,
+                    doc="any window: separable max along the width, then the height (NumPy)")
+
+
 class MaxPool2d(Function):
     def forward(self, x, kernel, stride, padding, dilation, out_hw, sink=None):
         self.unbatched = x.ndim == 3
@@ -164,8 +198,10 @@ class MaxPool2d(Function):
         # (N, C, OH, k, OW, k) reshape): the strided taps below read the input itself, no -inf copy
         xpad = _padded(x, kernel, stride, padding, dilation, out_hw, -xp.inf) if padded else x
         track = sink is not None or (is_grad_enabled() and self.needs_input_grad[0])
-        tiling = not padded and (dh, dw) == (1, 1) and (sh, sw) == (kh, kw)
-        compiled_2x2 = tiling and kh == kw == 2 and _kernels() is not None
+        self.algorithm = algorithms.select("max_pool2d", PoolGeometry(x.dtype, kernel, stride,
+                                                                      padded, dilation))
+        tiling = self.algorithm.name != "windows"
+        compiled_2x2 = self.algorithm.name == "compiled_2x2"
         if not track and not compiled_2x2:  # values only: max along the width, then the height
             rows, _ = _max_taps(xpad, 3, kw, sw, dw, ow, False)
             out, _ = _max_taps(rows, 2, kh, sh, dh, oh, False)
@@ -183,13 +219,13 @@ class MaxPool2d(Function):
                 nans = []
                 x3, out3, tap3 = (xp.ascontiguousarray(x).reshape(n * c, h, w),
                                   out.reshape(n * c, oh, ow), tap.reshape(n * c, oh, ow))
-                _parallel.split(lambda lo, hi: nans.append(
+                threads.split(lambda lo, hi: nans.append(
                     _kernels().max_2x2(x3, out3, tap3, lo, hi)), n * c, x.nbytes)
                 nan = any(nans)
                 if not track and not nan:
                     return out[0] if self.unbatched else out
             else:
-                _parallel.split(lambda lo, hi: _tile_argmax(x[lo:hi], kh, kw, out[lo:hi],
+                threads.split(lambda lo, hi: _tile_argmax(x[lo:hi], kh, kw, out[lo:hi],
                                                             tap[lo:hi]), n, x.nbytes)
                 nan = xp.isnan(out).any()
             if not nan:  # NaN present: the general path has PyTorch's NaN rule
@@ -234,11 +270,11 @@ class MaxPool2d(Function):
             kh, kw = self.kernel
             oh, ow = self.tap.shape[2:]
             g4, tap = (g[None] if self.unbatched else g), self.tap
-            if kh == kw == 2 and _kernels() is not None:  # compiled: 4 passes -> 1, ~2.5x faster
+            if self.algorithm.name == "compiled_2x2":  # compiled: 4 passes -> 1, ~2.5x faster
                 gx = xp.empty(self.x_shape, dtype=g.dtype)
                 g3 = xp.ascontiguousarray(g4).reshape(n * c, oh, ow)
                 tap3, gx3 = tap.reshape(n * c, oh, ow), gx.reshape(n * c, h, w)
-                _parallel.split(lambda lo, hi: _kernels().max_2x2_grad(g3, tap3, gx3, lo, hi),
+                threads.split(lambda lo, hi: _kernels().max_2x2_grad(g3, tap3, gx3, lo, hi),
                                 n * c, gx.nbytes)
                 return gx[0] if self.unbatched else gx
             gx = xp.zeros(self.x_shape, dtype=g.dtype)
@@ -249,7 +285,7 @@ class MaxPool2d(Function):
                     xp.multiply(g4[lo:hi], tap[lo:hi] == t,
                                 out=gx[lo:hi, :, i:i + kh * oh:kh, j:j + kw * ow:kw])
 
-            _parallel.split(part, n, gx.nbytes)
+            threads.split(part, n, gx.nbytes)
             return gx[0] if self.unbatched else gx
         g = g.reshape(n * c, -1)
         idx = self.idx.reshape(n * c, -1)
@@ -349,7 +385,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
 
 
 # ------------------------------------------------------------------------------------- avg pool
-def _window_counts(size, n_out, k, s, p, include_pad):
+def window_counts(size, n_out, k, s, p, include_pad):
     """Per-axis number of elements PyTorch divides by (window clipped to the padded, or the
     unpadded input)."""
     start = xp.arange(n_out) * s - p
@@ -379,8 +415,8 @@ class AvgPool2d(Function):
         if divisor_override:
             scale = xp.asarray(1.0 / divisor_override, dtype=x.dtype)
         else:
-            ch = _window_counts(h, oh, kh, sh, ph, count_include_pad)
-            cw = _window_counts(w, ow, kw, sw, pw, count_include_pad)
+            ch = window_counts(h, oh, kh, sh, ph, count_include_pad)
+            cw = window_counts(w, ow, kw, sw, pw, count_include_pad)
             scale = (1.0 / (ch.reshape(-1, 1) * cw)).astype(x.dtype)
         out *= scale
         self.scale, self.x_shape, self.xpad_shape = scale, x.shape, xpad.shape
@@ -424,7 +460,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # n
 
 
 # ---------------------------------------------------------------------------------- adaptive avg
-def _adaptive_matrix(size: int, n_out: int, dtype):
+def adaptive_matrix(size: int, n_out: int, dtype):
     """(n_out, size) matrix averaging PyTorch's windows [floor(i*size/n), ceil((i+1)*size/n))."""
     i = xp.arange(n_out)
     start = (i * size) // n_out
@@ -443,7 +479,7 @@ class AdaptiveAvgPool2d(Function):
             x = x[None]
         n, c, h, w = x.shape
         oh, ow = out_hw
-        self.ah, self.aw = _adaptive_matrix(h, oh, x.dtype), _adaptive_matrix(w, ow, x.dtype)
+        self.ah, self.aw = adaptive_matrix(h, oh, x.dtype), adaptive_matrix(w, ow, x.dtype)
         y = (x.reshape(-1, w) @ self.aw.T).reshape(n, c, h, ow)  # average along the width
         z = xp.ascontiguousarray(y.transpose(0, 1, 3, 2)).reshape(-1, h) @ self.ah.T
         out = xp.ascontiguousarray(z.reshape(n, c, ow, oh).transpose(0, 1, 3, 2))

@@ -16,9 +16,10 @@ The update, exactly PyTorch's ``torch.optim.SGD`` (g is the gradient dE/dw)::
 from __future__ import annotations
 
 from ..backend import xp
-from ..ops import _parallel
-from ..ops._util import compiled
+from ..backend.cpu import kernels, threads
 from .optimizer import Optimizer, _check_range, _direction
+
+KERNELS = "foveanet.optim._sgd_kernels"
 
 
 class SGD(Optimizer):
@@ -88,10 +89,10 @@ def _momentum_step(w, buf, d, momentum, lr):
     multi-tensor SGD 0.43 ms); slices of 8-64 k elements per pass were slower (1.4-2.8 ms: small
     ufunc calls from two threads queue on the interpreter lock)."""
     wf, bf, df = w.reshape(-1), buf.reshape(-1), d.reshape(-1)
-    kernels = compiled("_sgd_kernels", __package__)
-    if kernels is not None:  # one vectorised compiled pass: the MLP's whole update 0.40 ms (PyTorch 0.55)
-        _parallel.split(lambda lo, hi: kernels.momentum_step(wf, bf, df, momentum, lr, lo, hi),
-                        wf.size, 3 * wf.nbytes)
+    k = kernels.load(KERNELS)
+    if k is not None:  # one vectorised compiled pass: the MLP's whole update 0.40 ms (PyTorch 0.55)
+        threads.split(lambda lo, hi: k.momentum_step(wf, bf, df, momentum, lr, lo, hi),
+                      wf.size, 3 * wf.nbytes)
         return
 
     def part(lo, hi):
@@ -100,15 +101,18 @@ def _momentum_step(w, buf, d, momentum, lr):
         b += df[lo:hi]
         wf[lo:hi] -= lr * b
 
-    _parallel.split(part, wf.size, 3 * wf.nbytes)
+    threads.split(part, wf.size, 3 * wf.nbytes)
 
 
 def warm() -> str:
     """Compile (or load from the cache) the momentum update for float32 and float64."""
-    kernels = compiled("_sgd_kernels", __package__)
-    if kernels is None:
+    k = kernels.load(KERNELS)
+    if k is None:
         return "SGD momentum update: numba is not installed, NumPy passes instead"
     for dt in (xp.float32, xp.float64):
         a = xp.zeros(2, dtype=dt)
-        kernels.momentum_step(a, a.copy(), a.copy(), 0.9, 0.1, 0, 2)
+        k.momentum_step(a, a.copy(), a.copy(), 0.9, 0.1, 0, 2)
     return "SGD momentum update: numba kernel compiled"
+
+
+kernels.declare(KERNELS, "SGD momentum update", warm)

@@ -7,14 +7,13 @@ for T contiguous slices of ``range(n)`` (usually the batch axis), the calling th
 first and T - 1 persistent workers the others (``_Worker``); NumPy and the compiled kernels
 release the GIL inside their loops, so the slices run in parallel. T is the BLAS thread limit
 (``fv.set_num_threads`` or threadpoolctl), so the engine never uses more threads than it was
-given; passes under ``MIN_BYTES`` stay on one thread (a hand-off costs ~12-35 us). Measured on
-128-sample batches, 2 threads: the im2col copy of a 32-channel 28x28 layer 18 -> 12 ms, a ReLU
-4.0 -> 2.5 ms (benchmarks/RESULTS.md, 2026-11-27).
+given; passes under ``MIN_BYTES`` stay on one thread (figures: benchmarks/RESULTS.md, "The
+engine's thread pool").
 
 This pays only with OpenBLAS's idle workers asleep: they spin ~0.1 s (2^28 cycles) after every
 product, holding the second core exactly when a pass would use it. So the first parallel pass
-shortens that spin to ``BLAS_SPIN_LOG2`` cycles (``_quiet_openblas``), through OpenBLAS's own
-environment variable and its post-``fork`` restart of the thread pool. ``FOVEANET_THREADS=1`` (or
+shortens that spin (``blas.quiet_openblas``), through OpenBLAS's own environment variable and its
+post-``fork`` restart of the thread pool. ``FOVEANET_THREADS=1`` (or
 ``fv.set_num_threads(1)``) keeps every pass on the calling thread and OpenBLAS untouched.
 """
 from __future__ import annotations
@@ -22,33 +21,17 @@ from __future__ import annotations
 import os
 import threading
 
-from ..backend import xp
+import numpy
 
-MIN_BYTES = 1 << 20
-BLAS_SPIN_LOG2 = 16  # OpenBLAS workers sleep after 2^16 cycles (~25 us) idle instead of 2^28
+from .blas import blas_threads, quiet_openblas
 
-_state: dict = {"blas": None, "pool": None, "quiet": False}
+__all__ = ["split", "copy", "binary", "threads", "MIN_BYTES"]
+
+MIN_BYTES = 1 << 20  # passes touching fewer bytes stay on one thread (a hand-off is ~12-35 us)
+
+_state: dict = {"pool": None}
 _local = threading.local()
 _busy = threading.Lock()  # held by the thread whose pass is on the pool
-
-
-def _controllers():
-    """threadpoolctl's controllers of the BLAS libraries NumPy uses ([] without threadpoolctl)."""
-    if _state["blas"] is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:  # pragma: no cover - threadpoolctl comes with foveanet[train]
-            _state["blas"] = []
-        else:
-            _state["blas"] = [c for c in ThreadpoolController().lib_controllers
-                              if c.user_api == "blas"]
-    return _state["blas"]
-
-
-def blas_threads():
-    """How many threads the BLAS runs now (threadpoolctl, ~4 us a query), or None if unknown."""
-    libs = _controllers()
-    return max(c.num_threads for c in libs) if libs else None
 
 
 def threads() -> int:
@@ -56,34 +39,6 @@ def threads() -> int:
     if os.environ.get("FOVEANET_THREADS") == "1":
         return 1
     return blas_threads() or 1
-
-
-def _quiet_openblas() -> None:
-    """Make OpenBLAS's idle workers sleep after ~25 us instead of spinning for ~0.1 s (once; a
-    timeout the user set in OPENBLAS_THREAD_TIMEOUT is left alone)."""
-    if _state["quiet"]:
-        return
-    _state["quiet"] = True
-    if "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
-        set_openblas_spin(BLAS_SPIN_LOG2)
-
-
-def set_openblas_spin(log2_cycles: int) -> bool:
-    """Set how long OpenBLAS's idle workers spin before they sleep (2^log2_cycles, 4..30; its
-    default is 28). OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it starts its thread pool; the
-    pool is restarted by ``blas_thread_shutdown_`` (what OpenBLAS does after a ``fork``) and
-    comes back, with the new value, on the next product. True if an OpenBLAS was set."""
-    done = False
-    for c in _controllers():
-        lib = getattr(c, "dynlib", None)
-        if c.internal_api != "openblas" or lib is None or \
-                not all(hasattr(lib, f) for f in ("openblas_read_env", "blas_thread_shutdown_")):
-            continue
-        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(int(log2_cycles))
-        lib.openblas_read_env()
-        lib.blas_thread_shutdown_()
-        done = True
-    return done
 
 
 class _Worker:
@@ -162,7 +117,7 @@ def split(fn, n: int, nbytes: int) -> None:
         fn(0, n)
         return
     try:
-        _quiet_openblas()
+        quiet_openblas()
         workers = _workers(t - 1)
         bounds = [n * i // t for i in range(t + 1)]
         for i, w in enumerate(workers, 1):
@@ -186,8 +141,8 @@ def copy(view, out=None):
     """A contiguous copy of ``view`` (e.g. im2col's strided view), or ``view`` copied into ``out``,
     split over the first axis."""
     if out is None:
-        out = xp.empty(view.shape, dtype=view.dtype)
-    split(lambda lo, hi: xp.copyto(out[lo:hi], view[lo:hi]), view.shape[0], out.nbytes)
+        out = numpy.empty(view.shape, dtype=view.dtype)
+    split(lambda lo, hi: numpy.copyto(out[lo:hi], view[lo:hi]), view.shape[0], out.nbytes)
     return out
 
 
