@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 
-from .backend import get_default_dtype, xp
+from .backend import device_of, get_default_dtype, parse_to, xp
 
 # ----------------------------------------------------------------------------------------- modes
 _state = threading.local()
@@ -57,13 +57,34 @@ def enable_grad():
     return _GradMode(True)
 
 
-# The op-level profiler's hook (see foveanet.profiler): when set, an object whose
-# ``record(name, phase, seconds)`` is told how long each forward and backward took.
-profiler = None
-# The graph tracer's hook (see foveanet.interop): when set, an object whose
-# ``record(fn, args, kwargs, result)`` sees every primitive as it runs (ONNX export, inference
-# optimisation). ``args`` are the Tensors and plain values the primitive was applied to.
-tracer = None
+# Hooks, per thread (two sessions in one process, a web server's, never see each other's ops):
+# - "profiler" (see foveanet.profiler): an object whose ``record(name, phase, seconds)`` is told
+#   how long each forward and backward took;
+# - "tracer" (see foveanet.interop.trace): an object whose ``record(fn, args, kwargs, result)``
+#   sees every primitive as it runs (ONNX export, inference optimisation).
+# ``foveanet.autograd.profiler`` / ``.tracer`` read the calling thread's. Function.apply tests
+# one global count first, so ops pay nothing while no thread has a hook.
+HOOKS = ("profiler", "tracer")
+_hooked = 0
+_hook_lock = threading.Lock()
+
+
+def set_hook(kind: str, hook):
+    """Install ``hook`` (None removes it) as this thread's ``kind`` hook; returns the previous."""
+    global _hooked
+    if kind not in HOOKS:
+        raise ValueError(f"unknown hook {kind!r}; hooks: {', '.join(HOOKS)}")
+    with _hook_lock:
+        prev = getattr(_state, kind, None)
+        setattr(_state, kind, hook)
+        _hooked += (hook is not None) - (prev is not None)
+    return prev
+
+
+def __getattr__(name):  # autograd.profiler / autograd.tracer: the calling thread's hook
+    if name in HOOKS:
+        return getattr(_state, name, None)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -------------------------------------------------------------------------------------- function
@@ -103,13 +124,14 @@ class Function:
                 arrays.append(a)
         fn.needs_input_grad = needs = tuple(needs)
         track = True in needs and getattr(_state, "grad_enabled", True)
+        profiler = getattr(_state, "profiler", None) if _hooked else None
         if profiler is not None:
             t0 = time.perf_counter()
         out = fn.forward(*arrays, **kwargs)
         if profiler is not None:
             profiler.record(cls.__name__, "forward", time.perf_counter() - t0)
         result = Tensor._wrap(out, track)
-        if tracer is not None:
+        if _hooked and (tracer := getattr(_state, "tracer", None)) is not None:
             tracer.record(fn, args, kwargs, result)
         if track:
             fn.inputs = args
@@ -168,6 +190,7 @@ def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
         root._accumulate(grad)
         return
     grads = {id(root._grad_fn): grad}
+    profiler = getattr(_state, "profiler", None) if _hooked else None
     for fn in _topological_order(root._grad_fn):
         if isinstance(fn, _Freed):
             raise RuntimeError(f"Trying to backward through {fn.name} a second time: its saved "
@@ -302,8 +325,9 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def device(self) -> str:
-        return "cpu"
+    def device(self):
+        """Where the array lives (``fv.backend.Device``; compares equal to 'cpu')."""
+        return device_of(self.data)
 
     def size(self, dim=None):
         return self.data.shape if dim is None else self.data.shape[dim]
@@ -359,10 +383,10 @@ class Tensor:
     __hash__ = object.__hash__
 
     # ----- dtype conversion
-    def to(self, dtype=None, *args, **kwargs) -> "Tensor":
-        if dtype is None or isinstance(dtype, str) and dtype in ("cpu",):
-            return self
-        return _ops.cast(self, dtype)
+    def to(self, *args, **kwargs) -> "Tensor":
+        """PyTorch's ``to``: a device (checked; 'cpu' is the one there is), a dtype, or both."""
+        _, dtype = parse_to("Tensor", args, kwargs)
+        return self if dtype is None else _ops.cast(self, dtype)
 
     def float(self):
         return _ops.cast(self, xp.float32)

@@ -9,7 +9,8 @@
         ...
     print(prof)                         # or prof.table(top=10); prof.stats() for the numbers
 
-While the block runs, the profiler is installed as ``foveanet.autograd.profiler``: every
+While the block runs, the profiler is the calling thread's ``profiler`` hook of the engine
+(``foveanet.autograd.set_hook``; other threads' ops are not recorded): every
 ``Function.apply`` (the forward of a primitive) and every Function's backward in
 ``run_backward`` then reports its duration, and the profiler sums them per (op, phase). The table
 lists the ops by total time with their share of the time spent in ops, and ends with the wall time
@@ -59,15 +60,14 @@ class Profile:
     def __enter__(self) -> "Profile":
         if self._active:
             raise RuntimeError("this profile is already active; create a new fv.profile() to nest")
-        self._prev = autograd.profiler
-        autograd.profiler = self
+        self._prev = autograd.set_hook("profiler", self)
         self._active = True
         self._t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> bool:
         self.wall += time.perf_counter() - self._t0
-        autograd.profiler = self._prev
+        autograd.set_hook("profiler", self._prev)
         self._prev, self._active = None, False
         if self.print_on_exit and exc[0] is None:
             print(self.table(self.top))

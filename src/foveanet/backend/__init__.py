@@ -24,7 +24,7 @@ import sys
 import numpy as xp
 
 __all__ = ["xp", "get_array_module", "Device", "DeviceError", "device", "device_of", "to_device",
-           "available_devices", "get_default_dtype", "set_default_dtype", "is_floating",
+           "available_devices", "check_device", "parse_to", "get_default_dtype", "set_default_dtype", "is_floating",
            "set_num_threads"]
 
 # Public dtypes, PyTorch-named. They are the array module's own dtype objects.
@@ -156,11 +156,12 @@ def device_of(array) -> Device:
 
 def to_device(array, target):
     """``array`` on device ``target`` (the same array when it is there already)."""
-    dev = device(target)
-    if dev == device_of(array):
+    dev, src = device(target), device_of(array)
+    if dev == src:
         return array
-    raise DeviceError(f"device {str(dev)!r} is not available: foveanet computes on the CPU only "
-                      f"in this release (available: {', '.join(map(str, available_devices()))})")
+    raise DeviceError(f"cannot move an array from {src} to {dev}: foveanet computes on the CPU "
+                      f"only in this release (available: "
+                      f"{', '.join(map(str, available_devices()))})")
 
 
 def check_device(owner: str, target) -> None:
@@ -171,6 +172,38 @@ def check_device(owner: str, target) -> None:
     if dev not in available_devices():
         raise DeviceError(f"{owner}: device {str(dev)!r} is not available: foveanet computes on "
                           f"the CPU only in this release")
+
+
+def parse_to(owner: str, args, kwargs):
+    """``(device, dtype)`` from the arguments of PyTorch's ``.to(...)``: a device ('cpu',
+    'cuda:0', a Device), a dtype, a tensor (its device and dtype), or ``device=`` / ``dtype=``
+    keywords (``non_blocking`` and ``copy`` are accepted and mean nothing on the CPU). Either
+    may be None. The device is checked: one that is not available is a DeviceError."""
+    dev, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("copy", None)
+    if kwargs:
+        raise TypeError(f"{owner}.to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if a is None:
+            continue
+        if isinstance(a, Device) or (isinstance(a, str) and
+                                     a.strip().lower().partition(":")[0] in Device.TYPES):
+            dev = a
+        elif hasattr(a, "dtype") and hasattr(a, "device") and not isinstance(a, type):
+            dev, dtype = a.device, a.dtype  # a tensor
+        else:
+            dtype = a
+    if dev is not None:
+        check_device(owner, dev)
+        dev = device(dev)
+    if dtype is not None:
+        try:
+            dtype = xp.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{owner}.to(): {dtype!r} is neither a device ({', '.join(Device.TYPES)}) "
+                            f"nor a dtype") from None
+    return dev, dtype
 
 
 def set_num_threads(n: int) -> None:

@@ -554,7 +554,7 @@ class _Builder:
         outputs = [helper.make_tensor_value_info(name, self.onnx_type(v.dtype),
                                                  self._dims(v, self._twin_value(v, "outputs")))
                    for v, name in zip(self.graph.outputs, self.output_names)]
-        from .. import __version__
+        from ..version import __version__
         title = type(model).__name__
         graph = helper.make_graph(self.nodes, title, inputs, outputs, self.initializers,
                                   doc_string=f"{title} exported by foveanet {__version__}")

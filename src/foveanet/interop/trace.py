@@ -12,6 +12,7 @@ feed the result (``Graph.outputs`` names what did).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from .. import autograd
@@ -168,23 +169,26 @@ def trace(model, *inputs, input_names=None) -> Graph:
     t = _Tracer(model)
     graph_inputs = [t.add(x, "input", n) for x, n in zip(inputs, names)]
     handles = []
+    me = threading.get_ident()  # the hooks are on the model: another thread's calls don't count
     for path, mod in model.named_modules():
         if not path:
             continue
 
         def pre(m, args, path=path):
-            t.scope.append(path)
+            if threading.get_ident() == me:
+                t.scope.append(path)
 
         def post(m, args, out):
-            t.scope.pop()
+            if threading.get_ident() == me:
+                t.scope.pop()
 
         handles.append(mod.register_forward_pre_hook(pre))
         handles.append(mod.register_forward_hook(post))
-    autograd.tracer = t
+    autograd.set_hook("tracer", t)  # this thread's: other threads' ops are not recorded
     try:
         out = model(*inputs)
     finally:
-        autograd.tracer = None
+        autograd.set_hook("tracer", None)
         for h in handles:
             h.remove()
     outputs = []

@@ -20,7 +20,7 @@ from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
 from ..autograd import Tensor
-from ..backend import xp
+from ..backend import parse_to, to_device, xp
 from .parameter import Parameter
 
 __all__ = ["Module", "RemovableHandle"]
@@ -483,36 +483,26 @@ class Module:
 
     # ------------------------------------------------------------------------------------ dtypes
     def to(self, *args, **kwargs) -> "Module":
-        """``to(dtype)`` converts every parameter (and its gradient) and floating buffer in place.
-
-        Device arguments are accepted for PyTorch compatibility; only ``"cpu"`` exists."""
-        dtype = kwargs.pop("dtype", None)
-        device = kwargs.pop("device", None)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, str):
-                device = a
-            elif isinstance(a, Tensor):
-                dtype = a.dtype
-            elif a is not None:
-                dtype = a
-        if device is not None and not str(device).startswith("cpu"):
-            raise ValueError(f"foveanet computes on the CPU only; got device {device!r}")
-        if dtype is None:
-            return self
-        dtype = xp.dtype(dtype)
-        if not xp.issubdtype(dtype, xp.floating):
+        """PyTorch's ``Module.to``: ``to(dtype)`` converts every floating parameter (and its
+        gradient) and floating buffer in place; ``to(device)`` moves them there (checked: only
+        the CPU exists in this release, where it changes nothing); ``to(device, dtype)`` both."""
+        dev, dtype = parse_to(type(self).__name__, args, kwargs)
+        if dtype is not None and not xp.issubdtype(dtype, xp.floating):
             raise TypeError(f"Module.to only accepts floating point dtypes, got {dtype}")
         for p in self.parameters():
-            p.data = p.data.astype(dtype)
+            p.data = self._moved(p.data, dev, dtype)
             if p.grad is not None:
-                p.grad = Tensor._wrap(p.grad.data.astype(dtype))
+                p.grad = Tensor._wrap(self._moved(p.grad.data, dev, dtype))
         for b in self.buffers():
-            if xp.issubdtype(b.data.dtype, xp.floating):
-                b.data = b.data.astype(dtype)
+            b.data = self._moved(b.data, dev, dtype if xp.issubdtype(b.data.dtype, xp.floating)
+                                 else None)
         return self
+
+    @staticmethod
+    def _moved(array, dev, dtype):
+        if dev is not None:
+            array = to_device(array, dev)
+        return array if dtype is None else array.astype(dtype)
 
     def float(self) -> "Module":
         return self.to(xp.float32)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ...autograd import Tensor
+from ...backend import check_device  # noqa: F401  (a layer's device= argument)
 from ...backend import get_default_dtype, xp
 
 
@@ -40,9 +41,6 @@ def float_dtype(owner: str, dtype):
     return dt
 
 
-def check_device(owner: str, device) -> None:
-    if device is not None and not str(device).startswith("cpu"):
-        raise ValueError(f"{owner}: foveanet computes on the CPU only; got device {device!r}")
 
 
 def check_reduction(owner: str, reduction) -> str:
