@@ -217,3 +217,54 @@ def test_bad_arguments():
         DataLoader(TensorDataset(*_data(3)), batch_size=0)
     with pytest.raises(TypeError, match="foveanet.Generator"):
         DataLoader(TensorDataset(*_data(3)), generator=np.random.default_rng(0))
+
+
+# -------------------------------------------------------------------------------- samplers
+def test_sampler_sets_the_order_and_excludes_shuffle():
+    ds = TensorDataset(*_data(10))
+    loader = DataLoader(ds, batch_size=3, sampler=[9, 0, 8, 1, 7])
+    assert len(loader) == 2 and _ids(loader) == [[9, 0, 8], [1, 7]]
+    assert _ids(DataLoader(ds, batch_size=3, sampler=[9, 0, 8, 1, 7], drop_last=True)) == [[9, 0, 8]]
+    with pytest.raises(ValueError, match="sampler option is mutually exclusive with shuffle"):
+        DataLoader(ds, sampler=[0, 1], shuffle=True)
+    with pytest.raises(TypeError, match="sampler must be an iterable of indices with a len"):
+        DataLoader(ds, sampler=5)
+    with pytest.raises(IndexError, match=r"the sampler \(list\) gave index 10, out of range for a "
+                                         r"dataset of length 10"):
+        list(DataLoader(ds, batch_size=2, sampler=[0, 10]))
+
+
+def test_state_saved_before_samplers_still_loads():
+    ds = TensorDataset(*_data(30))
+    loader = DataLoader(ds, batch_size=7, shuffle=True, generator=fv.Generator(2))
+    state = loader.state_dict()
+    assert set(state) == {"epoch", "generator", "sampler", "batch"}
+    first = _ids(loader)
+    old = {k: v for k, v in state.items() if k != "sampler"}  # a checkpoint of an older foveanet
+    again = DataLoader(ds, batch_size=7, shuffle=True, generator=fv.Generator(5))
+    again.load_state_dict(old)
+    assert _ids(again) == first
+
+
+def test_state_right_after_iter_replays_the_whole_epoch():
+    ds = TensorDataset(*_data(12))
+    loader = DataLoader(ds, batch_size=5, shuffle=True, generator=fv.Generator(4))
+    iter(loader)  # started, no batch taken
+    state = loader.state_dict()
+    assert state["epoch"] == 0 and state["batch"] == 0
+    epoch0 = _ids(DataLoader(ds, batch_size=5, shuffle=True, generator=fv.Generator(4)))
+    resumed = DataLoader(ds, batch_size=5, shuffle=True, generator=fv.Generator(0))
+    resumed.load_state_dict(state)
+    assert _ids(resumed) == epoch0 != _ids(loader)  # epoch 0 again; the started loader goes on
+
+
+def test_collating_samples_of_different_shapes_says_so():
+    class Ragged(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return np.zeros((3, 4 + i, 4), np.float32), i
+
+    with pytest.raises(ValueError, match=r"different shapes \(\(3, 4, 4\), \(3, 5, 4\)\).*Resize"):
+        list(DataLoader(Ragged(), batch_size=2))

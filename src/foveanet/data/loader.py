@@ -1,11 +1,15 @@
 """``DataLoader``: seeded, resumable mini-batches, fast for data held in memory.
 
-Each epoch (each ``iter(loader)``) draws, from the loader's generator and in this order: the
-permutation of the samples (only when ``shuffle``), then one seed for augmentation (only when
-there is a ``transform`` or the dataset's own batch transform is random). Batch ``b`` is then
-augmented with ``numpy.random.default_rng([seed, b])``, so any batch can be re-made without
-replaying the ones before it. The same generator state therefore gives the same batches, and
-``state_dict()`` / ``load_state_dict()`` resume a run, even in the middle of an epoch.
+The order of the samples comes from a sampler (``foveanet.data.samplers``): the one given as
+``sampler``, else a ``RandomSampler`` drawing from the loader's generator (``shuffle=True``) or a
+``SequentialSampler``. Each epoch (each ``iter(loader)``) first asks the sampler for its indices
+(a ``RandomSampler`` on the loader's generator draws the permutation then), then draws one seed
+for augmentation from the loader's generator (only when there is a ``transform`` or the dataset's
+own batch transform is random). Batch ``b`` is augmented with ``numpy.random.default_rng([seed,
+b])``, so any batch can be re-made without replaying the ones before it. The same generator
+state (and sampler state) therefore gives the same batches, and ``state_dict()`` /
+``load_state_dict()`` resume a run, even in the middle of an epoch: the state holds the
+generator's and the sampler's state at the start of the epoch and the number of batches done.
 
 With no ``generator``, the loader draws from foveanet's global generator (``fv.manual_seed``
 makes it reproducible); ``loader.generator`` is then that global generator.
@@ -21,6 +25,7 @@ first field of the batch (the inputs), as a whole (N, C, H, W) array.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 
@@ -28,6 +33,7 @@ from ..autograd import Tensor
 from ..backend import get_default_dtype, xp
 from ..random import Generator, numpy_rng
 from ..random import default_generator as _global_generator
+from .samplers import RandomSampler, SequentialSampler
 
 
 def _as_field(a):
@@ -56,7 +62,7 @@ def default_collate(items):
     if isinstance(first, dict):
         return {k: default_collate([it[k] for it in items]) for k in first}
     if isinstance(first, Tensor):
-        return xp.stack([it.data for it in items])
+        return _stack([it.data for it in items])
     if isinstance(first, bool):
         return xp.asarray(items, dtype=xp.bool_)
     if isinstance(first, numbers.Integral):
@@ -64,8 +70,18 @@ def default_collate(items):
     if isinstance(first, numbers.Real):
         return xp.asarray(items, dtype=get_default_dtype())
     if isinstance(first, (xp.ndarray, xp.generic)):
-        return xp.stack([xp.asarray(it) for it in items])
+        return _stack([xp.asarray(it) for it in items])
     return list(items)  # strings and other objects: a list
+
+
+def _stack(arrays):
+    shapes = {tuple(a.shape) for a in arrays}
+    if len(shapes) > 1:
+        listed = ", ".join(str(s) for s in sorted(shapes)[:4])
+        raise ValueError(f"default_collate: the samples of a batch have different shapes ({listed}"
+                         f"{', ...' if len(shapes) > 4 else ''}); make them one size in the dataset "
+                         "(e.g. ImageFolder(size=...) or transforms.Resize / CenterCrop)")
+    return xp.stack(arrays)
 
 
 def _to_tensors(batch):
@@ -89,28 +105,41 @@ class DataLoader:
     """Iterate over ``dataset`` in mini-batches (PyTorch's ``DataLoader``, single process).
 
     ``batch_size``: samples per batch (1 for on-line learning). ``shuffle``: a new random order
-    every epoch. ``drop_last``: drop the last, smaller batch. ``generator``: a ``foveanet.Generator``
-    for the order and the augmentation (default: the global generator). ``transform``: a batch
-    transform ``t(x, rng)`` for the inputs, e.g. ``transforms.Compose([...])``. ``collate_fn``:
-    turns the list of samples of a batch into a batch (its result is yielded as it is).
+    every epoch (a ``RandomSampler`` on ``generator``). ``sampler``: the indices to visit, in
+    order, instead (a ``foveanet.data.samplers.Sampler`` or any iterable of ints with a ``len``;
+    not together with ``shuffle``, as in PyTorch). ``drop_last``: drop the last, smaller batch.
+    ``generator``: a ``foveanet.Generator`` for the order (without ``sampler``) and the
+    augmentation (default: the global generator). ``transform``: a batch transform ``t(x, rng)``
+    for the inputs, e.g. ``transforms.Compose([...])``. ``collate_fn``: turns the list of samples
+    of a batch into a batch (its result is yielded as it is).
     """
 
-    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
-                 generator: Generator | None = None, transform=None, collate_fn=None):
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, sampler=None,
+                 drop_last: bool = False, generator: Generator | None = None, transform=None,
+                 collate_fn=None):
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if generator is not None and not isinstance(generator, Generator):
             raise TypeError(f"generator must be a foveanet.Generator, got {type(generator).__name__}")
+        if sampler is not None and shuffle:
+            raise ValueError("sampler option is mutually exclusive with shuffle")
+        if sampler is not None and not (hasattr(sampler, "__iter__") and hasattr(sampler, "__len__")):
+            raise TypeError(f"sampler must be an iterable of indices with a len(), got "
+                            f"{type(sampler).__name__}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.generator = generator if generator is not None else _global_generator
+        if sampler is None:
+            sampler = (RandomSampler(dataset, generator=self.generator) if self.shuffle
+                       else SequentialSampler(dataset))
+        self.sampler = sampler
         self.transform = transform
         self.collate_fn = collate_fn
         self.epoch = 0              # epochs started
         self._resume_batch = 0      # batches to skip at the next epoch (load_state_dict)
-        self._epoch_state = None    # generator state at the start of the epoch in progress
+        self._epoch_state = None    # generator and sampler state at the start of the epoch in progress
         self._batches_done = 0
         self._iteration = 0
 
@@ -120,19 +149,32 @@ class DataLoader:
         return self.collate_fn is None and bool(getattr(self.dataset, "in_memory", False))
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     # ------------------------------------------------------------------------- state and resume
+    def _sampler_state(self):
+        fn = getattr(self.sampler, "state_dict", None)
+        return fn() if callable(fn) else None
+
+    def _start_state(self) -> dict:
+        return {"generator": self.generator.get_state(), "sampler": self._sampler_state()}
+
     def state_dict(self) -> dict:
-        """Where the loader is: the epoch, the generator state at its start, batches done in it.
-        ``load_state_dict`` of this makes the next ``iter`` continue with the next batch."""
+        """Where the loader is: the epoch, the generator's and the sampler's state at its start,
+        batches done in it (JSON-serialisable). ``load_state_dict`` of this makes the next
+        ``iter`` continue with the next batch."""
         if self._epoch_state is not None:  # in the middle of an epoch
-            return {"epoch": self.epoch - 1, "generator": self._epoch_state, "batch": self._batches_done}
-        return {"epoch": self.epoch, "generator": self.generator.get_state(), "batch": 0}
+            return {"epoch": self.epoch - 1, **self._epoch_state, "batch": self._batches_done}
+        return {"epoch": self.epoch, **self._start_state(), "batch": 0}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()``. A state without ``"sampler"`` (saved before samplers were
+        part of it) restores the generator only."""
         self.generator.set_state(state["generator"])
+        load = getattr(self.sampler, "load_state_dict", None)
+        if state.get("sampler") is not None and callable(load):
+            load(state["sampler"])
         self.epoch = int(state["epoch"])
         self._resume_batch = int(state.get("batch", 0))
         self._epoch_state = None
@@ -143,21 +185,28 @@ class DataLoader:
         return self.transform is not None or (self.fast_path and getattr(self.dataset, "uses_rng", False))
 
     def __iter__(self):
-        n = len(self.dataset)
-        start_state = self.generator.get_state()
-        rng = numpy_rng(self.generator)
-        order = rng.permutation(n) if self.shuffle else xp.arange(n)
-        seed = int(rng.integers(2**63)) if self._needs_rng() else None
+        start_state = self._start_state()
+        order = iter(self.sampler)  # built-in samplers draw their order here, before the seed
+        seed = int(numpy_rng(self.generator).integers(2**63)) if self._needs_rng() else None
         skip, self._resume_batch = self._resume_batch, 0
         self.epoch += 1
         self._iteration += 1
-        return self._batches(order, seed, skip, start_state, self._iteration)
-
-    def _batches(self, order, seed, skip, start_state, iteration):
-        nb, bs = len(self), self.batch_size
         self._epoch_state, self._batches_done = start_state, skip
-        for b in range(skip, nb):
-            idx = order[b * bs:(b + 1) * bs]
+        return self._batches(order, seed, skip, self._iteration)
+
+    def _batches(self, order, seed, skip, iteration):
+        bs, n = self.batch_size, len(self.dataset)
+        for b in itertools.count():
+            # the next batch_size indices as one array: the fast path fancy-indexes with it
+            idx = xp.fromiter(itertools.islice(order, bs), dtype=xp.int64)
+            if idx.size == 0 or (idx.size < bs and self.drop_last):
+                break
+            if b < skip:  # resuming: these batches were done before the state was saved
+                continue
+            if idx.min() < -n or idx.max() >= n:
+                bad = int(idx[(idx < -n) | (idx >= n)][0])
+                raise IndexError(f"DataLoader: the sampler ({type(self.sampler).__name__}) gave "
+                                 f"index {bad}, out of range for a dataset of length {n}")
             rng = xp.random.default_rng([seed, b]) if seed is not None else None
             batch = self._fetch(idx, rng)
             if iteration == self._iteration:
@@ -183,5 +232,5 @@ class DataLoader:
 
     def __repr__(self):
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)}, batch_size="
-                f"{self.batch_size}, shuffle={self.shuffle}, drop_last={self.drop_last}, "
+                f"{self.batch_size}, sampler={self.sampler!r}, drop_last={self.drop_last}, "
                 f"fast_path={self.fast_path})")

@@ -16,6 +16,11 @@ labels), not by checksum: Debian's package ships the same data recompressed, so 
 not have the published MD5 sums. Downloads are checked against the published MD5 sums.
 
 The network is touched only by ``download=True`` (or ``download(...)``), never at import.
+
+The other named data sets reuse this module: ``search_dirs`` (the same directories, with their
+own name), ``download_file`` (atomic, MD5-checked downloads) and ``InMemoryImageDataset``, the
+base of MNIST, Fashion-MNIST and CIFAR (``cifar.py``): images held as one uint8 array, handed
+out as float32 in [0, 1], a whole batch per fancy index.
 """
 from __future__ import annotations
 
@@ -126,16 +131,108 @@ def download_file(urls, dest: Path, md5: str, timeout: float = 60.0, quiet: bool
     raise DatasetError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
 
 
-class _MNISTLike(Dataset):
+class InMemoryImageDataset(Dataset):
+    """Images held in memory as one uint8 array ``.data`` and their labels as int64 ``.targets``
+    (the base of MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100).
+
+    Items and batches are float32 images (C, H, W) scaled to [0, 1]: ``ds[i]`` one at a time,
+    ``get_batch(indices)`` (the ``DataLoader``'s fast path) a whole batch by one fancy index.
+    ``transform``: a batch transform (a ``transforms.Transform``, applied to the batch in
+    ``get_batch``, seeded by the loader) or a per-item callable (applied in ``ds[i]``; the loader
+    then reads item by item). Subclasses set ``data``, ``targets``, ``files``, ``train``,
+    ``transform``, ``target_transform`` and the class attributes below.
+    """
+
+    title = ""
+    classes: list = []
+    mean, std = 0.0, 1.0  # of the training images scaled to [0, 1]: numbers, or one per channel
+
+    def _chw(self, images):
+        """``data[indices]`` as (B, C, H, W); ``data`` is stored so already unless overridden."""
+        return images
+
+    def _floats(self, indices):
+        """The images at ``indices`` (an index array) as float32 (B, C, H, W) in [0, 1]."""
+        x = self._chw(self.data[indices]).astype(xp.float32)
+        x *= xp.float32(1 / 255)
+        return x
+
+    # ---------------------------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __getitem__(self, index):
+        """(image, label): the image a float32 Tensor (C, H, W) in [0, 1] (after ``transform``),
+        the label an int (after ``target_transform``)."""
+        n = len(self)
+        i = int(index)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range for {self.title} of length {n}")
+        img = self._floats([i % n])[0]
+        if self.transform is not None:
+            if isinstance(self.transform, Transform):  # a batch transform, given a batch of one
+                img = self.transform(img, numpy_rng(None))
+            else:
+                img = self.transform(img)
+        label = int(self.targets[i])
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return (Tensor._wrap(img) if isinstance(img, xp.ndarray) else img), label
+
+    @property
+    def in_memory(self):
+        """Batched access works unless a per-item (non-``Transform``) transform is set."""
+        per_item = self.transform is not None and not isinstance(self.transform, Transform)
+        return not per_item and self.target_transform is None
+
+    @property
+    def uses_rng(self):
+        return isinstance(self.transform, Transform)
+
+    def get_batch(self, indices, rng=None):
+        """Images float32 (B, C, H, W) in [0, 1] (after a batch ``transform``), labels int64."""
+        x = self._floats(indices)
+        if self.transform is not None:
+            x = self.transform(x, rng)
+        return x, self.targets[indices]
+
+    def _normalize(self, x, normalize):
+        if normalize is None or normalize is False:
+            return x
+        mean, std = (self.mean, self.std) if normalize is True else normalize
+        mean, std = xp.asarray(mean, dtype=xp.float32), xp.asarray(std, dtype=xp.float32)
+        if mean.ndim or std.ndim:  # one value per channel
+            mean, std = mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1)
+        return (x - mean) / std
+
+    def arrays(self, normalize=False):
+        """The whole split as NumPy arrays: images float32 (N, C, H, W) scaled to [0, 1] and
+        labels int64 (N,). ``normalize=True`` standardises with the training set's mean and
+        std (``.mean``, ``.std``, per channel where they are tuples); a pair (mean, std) uses
+        those. No ``transform`` is applied."""
+        x = self._floats(slice(None))
+        return self._normalize(x, normalize), self.targets.copy()
+
+    def as_tensors(self, normalize=False):
+        """``arrays(normalize)`` as foveanet Tensors."""
+        x, y = self.arrays(normalize)
+        return Tensor._wrap(x), Tensor._wrap(y)
+
+    def class_counts(self):
+        return xp.bincount(self.targets, minlength=len(self.classes))
+
+    def __repr__(self):
+        split = "train" if self.train else "test"
+        return f"{type(self).__name__}({split}, {len(self)} images from {self.files[0].parent})"
+
+
+class _MNISTLike(InMemoryImageDataset):
     """The 28x28 grey-scale, 10-class data sets stored as four IDX files."""
 
     name = ""            # directory name: 'mnist' / 'fashion-mnist'
-    title = ""
     mirrors: list = []
     resources: dict = {}  # file name -> published MD5
-    classes: list = []
     debian_package = None
-    mean, std = 0.0, 1.0  # of the training images scaled to [0, 1]
 
     def __init__(self, root=None, train: bool = True, transform=None, target_transform=None,
                  download: bool = False):
@@ -158,6 +255,9 @@ class _MNISTLike(Dataset):
         self._check(images, labels)
         self.data = images
         self.targets = labels.astype(xp.int64)
+
+    def _chw(self, images):
+        return images[:, None]  # stored (N, 28, 28), as in the files
 
     # ------------------------------------------------------------------------------ locating
     @classmethod
@@ -204,71 +304,6 @@ class _MNISTLike(Dataset):
             raise DatasetError(f"{where}: {len(images)} images but {len(labels)} labels")
         if labels.size and labels.max() >= len(self.classes):
             raise DatasetError(f"{where}: label {labels.max()} out of range 0..{len(self.classes) - 1}")
-
-    # ---------------------------------------------------------------------------------- access
-    def __len__(self) -> int:
-        return int(self.data.shape[0])
-
-    def __getitem__(self, index):
-        """(image, label): the image a float32 Tensor (1, 28, 28) in [0, 1] (after ``transform``),
-        the label an int (after ``target_transform``)."""
-        n = len(self)
-        i = int(index)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} is out of range for {self.title} of length {n}")
-        img = self.data[i][None].astype(xp.float32) * xp.float32(1 / 255)
-        if self.transform is not None:
-            if isinstance(self.transform, Transform):  # a batch transform, given a batch of one
-                img = self.transform(img, numpy_rng(None))
-            else:
-                img = self.transform(img)
-        label = int(self.targets[i])
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return (Tensor._wrap(img) if isinstance(img, xp.ndarray) else img), label
-
-    @property
-    def in_memory(self):
-        """Batched access works unless a per-item (non-``Transform``) transform is set."""
-        per_item = self.transform is not None and not isinstance(self.transform, Transform)
-        return not per_item and self.target_transform is None
-
-    @property
-    def uses_rng(self):
-        return isinstance(self.transform, Transform)
-
-    def get_batch(self, indices, rng=None):
-        """Images float32 (B, 1, 28, 28) in [0, 1] (after a batch ``transform``), labels int64."""
-        x = self.data[indices][:, None].astype(xp.float32) * xp.float32(1 / 255)
-        if self.transform is not None:
-            x = self.transform(x, rng)
-        return x, self.targets[indices]
-
-    def _normalize(self, x, normalize):
-        if normalize is None or normalize is False:
-            return x
-        mean, std = (self.mean, self.std) if normalize is True else normalize
-        return (x - xp.float32(mean)) / xp.float32(std)
-
-    def arrays(self, normalize=False):
-        """The whole split as NumPy arrays: images float32 (N, 1, 28, 28) scaled to [0, 1] and
-        labels int64 (N,). ``normalize=True`` standardises with the training set's mean and
-        std (``.mean``, ``.std``); a pair (mean, std) uses those. No ``transform`` is applied."""
-        x = self.data[:, None].astype(xp.float32)
-        x *= xp.float32(1 / 255)
-        return self._normalize(x, normalize), self.targets.copy()
-
-    def as_tensors(self, normalize=False):
-        """``arrays(normalize)`` as foveanet Tensors."""
-        x, y = self.arrays(normalize)
-        return Tensor._wrap(x), Tensor._wrap(y)
-
-    def class_counts(self):
-        return xp.bincount(self.targets, minlength=len(self.classes))
-
-    def __repr__(self):
-        split = "train" if self.train else "test"
-        return f"{type(self).__name__}({split}, {len(self)} images from {self.files[0].parent})"
 
 
 class FashionMNIST(_MNISTLike):

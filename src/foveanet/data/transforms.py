@@ -1,4 +1,18 @@
-"""Data augmentation, vectorised over a whole batch and seeded.
+"""Data augmentation, vectorised over a whole batch and seeded; and the loading transforms that
+make images one size before they are batched.
+
+Two kinds of transforms, applied at two places:
+
+- *loading transforms* (``ImageTransform``: ``Resize``, ``CenterCrop``): deterministic, on one
+  image at a time (a PIL image or an array (..., H, W)), inside a dataset that reads files
+  (``ImageFolder(transform=..., size=...)``), so that images of any size come out one size and
+  can be stacked into a batch;
+- *batch transforms* (``Transform``: flips, crops, rotations, noise, erasing, ``Normalize``): on
+  the float batch (N, C, H, W) after it is stacked, seeded, given to the ``DataLoader``
+  (``DataLoader(transform=...)``) or to an in-memory dataset. Augmentation belongs here: one
+  vectorised call per batch, and reproducible per batch from the loader's seed.
+
+``Compose`` chains either kind. The rest of this docstring is about batch transforms.
 
 Every transform is called as ``t(batch, rng)``: ``batch`` is a float array (N, C, H, W) (a single
 image (C, H, W), or a Tensor, is accepted and given back in the same form) and ``rng`` a NumPy
@@ -29,7 +43,8 @@ from ..random import Generator, numpy_rng
 
 __all__ = ["Transform", "Compose", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomAffine",
            "RandomRotation", "RandomScale", "RandomCrop", "RandomTranslation", "GaussianNoise",
-           "Normalize", "RandomErasing", "Lambda", "parse_augment", "AUGMENT_NAMES"]
+           "Normalize", "RandomErasing", "Lambda", "parse_augment", "AUGMENT_NAMES",
+           "ImageTransform", "Resize", "CenterCrop"]
 
 
 def as_numpy_rng(rng):
@@ -77,7 +92,8 @@ class Transform:
 
 
 class Compose(Transform):
-    """Apply ``transforms`` one after the other, all drawing from the same generator."""
+    """Apply ``transforms`` one after the other, all drawing from the same generator. Chains
+    batch transforms, or loading transforms (``Resize``, ``CenterCrop``), or both."""
 
     def __init__(self, transforms):
         self.transforms = list(transforms)
@@ -404,6 +420,140 @@ class RandomErasing(Transform):
         else:
             fill = x.dtype.type(self.value)
         return xp.where(mask, fill, x)
+
+
+# ---------------------------------------------------------------------- loading transforms (one image)
+def _pil():
+    try:
+        from PIL import Image  # here, not at import: Pillow is needed for image files only
+    except ImportError:  # pragma: no cover - Pillow is in foveanet[train]
+        raise ImportError("resizing images needs Pillow: pip install pillow (or "
+                          "'foveanet[train]')") from None
+    return Image
+
+
+_RESAMPLING = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+
+
+def _size_pair(size, name):
+    """(h, w) from an int or a pair of positive ints."""
+    pair = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                 and v > 0 for v in pair):
+        raise ValueError(f"{name}: size must be a positive int or (height, width), got {size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class ImageTransform:
+    """Base of the loading transforms: deterministic, on one image, before batching.
+
+    Called as ``t(img)`` on a PIL image or an array / Tensor (..., H, W) (channels first, as
+    everywhere in foveanet; a 2-D array is one grey plane), it gives back the same kind. It also
+    takes (and ignores) an ``rng``, so it can sit in a ``Compose``. Subclasses implement
+    ``on_pil(img)`` and ``on_array(arr)``.
+    """
+
+    def __call__(self, img, rng=None):
+        if isinstance(img, Tensor):
+            return Tensor._wrap(self.on_array(img.data))
+        if isinstance(img, xp.ndarray):
+            if img.ndim < 2:
+                raise ValueError(f"{type(self).__name__} expects an image (..., H, W), got shape "
+                                 f"{tuple(img.shape)}")
+            return self.on_array(img)
+        if isinstance(img, _pil().Image):
+            return self.on_pil(img)
+        raise TypeError(f"{type(self).__name__} expects a PIL image, an array or a Tensor, got "
+                        f"{type(img).__name__}")
+
+    def on_pil(self, img):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def on_array(self, arr):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class Resize(ImageTransform):
+    """Resize an image (torchvision's ``Resize``): ``size`` an int makes the shorter side that
+    long, keeping the aspect ratio (the longer side is ``int(size * long / short)``); ``size``
+    (h, w) gives exactly that. ``interpolation``: 'bilinear' (default), 'nearest', 'bicubic',
+    'lanczos', 'box' or 'hamming', done by Pillow (which filters when it shrinks). Arrays are
+    resized plane by plane in float32 and cast back (integers rounded and clipped)."""
+
+    def __init__(self, size, interpolation: str = "bilinear"):
+        self.size = int(size) if isinstance(size, numbers.Integral) else _size_pair(size, "Resize")
+        if isinstance(self.size, int) and self.size < 1:
+            raise ValueError(f"Resize: size must be a positive int or (height, width), got {size!r}")
+        if interpolation not in _RESAMPLING:
+            raise ValueError(f"Resize: interpolation must be one of {', '.join(_RESAMPLING)}, got "
+                             f"{interpolation!r}")
+        self.interpolation = interpolation
+
+    def output_size(self, h: int, w: int):
+        """(height, width) of the result for an input of ``h`` x ``w``."""
+        if not isinstance(self.size, int):
+            return self.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.size, int(self.size * long / short)
+        return (new_long, new_short) if w <= h else (new_short, new_long)
+
+    def _filter(self):
+        return getattr(_pil().Resampling, self.interpolation.upper())
+
+    def on_pil(self, img):
+        w, h = img.size
+        oh, ow = self.output_size(h, w)
+        return img if (oh, ow) == (h, w) else img.resize((ow, oh), self._filter())
+
+    def on_array(self, arr):
+        h, w = arr.shape[-2:]
+        oh, ow = self.output_size(h, w)
+        if (oh, ow) == (h, w):
+            return arr
+        image, resample = _pil(), self._filter()
+        planes = arr.reshape(-1, h, w).astype(xp.float32)
+        out = xp.stack([xp.asarray(image.fromarray(p).resize((ow, oh), resample)) for p in planes])
+        if xp.issubdtype(arr.dtype, xp.integer):
+            info = xp.iinfo(arr.dtype)
+            out = xp.clip(xp.rint(out), info.min, info.max)
+        return out.astype(arr.dtype).reshape(*arr.shape[:-2], oh, ow)
+
+
+class CenterCrop(ImageTransform):
+    """Cut the central ``size`` (an int, or (h, w)) window of an image (torchvision's
+    ``CenterCrop``); an image smaller than that is padded with zeros around it first."""
+
+    def __init__(self, size):
+        self.size = _size_pair(size, "CenterCrop")
+
+    def _offsets(self, h, w):
+        """(top, left) of the window; negative where the window is larger (torchvision's rule:
+        padding (crop - image) // 2 before, the rest after, then the centre's rounding)."""
+        ch, cw = self.size
+        top = -((ch - h) // 2) if ch > h else int(round((h - ch) / 2.0))
+        left = -((cw - w) // 2) if cw > w else int(round((w - cw) / 2.0))
+        return top, left
+
+    def on_pil(self, img):
+        w, h = img.size
+        top, left = self._offsets(h, w)
+        ch, cw = self.size
+        return img.crop((left, top, left + cw, top + ch))  # Pillow fills outside with zeros
+
+    def on_array(self, arr):
+        h, w = arr.shape[-2:]
+        top, left = self._offsets(h, w)
+        ch, cw = self.size
+        pad_t, pad_l = max(0, -top), max(0, -left)
+        pad_b, pad_r = max(0, top + ch - h), max(0, left + cw - w)
+        if pad_t or pad_l or pad_b or pad_r:
+            arr = xp.pad(arr, [(0, 0)] * (arr.ndim - 2) + [(pad_t, pad_b), (pad_l, pad_r)])
+            top, left = top + pad_t, left + pad_l
+        return arr[..., top:top + ch, left:left + cw]
 
 
 # ------------------------------------------------------------------------------ the --augment string
