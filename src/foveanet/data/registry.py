@@ -43,7 +43,7 @@ from .sources import MNIST, FashionMNIST
 from .splits import train_val_split
 from .tabular import TASKS, CSVDataset
 from .toy import REGRESSION, ToyDataset
-from .toy import _canonical as _toy_name
+from .toy import canonical_name as _toy_name
 
 __all__ = ["open_dataset", "dataset_info", "DATASETS", "OPTIONS", "resolve"]
 

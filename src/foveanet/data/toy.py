@@ -112,10 +112,10 @@ _GENERATORS = {"circle": _circle, "xor": _xor, "gauss": _gauss, "spiral": _spira
 
 
 def is_regression(name: str) -> bool:
-    return _canonical(name) in REGRESSION
+    return canonical_name(name) in REGRESSION
 
 
-def _canonical(name: str) -> str:
+def canonical_name(name: str) -> str:
     key = name.strip().lower().replace("_", "-")
     key = {"regplane": "reg-plane", "plane": "reg-plane", "reggauss": "reg-gauss",
            "gaussian": "gauss", "circles": "circle", "spirals": "spiral"}.get(key, key)
@@ -131,7 +131,7 @@ def make_toy(name: str, n: int | None = None, noise: float = 0.0, seed: int = 0,
     ``noise``: Playground's noise / 100, from 0 to 0.5. ``seed``: the same seed gives the same
     points. ``shuffle``: mix the classes (as Playground does); False keeps class 1 first.
     """
-    key = _canonical(name)
+    key = canonical_name(name)
     if n is None:
         n = DEFAULT_N["regression" if key in REGRESSION else "classification"]
     if int(n) != n or n < 1:
@@ -156,7 +156,7 @@ class ToyDataset(TensorDataset):
 
     def __init__(self, name: str, n: int | None = None, noise: float = 0.0, seed: int = 0,
                  shuffle: bool = True):
-        self.name = _canonical(name)
+        self.name = canonical_name(name)
         self.noise, self.seed = noise, seed
         x, y = make_toy(self.name, n=n, noise=noise, seed=seed, shuffle=shuffle)
         super().__init__(x, y)
