@@ -38,18 +38,17 @@ before the classifier turns it back into NCHW order). The training kernel needs 
 sample to return a contiguous NCHW array (its backward wants that layout); at inference nothing
 else looks at the memory order. Why: every threaded BLAS call hands work to the other threads and
 waits for them, and a batch of 256 makes 256 such calls per layer in the training kernel against
-a handful here. Measured per convolution at batch 64-256 with 2 BLAS threads on a shared 2-core
-machine: 1.2x to 15x faster (resnet20's and cnn_bn's layers). With ONE BLAS thread nothing is
-handed off and the per-sample products are 10-25% faster (a sample's columns, 0.5 MB, stay in
-cache; a chunk's do not), so then, and for layers so small that OpenBLAS runs their per-sample
-products on one thread anyway (LeNet-5's, ``SMALL_GEMM_MACS``), the plan uses the training
-kernel's per-sample products (on the folded weights, with the fused epilogue). Where the
-training path takes a compiled kernel the plan does too, on the folded weights: stride-1 layers
-with few taps per output the direct loops (``ops/_direct.py``; without them LeNet-5's plan at
-batch 256 took 22.4 ms against the engine's 12.7, with them 9.8), the other 3x3 stride-1 layers
-with at least 16 channels each way Winograd F(4x4, 3x3) (``ops/_winograd.py``, with the folded
-weights transformed once at planning): at batch 256 against this module's im2col kernel, cnn-bn
-1.14x and resnet20 1.19x (fastest of 8).
+a handful here (figures: benchmarks/RESULTS.md, "Inference plan: the im2col kernel"). With ONE
+BLAS thread nothing is handed off and the per-sample products are faster (a sample's columns,
+0.5 MB, stay in cache; a chunk's do not), so then, and for layers so small that OpenBLAS runs
+their per-sample products on one thread anyway (LeNet-5's, ``SMALL_GEMM_MACS``), the plan uses
+the training kernel's per-sample products (on the folded weights, with the fused epilogue).
+Where the training path takes a compiled kernel the plan does too, on the folded weights:
+stride-1 layers with few taps per output the direct loops (``ops/_direct.py``; without them
+LeNet-5's plan was slower than the engine), the other 3x3 stride-1 layers with at least 16
+channels each way Winograd F(4x4, 3x3) (``ops/_winograd.py``, with the folded weights
+transformed once at planning). Figures: benchmarks/RESULTS.md, "Direct convolutions" and
+"Winograd convolutions".
 
 Every primitive the plan has no kernel of its own for runs through the engine's own ``forward``
 on raw arrays, so any model the tracer can capture runs; only stateful or batch-dependent

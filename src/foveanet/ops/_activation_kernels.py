@@ -1,6 +1,6 @@
 """ReLU's forward pass as one compiled loop (see ``activation.relu_into``), with numba.
 
-Imported only through ``_util.compiled`` (numba stays optional), cached on disk like the other
+Loaded only through ``backend.cpu.kernels.load``, cached on disk like the other
 kernel modules. It works on the flat slices [lo, hi), taken first so that the loop index starts
 at 0 and the loop vectorises (see ``optim/_sgd_kernels.py``).
 """

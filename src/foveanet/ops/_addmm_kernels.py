@@ -1,6 +1,6 @@
 """``y = x w^T + b`` with the bias inside the product (see ``_blas.addmm``), with numba.
 
-Imported only through ``_util.compiled`` (numba stays optional), cached on disk like the other
+Loaded only through ``backend.cpu.kernels.load``, cached on disk like the other
 kernel modules. ``gemm`` is NumPy's own ``cblas_?gemm`` (a ctypes function, passed in at each
 call: its address changes from process to process, so it is never baked into the cache).
 """

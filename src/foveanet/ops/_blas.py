@@ -7,13 +7,12 @@ rows of y are set to the bias first and BLAS adds the product into them (beta = 
 the very library NumPy calls (its bundled OpenBLAS, found with threadpoolctl; ILP64, as NumPy's
 wheels build it), so thread limits and results behave as NumPy's products do. The rounding
 differs from the two-pass form only in where the bias enters the sum (PyTorch's order).
-Measured on the MLP benchmark's layers (batch 256, 784 -> 512, with the ReLU after): 3.70 ->
-3.62 ms and 3.96 -> 3.83 ms in two runs; see benchmarks/RESULTS.md.
+Figures (the MLP benchmark's layers): benchmarks/RESULTS.md, "The bias inside the product".
 
 Used when it applies: float32 or float64 throughout, C-ordered x (any leading dimensions) and
 w, a bias, no empty dimension, an output of at least ``MIN_BYTES`` (below, the second pass is
-cheap and the call's ~5 us of argument handling is not: 256 x 512 -> 10 took 69 us this way
-against 63 as product + add), numba installed and NumPy's BLAS found with the expected entry
+cheap and the call's ~5 us of argument handling is not: the MLP's 256 x 512 -> 10 was slower
+this way), numba installed and NumPy's BLAS found with the expected entry
 point. Anything else (``FOVEANET_ADDMM=0`` too) returns None and the caller takes NumPy's path.
 """
 from __future__ import annotations

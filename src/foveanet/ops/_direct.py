@@ -31,8 +31,8 @@ from . import algorithms
 KERNELS = "foveanet.ops._direct_kernels"
 
 # Taps per output (C*KH*KW) at most MAX_TAPS, or MAX_TAPS_FIVES where the kernel width is a
-# multiple of 5 (no zero taps in the blocks): above them im2col's products measured as fast
-# (64->64 5x5 at 7x7, 1600 taps: 0.97x; 3x3 24->24, 216 taps: 1.00x).
+# multiple of 5 (no zero taps in the blocks): above them im2col's products were as fast (5x5
+# 64->64 at 1600 taps, 3x3 24->24 at 216); figures: benchmarks/RESULTS.md, "Direct convolutions".
 MAX_TAPS = 150
 MAX_TAPS_FIVES = 1200
 
@@ -137,7 +137,8 @@ def input_grad(g, w, pads, in_hw):
 
 
 # The stride-2 kernels take 3x3 layers with at most S2_MAX_MACS multiply-adds per output pixel
-# (C*9*O): above it their backward measured slower than im2col's products (64->128 at 8x8).
+# (C*9*O, up to 64x64 channels): above it their backward lost to im2col's products (64->128 at
+# 8x8 and larger); figures: benchmarks/RESULTS.md, "Direct convolutions".
 S2_MAX_MACS = 64 * 9 * 64
 
 

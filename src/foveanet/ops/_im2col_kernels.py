@@ -1,12 +1,12 @@
 """Compiled im2col and col2im for strided convolutions (see ``conv.im2col`` / ``conv.col2im``),
 with numba.
 
-Imported only through ``_util.compiled`` (numba stays optional), cached on disk like the other
+Loaded only through ``backend.cpu.kernels.load``, cached on disk like the other
 kernel modules. Both work on the samples [lo, hi). NumPy's col2im is one strided add per kernel
 offset, each reading and writing every other element of the image rows when the stride is 2;
-this loop does the same adds at 2.9-4.5x the speed (resnet20's stride-2 layers). The copy of
-im2col's strided view NumPy does about as fast (1.0-1.3x here); both are compiled so that the
-two stay each other's adjoint in one place.
+this loop does the same adds several times faster (resnet20's stride-2 layers). The copy of
+im2col's strided view NumPy does about as fast; both are compiled so that the two stay each
+other's adjoint in one place. Figures: benchmarks/RESULTS.md, "Strided im2col / col2im".
 """
 from numba import njit
 

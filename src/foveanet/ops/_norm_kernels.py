@@ -1,6 +1,6 @@
 """Compiled loops of training-mode batch norm (see ``norm.BatchNorm``), with numba.
 
-Imported only through ``_util.compiled`` (numba stays optional), cached on disk like the other
+Loaded only through ``backend.cpu.kernels.load``, cached on disk like the other
 kernel modules. Each kernel works on the channels [lo, hi) of an (N, C, M) array, so the engine's
 threads split the channels. Sums run in the array's dtype along each (n, c) row (vectorised) and
 are added up across rows in float64. Against NumPy's passes (one per operation, about ten over

@@ -1,6 +1,6 @@
 """Compiled loops of 2x2 max pooling with stride 2 (see ``pool.MaxPool2d``), with numba.
 
-Imported only through ``_util.compiled`` (numba stays optional), cached on disk like the other
+Loaded only through ``backend.cpu.kernels.load``, cached on disk like the other
 kernel modules. Both kernels work on the planes [lo, hi) of (N*C, H, W) arrays whose 2x2 windows
 tile the plane. Written for the 2x2 window only: the same loops with the window size as a
 variable measured 4-5x slower (the compiler cannot unroll the two-long window loops), slower

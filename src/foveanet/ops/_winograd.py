@@ -9,7 +9,7 @@ outputs per channel pair where im2col needs 9 per output, and the transformed in
 input where im2col's columns are 9x. The transformed arrays are kept channel-minor, (36, tiles,
 channels), so the products are ``V[k] (tiles x C) @ U[k]^T (C x O)``: OpenBLAS runs that
 orientation 1.35-1.45x faster than ``U[k] (O x C) @ V[k] (C x tiles)`` on these thin shapes
-(whole steps 1.03-1.09x, benchmarks/RESULTS.md). The backward uses the
+(benchmarks/RESULTS.md, "Winograd convolutions"). The backward uses the
 same pieces transposed, sharing ``dM = A dY A^T`` of the output gradient dY: the input gradient
 is ``B dV B^T`` of ``dV[k] = U[k]^T dM[k]``, added back at each tile's place, and the weight
 gradient is ``G^T dU G`` with ``dU[k] = sum over tiles of dM[k] V[k]^T``: 36 products whose inner
@@ -43,10 +43,13 @@ from . import algorithms
 KERNELS = "foveanet.ops._winograd_kernels"
 
 # input and output channels both at least this: below it (cnn-bn's 1->32, resnet20's 3->16) the
-# 36 products measured slower than im2col's one
+# 36 products were slower than im2col's one (figures: benchmarks/RESULTS.md, "Winograd
+# convolutions")
 MIN_CHANNELS = 16
 # Bytes of transformed input + products per chunk of samples. Unlike im2col's columns these need
-# not stay in the CPU cache: longer products matter more (16 MiB measured best of 4-64 MiB).
+# not stay in the CPU cache: longer products matter more (16 MiB beat 4 and 8 MiB on resnet20's
+# steps, level on cnn-bn's; 32 and 64 MiB no faster; figures: benchmarks/RESULTS.md, "Winograd
+# convolutions").
 CHUNK_BYTES = 16 << 20
 
 # G (6x3) of F(4x4, 3x3) with the interpolation points 0, 1, -1, 2, -2 and infinity

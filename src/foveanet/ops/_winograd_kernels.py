@@ -8,13 +8,11 @@ i * th * tw + ty * tw + tx within the chunk.
 Channels innermost. The transformed arrays are (36, tiles, channels), so each kernel first
 copies a sample into a buffer with the channels innermost ((rows, columns, C), zero-padded);
 then every step of a tile's transform is one pass over C contiguous values, which the compiler
-vectorises, and a tile's 36 results are 36 contiguous runs. Against the former kernels, which
-took one (sample, channel) plane at a time with a tile's values scalar and its results C apart,
-at the same results bit for bit (2 threads; resnet20's 32- and 64-channel layers at batch
-113-128, ms): input transform 4.1 -> 3.9 and 2.9 -> 2.0, output transform 3.7 -> 2.2 and 2.6 ->
-1.3, output adjoint 2.7 -> 3.1 and 3.0 -> 1.7, input adjoint 5.1 -> 4.6 and 3.1 -> 2.5; whole
-steps in separate processes, together with the strided im2col's own padding: resnet20 inference
-1.07-1.12x, training 1.03-1.06x, cnn-bn 1.00-1.08x (benchmarks/RESULTS.md, 2026-11-28 06:00).
+vectorises, and a tile's 36 results are 36 contiguous runs. The former kernels took one
+(sample, channel) plane at a time, a tile's values scalar and its results C apart; these give
+the same results bit for bit and were faster in whole steps, and per kernel on resnet20's 32- and
+64-channel layers but for the output adjoint at 32 channels (figures: benchmarks/RESULTS.md,
+"Winograd convolutions").
 """
 import numpy as np
 from numba import njit

@@ -84,12 +84,11 @@ def tanh(input):  # noqa: A002
 
 # ----------------------------------------------------------------------------------- relu family
 # ReLU is np.clip(a, 0, inf), not np.maximum(a, 0): NumPy runs maximum against a scalar in its
-# generic loop but has a SIMD loop for clip with two bounds (128x512 float32: 76 vs 18 us;
-# 128x6x28x28 715 vs 127 us; one-sided clip is as slow as maximum), and clip keeps -0.0 as
-# PyTorch's relu does. Whole steps against the split maximum, alternated in one process (median):
-# lenet5 training 1.03x, inference 1.04x, mlp inference 1.05x (benchmarks/RESULTS.md, 2026-11-27).
-# With numba, a compiled loop with clip's results comes first (_activation_kernels.py): it pays on
-# small arrays (the MLP's) and ties on large ones, which memory bandwidth bounds either way.
+# generic loop but has a SIMD loop for clip with two bounds (one-sided clip is as slow as
+# maximum), and clip keeps -0.0 as PyTorch's relu does (figures: benchmarks/RESULTS.md, "ReLU,
+# LeakyReLU and clamp"). With numba, a compiled loop with clip's results comes first
+# (_activation_kernels.py): it pays on small arrays (the MLP's) and ties on large ones, which
+# memory bandwidth bounds either way.
 def relu_into(a, out=None):
     """max(a, 0) into ``out`` (a new array laid out like ``a`` by default; ``out=a`` works in
     place), split over the engine's threads."""
@@ -99,8 +98,8 @@ def relu_into(a, out=None):
         return xp.maximum(a, 0, out=out)
     k = kernels.load(KERNELS)
     if k is not None and a.flags.c_contiguous and out.flags.c_contiguous and \
-            out.dtype == a.dtype:  # one compiled pass: 128x512 18.8 -> 10.6 us, 256x512 32.5 ->
-        af, of = a.reshape(-1), out.reshape(-1)  # 21.5, 64x32x28x28 1230 -> 1136 (one thread)
+            out.dtype == a.dtype:  # one compiled pass with clip's results (see above)
+        af, of = a.reshape(-1), out.reshape(-1)
         threads.split(lambda lo, hi: k.relu(af, of, lo, hi), af.size, out.nbytes)
         return out
     # the array method, not np.clip's wrapper: 6.9 -> 3.8 us on a small array
@@ -139,10 +138,9 @@ class ReLU(Function):
 
 class LeakyReLU(Function):
     """For 0 <= slope <= 1 (the usual case) without ``np.where``, which measured ~10x slower here
-    (128x6x28x28: 3.4 ms each way): the output is max(a, slope * a), which is a for a > 0 and
-    slope * a otherwise, bit for bit; the gradient is g times max(mask, slope), exactly 1 or
-    slope (forward 3414 -> 353 us, backward 3326 -> 424 us on that shape; clip, not maximum, for
-    the factor: see ``relu_into``)."""
+    (figures: benchmarks/RESULTS.md, "ReLU, LeakyReLU and clamp"): the output is max(a, slope *
+    a), which is a for a > 0 and slope * a otherwise, bit for bit; the gradient is g times
+    max(mask, slope), exactly 1 or slope (clip, not maximum, for the factor: see ``relu_into``)."""
 
     def forward(self, a, slope):
         self.mask, self.slope = a > 0, slope

@@ -53,8 +53,8 @@ def _chunk(n: int, per_sample_bytes: int) -> int:
 
 def _strided_kernels():
     """Compiled im2col / col2im (``_im2col_kernels``) for convolutions strided along the width,
-    or None without numba: NumPy's strided adds (one per kernel offset) were 3-4x slower than one
-    loop for col2im (benchmarks/RESULTS.md, "Strided im2col / col2im")."""
+    or None without numba: NumPy's strided adds (one per kernel offset) were several times slower
+    than one loop for col2im (figures: benchmarks/RESULTS.md, "Strided im2col / col2im")."""
     return kernels.load(KERNELS)
 
 
@@ -141,11 +141,9 @@ def _col2im(cols, out, kernel, stride, dilation, out_hw):
 # Products per sample of at most WIDE_MACS multiply-adds (O x C*KH*KW x OH*OW) over at most
 # WIDE_POSITIONS output positions are too small for BLAS to run well one by one (OpenBLAS runs
 # them on one thread, with a call's overhead each): there the columns of a whole chunk go side by
-# side, (C*KH*KW, m*OH*OW), for one product per chunk (``_wide_cols``). Measured on LeNet-5's
-# 6->16 convolution (240 k per sample, 10x10 outputs), batch 128, 2 threads: forward 6.2 -> 2.9
-# ms, LeNet-5 steps 1.10x. Larger products (64->64 channels at 8x8: 2.4 M) measured 0.77x that
-# way, and LeNet-5's first layer (118 k, but 28x28 outputs) 0.95x: per sample, the columns stay
-# in cache for their product.
+# side, (C*KH*KW, m*OH*OW), for one product per chunk (``_wide_cols``): LeNet-5's 6->16 layer
+# gains; larger products or outputs lose, since per sample the columns stay in cache for their
+# product (figures: benchmarks/RESULTS.md, "The im2col convolution").
 WIDE_MACS = 1 << 20
 WIDE_POSITIONS = 256
 
@@ -331,9 +329,9 @@ def _wide_backward(fn, gs, s, gw, gx):
 def _input_grad_is_a_conv(fn) -> bool:
     """Take the input gradient as a convolution (im2col of the padded gradient, O*KH*KW rows
     over H*W) rather than GEMM + col2im (C*KH*KW rows over OH*OW) only where its columns are
-    no larger. Measured on 128-sample batches: as a convolution 37 vs 51 ms (64->32
-    channels, 14x14, 3x3), but GEMM + col2im 35 vs 60 ms (32->64) and 6.7 vs 16 ms (LeNet's
-    6->16, 5x5 unpadded, where the padded gradient is 5x the columns)."""
+    no larger: each way won where its columns were the smaller (LeNet's 6->16, 5x5 unpadded,
+    has a padded gradient 5x its columns; figures: benchmarks/RESULTS.md, "The im2col
+    convolution")."""
     oh, ow = fn.geom[3]
     o, c = fn.wm.shape[0] * fn.wm.shape[1], fn.x_shape[-3]
     h, w = fn.x_shape[-2:]
@@ -371,8 +369,8 @@ def _input_grad_by_conv(fn, g):
 # chunk of the batch into channel-major output (the plan's layout; see interop/optimize.py), or
 # the training kernel's per-sample products where those pay (thresholds below; figures in
 # benchmarks/RESULTS.md, "Inference plan: the im2col kernel").
-# Bytes of columns per chunk: the fewer the threaded GEMM calls the faster (16 MiB measured as
-# fast as unchunked, up to 2x faster than 2 MiB), and it bounds the columns' memory.
+# Bytes of columns per chunk: the fewer the threaded GEMM calls the faster (16 MiB as fast as
+# unchunked), and it bounds the columns' memory.
 INFER_CHUNK_BYTES = 16 << 20
 # Per-sample products of at most this many multiply-adds (O x C*KH*KW x OH*OW) run one thread in
 # OpenBLAS (no hand-off), so there (LeNet-5's layers) and with one BLAS thread the training

@@ -244,9 +244,9 @@ class CrossEntropyIndex(Function):
 
     def _plain_forward(self, x, t, reduction):
         """The usual case (N, C) logits, no class weights or smoothing, every target counted,
-        'mean' or 'sum', in a third of the general path's NumPy calls (MLP training step: 149 ->
-        99-105 us forward, forward + backward 256 -> 152-158 us; PyTorch 156-163), the same bits
-        (each target weighs exactly 1 there)."""
+        'mean' or 'sum', in a third of the general path's NumPy calls, the same bits (each
+        target weighs exactly 1 there). Figures: benchmarks/RESULTS.md, "Cross-entropy's short
+        path"."""
         n = x.shape[0]
         rows, t = xp.arange(n), t.astype(xp.intp, copy=False)
         p = x - x.max(axis=1, keepdims=True)

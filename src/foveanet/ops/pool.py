@@ -120,9 +120,9 @@ def _tile_argmax(x, kh, kw, best, tap):
 
     The max first (one ``maximum`` per tap), then the winning tap by counting down from the last
     tap: ``tap -= (tap_t == max) * (tap - t)`` leaves the first tap equal to the max, in integer
-    arithmetic. Measured 13.6 ms against 27.3 ms for a masked ``copyto`` per tap on
-    128x32x28x28 (2x2): NumPy's ``where=`` copies run at about 1 GB/s. A NaN makes the max NaN
-    (no tap equals it); the caller then takes the general path with PyTorch's NaN rule."""
+    arithmetic: about half the time of a masked ``copyto`` per tap, since NumPy's ``where=``
+    copies run at about 1 GB/s (figures: benchmarks/RESULTS.md, "Max pooling"). A NaN makes the
+    max NaN (no tap equals it); the caller then takes the general path with PyTorch's NaN rule."""
     oh, ow = best.shape[2:]
     taps = [x[:, :, i:i + kh * oh:kh, j:j + kw * ow:kw] for i in range(kh) for j in range(kw)]
     xp.copyto(best, taps[0])
@@ -208,13 +208,13 @@ class MaxPool2d(Function):
             return out[0] if self.unbatched else out
         self.x_shape, self.tap = x.shape, None
         if tiling:
-            # windows tiling the input (the usual 2x2 / stride 2): keep only which tap won (int8);
-            # measured 1.75x faster than the general path's int64 indices on 128x16x28x28
+            # windows tiling the input (the usual 2x2 / stride 2): keep only which tap won (int8),
+            # faster than the general path's int64 indices
             out = xp.empty((n, c, oh, ow), dtype=x.dtype)
             tap = xp.empty((n, c, oh, ow), dtype=xp.int8 if kh * kw <= 127 else xp.int16)
-            # 2x2 with numba: one compiled pass instead of 4 max + 3 compare passes; 128x6x28x28
-            # 1.10 -> 0.32 ms, 128x32x28x28 6.43 -> 1.50 ms (2 threads); also for values only
-            # (inference), where NumPy's four max passes took 1.3 ms on LeNet-5's first pooling
+            # 2x2 with numba: one compiled pass instead of 4 max + 3 compare passes; also for
+            # values only (inference), instead of NumPy's four max passes (figures:
+            # benchmarks/RESULTS.md, "Max pooling")
             if compiled_2x2:
                 nans = []
                 x3, out3, tap3 = (xp.ascontiguousarray(x).reshape(n * c, h, w),

@@ -1,6 +1,6 @@
 """SGD's common momentum update as one compiled pass (see ``sgd._momentum_step``), with numba.
 
-Imported only through ``ops._util.compiled`` (numba stays optional), cached on disk like the
+Loaded only through ``backend.cpu.kernels.load``, cached on disk like the
 engine's kernel modules. No fast-math: each operation rounds as NumPy's (and PyTorch's) do, so
 the result is bit for bit the NumPy path's.
 """

@@ -84,10 +84,9 @@ def _flat_views(*arrays) -> bool:
 
 def _momentum_step(w, buf, d, momentum, lr):
     """The common case in one go: ``buf = momentum * buf + d; w -= lr * buf``, the same roundings
-    as the general path (and as PyTorch), on flat slices split over the engine's threads. Measured
-    on the MLP benchmark's parameters (670 k floats), 2 threads: 0.83 -> 0.61 ms a step (PyTorch's
-    multi-tensor SGD 0.43 ms); slices of 8-64 k elements per pass were slower (1.4-2.8 ms: small
-    ufunc calls from two threads queue on the interpreter lock)."""
+    as the general path (and as PyTorch), on flat slices split over the engine's threads; slices
+    of 8-64 k elements per pass were slower (small ufunc calls from two threads queue on the
+    interpreter lock). Figures: benchmarks/RESULTS.md, "SGD's momentum update"."""
     wf, bf, df = w.reshape(-1), buf.reshape(-1), d.reshape(-1)
     k = kernels.load(KERNELS)
     if k is not None:  # one vectorised compiled pass: the MLP's whole update 0.40 ms (PyTorch 0.55)
