@@ -132,7 +132,8 @@ def test_default_recipe_is_read_from_recipes(monkeypatch):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
 @pytest.mark.parametrize("scheduler", ["none", "step", "multistep", "cosine", "onecycle", "plateau"])
 def test_optimizers_and_schedulers(optimizer, scheduler):
-    from foveanet.cli import build_model, build_optimizer, build_scheduler, resolve_config
+    from foveanet.cli import resolve_config
+    from foveanet.train.run import build_model, build_optimizer, build_scheduler
     cfg = resolve_config({"dataset": "xor", "optimizer": optimizer, "scheduler": scheduler,
                           "epochs": 6, "lr": 0.1})
     cfg.update(num_classes=2, input_shape=[2], classes=["a", "b"])
@@ -301,9 +302,9 @@ def test_transfer_from_onnx_then_export(tmp_path, data_dir, capsys):
     assert ACC_LINE.search(out), out
     cfg = json.load(open(os.path.join(run, "config.json")))
     assert cfg["model"] == "onnx" and cfg["from_kind"] == "onnx"
-    from foveanet.cli import build_model, load_run_config, _load_weights
+    from foveanet.train.run import build_model, load_run_config, load_weights
     model = build_model(load_run_config(run))
-    _load_weights(model, run, "best")
+    load_weights(model, run, "best")
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert len(trainable) == 2 and all(p.shape[0] == 10 for n, p in model.named_parameters()
                                        if n in trainable)
@@ -336,7 +337,7 @@ def test_dropout_option(tmp_path, data_dir, capsys):
     assert main(["train", "--data-dir", data_dir, "--epochs", "1", "--limit-train", "100",
                  "--limit-test", "20", "--dropout", "0.3", "--out", run] + TINY) == 0
     capsys.readouterr()
-    from foveanet.cli import build_model, load_run_config
+    from foveanet.train.run import build_model, load_run_config
     model = build_model(load_run_config(run))
     drops = [m for m in model.modules() if isinstance(m, fv.nn.Dropout)]
     assert drops and all(m.p == 0.3 for m in drops)

@@ -1,6 +1,7 @@
 """foveanet.train.checkpoint: the run-directory format, its validation and its atomicity."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -163,3 +164,40 @@ def test_non_json_values_fail_before_writing(tmp_path):
     with pytest.raises(TypeError, match="checkpoint.json.extra.fn"):
         _save(tmp_path, model, opt, sched, extra={"fn": lambda: 0})
     assert os.listdir(tmp_path) == []
+
+
+def test_hostile_documents_are_checkpoint_errors(tmp_path):
+    """The two escapes the run-directory fuzz first found, and the schema's other checks."""
+    model, opt, sched = _trained()
+    _save(tmp_path, model, opt, sched)
+    good = (tmp_path / "checkpoint.json").read_bytes()
+    (tmp_path / "checkpoint.json").write_bytes(good[:40] + b"\xff" + good[41:])
+    with pytest.raises(ck.CheckpointError, match=r"checkpoint.json: not UTF-8 text \(byte 0xff at "
+                                                 r"offset 40\)"):
+        ck.load_checkpoint(tmp_path, mlp())
+
+    def edit(fn):
+        doc = json.loads(good)
+        fn(doc)
+        (tmp_path / "checkpoint.json").write_text(json.dumps(doc))
+
+    for change, key, problem in [
+            (lambda d: d["files"].update({"model.safetensors": True}), "files.model.safetensors",
+             "must be an object with 'sha256', got true"),
+            (lambda d: d.update(optimizers=False), "optimizers", "must be an object, got false"),
+            (lambda d: d["models"]["model"].update(file="../model.safetensors"), "models.model.file",
+             "must be the name of a .safetensors file in the run directory"),
+            (lambda d: d["rng"]["global"].update(bit_generator={"state": 1}), "rng.global",
+             "is not a random generator state NumPy accepts"),
+            (lambda d: d["optimizers"]["optimizer"]["state"]["param_groups"][0].update(lr="fast"),
+             "optimizers.optimizer.state.param_groups[0].lr", "must be a number, got the string"),
+            (lambda d: d["schedulers"]["optimizer"]["state"].pop("last_epoch"),
+             "schedulers.optimizer.state.last_epoch", None),
+            (lambda d: d.update(history={"epochs": [1]}), "history.epochs[0]",
+             "must be an object \\(one epoch's metrics\\), got 1")]:
+        edit(change)
+        with pytest.raises(ck.CheckpointError) as e:
+            ck.load_checkpoint(tmp_path, mlp(), fv.optim.Adam(mlp().parameters()), sched)
+        assert e.value.key == key and "checkpoint.json" in str(e.value), str(e.value)
+        if problem:
+            assert re.search(problem, str(e.value)), str(e.value)

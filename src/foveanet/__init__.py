@@ -5,6 +5,9 @@ A NumPy autograd engine with a PyTorch-shaped API::
     import foveanet as fv
     x = fv.randn(8, 3, requires_grad=True)
     (x * x).sum().backward()      # x.grad == 2 x
+
+    run = fv.load_run("runs/my-run")   # a run directory of `foveanet train`, rebuilt
+    run.model, run.classes, run.evaluate()
 """
 from . import backend  # noqa: F401
 from .autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
@@ -21,10 +24,11 @@ from .random import (Generator, get_rng_state, initial_seed, manual_seed, normal
                      randn, randperm, seed, set_rng_state)
 from . import data, interop, models, nn, onnx, optim, train  # noqa: E402,F401
 from .profiler import profile  # noqa: E402,F401
+from .train.run import load_run  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - PyTorch's name: fv.bool is the boolean dtype
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 
 def optimize_for_inference(model, example_input=None, **kwargs):

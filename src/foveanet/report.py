@@ -12,9 +12,14 @@
 - ``report.md``: the configuration, the per-epoch history, the final test metrics, the per-class
   accuracy, links to the plots, the wall time and the training speed (images/s).
 
-Whatever is not passed is read back from the run directory (``config.json``,
-``history.jsonl`` (or the checkpoint's history), ``results.json``), so ``foveanet evaluate
---report`` can regenerate the report later; a plot whose data is missing is left as it is.
+``write_run_report(run_dir, config, history, results, predictions, model)`` does the same from
+the output of ``foveanet.train.evaluation.predict_loader`` (what ``foveanet train`` and
+``foveanet evaluate --report`` call).
+
+Whatever is not passed is read back from the run directory (``config.json``, ``history.jsonl``
+(or the checkpoint's history: ``foveanet.train.run.read_history``), ``results.json``), so
+``foveanet evaluate --report`` can regenerate the report later; a plot whose data is missing is
+left as it is.
 Plots are drawn with matplotlib's object-oriented API on an Agg canvas (no display, no pyplot
 state), imported only when a report is written.
 """
@@ -24,8 +29,11 @@ import io
 import math
 import os
 
-__all__ = ["write_report", "render_markdown", "plot_curves", "plot_confusion_matrix",
-           "plot_misclassified", "plot_decision_regions", "read_history"]
+from .train.run import read_history
+
+__all__ = ["write_report", "write_run_report", "decision_boundary", "render_markdown",
+           "plot_curves", "plot_confusion_matrix", "plot_misclassified", "plot_decision_regions",
+           "read_history"]
 
 CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
@@ -38,20 +46,6 @@ def _read_json(path):
     from .train.io import loads_json
     with open(path, encoding="utf-8") as f:
         return loads_json(f.read())
-
-
-def read_history(run_dir) -> list:
-    """The per-epoch records of a run: ``history.jsonl``, else the checkpoint's history."""
-    from .train.io import loads_json
-    path = os.path.join(run_dir, "history.jsonl")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return [loads_json(line) for line in f if line.strip()]
-    ck = os.path.join(run_dir, "checkpoint.json")
-    if os.path.isfile(ck):
-        hist = _read_json(ck).get("history") or {}
-        return list(hist.get("epochs", []) if isinstance(hist, dict) else hist)
-    return []
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -375,3 +369,37 @@ def write_report(run_dir, config=None, history=None, results=None, *, images=Non
     atomic_write_text(path, render_markdown(config, history, results, plots))
     written.append(path)
     return written
+
+
+def decision_boundary(model):
+    """``points -> class probabilities`` of a model on 2-D points, for ``plot_decision_regions``
+    (the model is put in eval mode)."""
+    from .autograd import no_grad
+    from .backend import xp
+    from .ops import softmax, tensor
+
+    def probabilities(points):
+        model.eval()
+        with no_grad():
+            out = model(tensor(xp.asarray(points, dtype=xp.float32)))
+            return softmax(out, dim=1).numpy()
+    return probabilities
+
+
+def write_run_report(run_dir, config, history, results, predictions, model=None) -> list:
+    """``write_report`` from ``predictions``, the dict of ``predict_loader`` on the test set: its
+    misclassified images for ``misclassified.png``, or, when ``model`` is given (a run on 2-D
+    points, predicted with ``keep_inputs=True``), all test points over the model's decision
+    regions. ``history`` None reads it back from the run directory. Returns the paths written."""
+    kwargs = {}
+    if model is not None:
+        kwargs.update(points=predictions["inputs"], labels=predictions["labels"],
+                      predictions=predictions["logits"].argmax(axis=1),
+                      boundary=decision_boundary(model))
+    else:
+        none = predictions["mis_images"] is None
+        kwargs.update(images=[] if none else predictions["mis_images"],
+                      labels=[] if none else predictions["mis_labels"],
+                      predictions=[] if none else predictions["mis_preds"])
+    records = list(history) if history is not None else None
+    return write_report(run_dir, config=config, history=records, results=results, **kwargs)

@@ -32,6 +32,7 @@ from .cifar import CIFAR10, CIFAR100  # noqa: F401
 from .dataset import ArrayDataset, ConcatDataset, Dataset, Subset, TensorDataset, targets_of  # noqa: F401
 from .folder import IMG_EXTENSIONS, ImageFolder  # noqa: F401
 from .idx import DatasetError, read_idx, write_idx  # noqa: F401
+from .images import ImageError, prepare_image  # noqa: F401
 from .loader import DataLoader, default_collate  # noqa: F401
 from .registry import DATASETS, dataset_info, open_dataset  # noqa: F401
 from .samplers import (DistributedSampler, RandomSampler, Sampler, SequentialSampler,  # noqa: F401
@@ -47,6 +48,7 @@ from .transforms import (CenterCrop, Compose, GaussianNoise, Normalize, RandomAf
                          parse_augment)
 
 __all__ = [
+    "ImageError", "prepare_image",
     "Dataset", "TensorDataset", "ArrayDataset", "Subset", "ConcatDataset", "targets_of",
     "DatasetError", "read_idx", "write_idx", "DataLoader", "default_collate",
     "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "DistributedSampler",

@@ -10,15 +10,22 @@
             opt.step()
         sched.step()
 
+By name (the names of ``foveanet train --optimizer`` / ``--scheduler``)::
+
+    opt = fv.optim.create("adamw", model.parameters(), lr=3e-3, weight_decay=5e-4)
+    sched, interval = fv.optim.create_scheduler("cosine", opt, epochs=100)
+
 Optimizers: SGD (momentum, Nesterov), Adam, AdamW, RMSprop; all update ``p.data`` in place with
 NumPy, match PyTorch's update formulas, and save/restore with ``state_dict``/``load_state_dict``.
 """
 from . import lr_scheduler  # noqa: F401
 from .adam import Adam, AdamW  # noqa: F401
+from .factory import OPTIMIZERS, SCHEDULERS, create, create_scheduler, scheduler_options  # noqa: F401
 from .optimizer import Optimizer, required  # noqa: F401
 from .regularization import Regularizer, l1_penalty, l2_penalty, penalty  # noqa: F401
 from .rmsprop import RMSprop  # noqa: F401
 from .sgd import SGD  # noqa: F401
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler", "l1_penalty",
-           "l2_penalty", "penalty", "Regularizer", "required"]
+           "l2_penalty", "penalty", "Regularizer", "required",
+           "create", "create_scheduler", "scheduler_options", "OPTIMIZERS", "SCHEDULERS"]

@@ -4,19 +4,32 @@ A callback subclasses ``Callback`` and overrides any of::
 
     on_train_begin(logs)          once, before the first epoch
     on_epoch_begin(epoch, logs)   epoch is 1-based (the epoch about to run)
+    on_batch_begin(batch, logs)   batch is 1-based (the batch about to run)
+    on_after_backward()           after every backward() of a training step (after the
+                                  Trainer's own on_after_backward, e.g. a gradient all-reduce)
+    on_before_optimizer_step(optimizer)
+                                  before every optimizer.step(), after the Trainer's own hook
+                                  (which clips the gradients with clip_grad_norm)
     on_batch_end(batch, logs)     batch is 1-based; logs: loss/accuracy so far this epoch, ...
     on_epoch_end(epoch, logs)     logs: the epoch's record (train_loss, val_loss, lr, ...)
     on_train_end(logs)            once, after the last epoch or an early stop (not after a
                                   divergence or an exception: nothing is written then)
 
-``self.trainer`` is the Trainer running it (``self.model`` its model). Setting
-``self.trainer.stop_training = True`` ends the run after the current epoch (and
-``trainer.stop_reason`` says why). Callbacks run in ascending ``order`` (then in the order given):
-user callbacks (0), loggers (50), the progress display (90), ``Checkpoint`` (100) last, so a
-checkpoint records the state every other callback has reached at the end of the epoch.
+``self.trainer`` is the Trainer running it (``self.model`` its model, ``self.models`` all of its
+models by name). Setting ``self.trainer.stop_training = True`` ends the run after the current
+epoch (and ``trainer.stop_reason`` says why). Callbacks run in ascending ``order`` (then in the
+order given): user callbacks (0), loggers (50), the progress display (90), ``Checkpoint`` (100)
+last, so a checkpoint records the state every other callback has reached at the end of the epoch.
+
+A callback with ``rank_zero_only = True`` runs only in the process of rank 0
+(``Trainer(rank=...)``): the ones that write files or print (``Checkpoint``, ``BestCheckpoint``,
+``CSVLogger``, ``JSONLLogger``, the progress display) declare it, so the other processes of a
+data-parallel run train the same way and write nothing.
 
 A callback whose ``state_dict()`` is not empty is saved in the resumable checkpoint and restored
-by ``Trainer.resume`` (``EarlyStopping``'s patience counter, ``BestCheckpoint``'s best value).
+by ``Trainer.resume`` (``EarlyStopping``'s patience counter, ``BestCheckpoint``'s best value);
+a saved state its ``load_state_dict`` rejects (ValueError/TypeError/KeyError) is a
+``CheckpointError`` naming the callback.
 """
 from __future__ import annotations
 
@@ -26,17 +39,19 @@ import warnings
 
 from ..backend import xp
 from ..optim.lr_scheduler import ReduceLROnPlateau
-from .checkpoint import FORMAT_VERSION
-from .io import atomic_write_many, dumps_json, encode_arrays
+from .checkpoint import check_model_state, check_scheduler_state
+from .io import CheckpointError, atomic_write_many, dumps_json, encode_arrays
 
 __all__ = ["Callback", "CallbackList", "Checkpoint", "BestCheckpoint", "EarlyStopping",
            "LRSchedulerCallback", "CSVLogger", "JSONLLogger", "LambdaCallback", "step_scheduler"]
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class: every hook does nothing. ``order``: where it runs among the others;
+    ``rank_zero_only``: run only in the process of rank 0."""
 
     order = 0
+    rank_zero_only = False
     trainer = None
 
     def set_trainer(self, trainer) -> None:
@@ -44,7 +59,13 @@ class Callback:
 
     @property
     def model(self):
+        """The Trainer's model (None when it has several: see ``models``)."""
         return None if self.trainer is None else self.trainer.model
+
+    @property
+    def models(self) -> dict:
+        """The Trainer's models by name (``{"model": model}`` for a single-model Trainer)."""
+        return {} if self.trainer is None else self.trainer.models
 
     def on_train_begin(self, logs=None):
         pass
@@ -64,12 +85,19 @@ class Callback:
     def on_batch_end(self, batch, logs=None):
         pass
 
+    def on_after_backward(self):
+        pass
+
+    def on_before_optimizer_step(self, optimizer):
+        pass
+
     def state_dict(self) -> dict:
         """What must survive an interruption (JSON values and arrays); {} when nothing."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        """Restore ``state_dict()``'s value; raise ValueError (or TypeError/KeyError) when it
+        cannot be this callback's state."""
 
 
 class LambdaCallback(Callback):
@@ -84,10 +112,14 @@ class LambdaCallback(Callback):
 
 
 class CallbackList:
-    """Callbacks sorted by ``order`` and called together."""
+    """Callbacks sorted by ``order`` and called together; in a process of rank > 0 the
+    ``rank_zero_only`` ones are left out (they never run there)."""
 
     def __init__(self, callbacks, trainer):
-        self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "order", 0))
+        rank = getattr(trainer, "rank", 0)
+        self.callbacks = sorted((cb for cb in callbacks
+                                 if rank == 0 or not getattr(cb, "rank_zero_only", False)),
+                                key=lambda c: getattr(c, "order", 0))
         for cb in self.callbacks:
             cb.set_trainer(trainer)
 
@@ -112,11 +144,22 @@ class CallbackList:
                 out[key] = state
         return out
 
-    def load_state_dict(self, states: dict) -> None:
+    def load_state_dict(self, states: dict, where: str = "checkpoint") -> None:
+        """Give each callback its saved state (``where``: the file it came from, for errors).
+        A state a callback rejects is a CheckpointError naming it; states of callbacks this run
+        does not have are ignored."""
         cbs = self.keyed()
         for key, state in (states or {}).items():
-            if key in cbs:
+            if key not in cbs:
+                continue
+            try:
+                if not isinstance(state, dict):
+                    raise ValueError(f"expected an object, got {type(state).__name__}")
                 cbs[key].load_state_dict(state)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise CheckpointError(f"{where}: key 'callbacks.{key}' is not a state of "
+                                      f"{type(cbs[key]).__name__}: {exc}", where,
+                                      f"callbacks.{key}") from None
 
     def hooks(self, hook: str) -> list:
         """The bound ``hook`` methods of the callbacks that override it (the per-batch loop
@@ -165,14 +208,45 @@ def _run_dir(run_dir):
     return os.fspath(run_dir)
 
 
+def _check_best(state) -> None:
+    """ValueError unless ``state`` holds a valid ``best`` (a number or None) and ``best_epoch``
+    (an int >= 0 or None): a saved monitor record."""
+    best, epoch = state.get("best"), state.get("best_epoch")
+    if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+        raise ValueError(f"'best' must be a number or null, got {best!r}")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        raise ValueError(f"'best_epoch' must be an integer >= 0 or null, got {epoch!r}")
+
+
+def _copy_weights(model) -> dict:
+    return {k: xp.array(v.data, copy=True) for k, v in model.state_dict().items()}
+
+
+def _check_weights(weights, where, model) -> dict:
+    """``{key: array}`` copies of saved weights that fit ``model`` (None: not checked); a
+    ValueError when they are something else."""
+    if not isinstance(weights, dict):
+        raise ValueError(f"{where} must be an object of arrays, got {type(weights).__name__}")
+    for k, v in weights.items():
+        if not isinstance(v, (xp.ndarray, xp.generic)):
+            raise ValueError(f"{where}.{k} must be an array, got {type(v).__name__}")
+    if model is not None:
+        try:
+            check_model_state(model, weights, where)
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+    return {k: xp.array(v, copy=True) for k, v in weights.items()}
+
+
 # -------------------------------------------------------------------------------- checkpoints
 class Checkpoint(Callback):
     """Save the resumable state into ``run_dir`` at the end of every ``every``-th epoch (and of the
     last one): weights, optimizer, scheduler, epoch, global step, RNG states, history and the
     callbacks' states (see ``foveanet.train.checkpoint``). ``Trainer.resume(run_dir)`` continues
-    from it. It runs after every other callback (``order = 100``)."""
+    from it. It runs after every other callback (``order = 100``), in the process of rank 0."""
 
     order = 100
+    rank_zero_only = True
 
     def __init__(self, run_dir, every: int = 1):
         self.run_dir = _run_dir(run_dir)
@@ -195,7 +269,12 @@ class BestCheckpoint(Callback):
     On every improvement (by more than ``min_delta``) writes ``{filename}.safetensors`` (the
     weights) and then ``{filename}.json`` (``epoch``, ``monitor``, ``value``, ``mode``, the epoch's
     metrics, the model's name and config, and the weights' file name), both atomically, the JSON
-    last. ``best`` and ``best_epoch`` hold the record. NaN/inf values never count as better."""
+    last. ``best`` and ``best_epoch`` hold the record. NaN/inf values never count as better.
+    A Trainer with several models (``Trainer(models=...)``) gets one weights file per model,
+    ``{filename}.{name}.safetensors``, and ``{filename}.json`` (format version 2) maps each
+    model's name to its entry in ``model`` and its file in ``weights``. Runs on rank 0 only."""
+
+    rank_zero_only = True
 
     def __init__(self, run_dir, monitor: str = "val_loss", mode: str = "min",
                  min_delta: float = 0.0, filename: str = "best"):
@@ -209,7 +288,12 @@ class BestCheckpoint(Callback):
 
     @property
     def weights_path(self) -> str:
+        """The weights file of a single-model Trainer."""
         return os.path.join(self.run_dir, self.filename + ".safetensors")
+
+    def model_weights_path(self, name: str) -> str:
+        """The weights file of the model ``name`` of a several-model Trainer."""
+        return os.path.join(self.run_dir, f"{self.filename}.{name}.safetensors")
 
     @property
     def json_path(self) -> str:
@@ -221,21 +305,31 @@ class BestCheckpoint(Callback):
             return
         self.best, self.best_epoch = value, epoch
         t = self.trainer
-        weights = encode_arrays(t.model.state_dict(), {"format": "foveanet.best", "epoch": str(epoch),
-                                                        self.monitor: repr(value)})
-        doc = {"format": "foveanet.best", "format_version": FORMAT_VERSION, "epoch": epoch,
+        meta = {"format": "foveanet.best", "epoch": str(epoch), self.monitor: repr(value)}
+        doc = {"format": "foveanet.best", "format_version": 1, "epoch": epoch,
                "monitor": self.monitor, "mode": self.mode, "value": value,
-               "metrics": {k: v for k, v in (logs or {}).items()},
-               "model": {"name": t.model_name, "class": type(t.model).__name__,
-                         "config": t.model_config},
-               "weights": os.path.basename(self.weights_path)}
-        atomic_write_many([(self.weights_path, weights),
-                           (self.json_path, dumps_json(doc, self.json_path).encode("utf-8"))])
+               "metrics": {k: v for k, v in (logs or {}).items()}}
+        if t.single_model:
+            files = [(self.weights_path, encode_arrays(t.model.state_dict(), meta))]
+            doc.update(model={"name": t.model_name, "class": type(t.model).__name__,
+                              "config": t.model_config},
+                       weights=os.path.basename(self.weights_path))
+        else:
+            files = [(self.model_weights_path(name), encode_arrays(m.state_dict(), meta))
+                     for name, m in t.models.items()]
+            doc.update(format_version=2,
+                       model={name: {"name": name, "class": type(m).__name__,
+                                     "config": (t.model_config or {}).get(name)}
+                              for name, m in t.models.items()},
+                       weights={name: os.path.basename(self.model_weights_path(name))
+                                for name in t.models})
+        atomic_write_many(files + [(self.json_path, dumps_json(doc, self.json_path).encode("utf-8"))])
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state):
+        _check_best(state)
         self.best = state.get("best")
         self.best_epoch = state.get("best_epoch")
 
@@ -272,9 +366,10 @@ class EarlyStopping(Callback):
             return
         if _improved(value, self.best, self.mode, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
-                self.best_weights = {k: xp.array(v.data, copy=True)
-                                     for k, v in self.trainer.model.state_dict().items()}
+            if self.restore_best:  # {key: array}, or {model name: {key: array}} for several
+                t = self.trainer
+                self.best_weights = (_copy_weights(t.model) if t.single_model else
+                                     {name: _copy_weights(m) for name, m in t.models.items()})
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -286,7 +381,12 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs=None):
         if self.restore_best and self.best_weights is not None:
-            self.trainer.model.load_state_dict(self.best_weights)
+            t = self.trainer
+            if t.single_model:
+                t.model.load_state_dict(self.best_weights)
+            else:
+                for name, m in t.models.items():
+                    m.load_state_dict(self.best_weights[name])
 
     def state_dict(self):
         state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
@@ -295,11 +395,23 @@ class EarlyStopping(Callback):
         return state
 
     def load_state_dict(self, state):
+        _check_best(state)
+        wait = state.get("wait", 0)
+        if isinstance(wait, bool) or not isinstance(wait, int) or wait < 0:
+            raise ValueError(f"'wait' must be an integer >= 0, got {wait!r}")
+        bw, t = state.get("best_weights"), self.trainer
+        if bw is not None and (t is None or t.single_model):
+            bw = _check_weights(bw, "best_weights", None if t is None else t.model)
+        elif bw is not None:
+            if not isinstance(bw, dict) or set(bw) != set(t.models):
+                raise ValueError(f"'best_weights' must hold the weights of the models "
+                                 f"{', '.join(t.models)}")
+            bw = {name: _check_weights(bw[name], f"best_weights.{name}", m)
+                  for name, m in t.models.items()}
         self.best = state.get("best")
         self.best_epoch = state.get("best_epoch")
-        self.wait = int(state.get("wait", 0))
-        bw = state.get("best_weights")
-        self.best_weights = None if bw is None else {k: xp.array(v, copy=True) for k, v in bw.items()}
+        self.wait = wait
+        self.best_weights = bw
 
 
 # ----------------------------------------------------------------------------------- schedules
@@ -345,15 +457,24 @@ class LRSchedulerCallback(Callback):
         return {"scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state):
-        self.scheduler.load_state_dict(state["scheduler"])
+        saved = state["scheduler"]
+        if not isinstance(saved, dict):
+            raise ValueError(f"'scheduler' must be an object, got {type(saved).__name__}")
+        try:
+            check_scheduler_state(self.scheduler, saved, "the saved state", "scheduler")
+        except CheckpointError as exc:
+            raise ValueError(str(exc)) from None
+        self.scheduler.load_state_dict(saved)
 
 
 # ------------------------------------------------------------------------------------- loggers
 class CSVLogger(Callback):
     """Write the history as ``run_dir/filename`` (CSV, a header and one row per epoch) after every
-    epoch, atomically (the whole file is rewritten, so a resumed run has no duplicate rows)."""
+    epoch, atomically (the whole file is rewritten, so a resumed run has no duplicate rows).
+    Rank 0 only."""
 
     order = 50
+    rank_zero_only = True
 
     def __init__(self, run_dir, filename: str = "history.csv"):
         self.path = os.path.join(_run_dir(run_dir), filename)
@@ -364,9 +485,10 @@ class CSVLogger(Callback):
 
 class JSONLLogger(Callback):
     """Write the history as ``run_dir/filename`` (one JSON object per epoch and line) after every
-    epoch, atomically."""
+    epoch, atomically. Rank 0 only."""
 
     order = 50
+    rank_zero_only = True
 
     def __init__(self, run_dir, filename: str = "history.jsonl"):
         self.path = os.path.join(_run_dir(run_dir), filename)

@@ -1,12 +1,15 @@
 """``History``: what ``fit`` returns, one dict of metrics per epoch.
 
-Each record holds ``epoch`` (1-based), ``global_step`` (optimizer steps so far), ``train_loss``,
-``train_accuracy`` (None for non-classification), ``train_cost`` (only with l1/l2: loss +
-penalty), ``val_loss``, ``val_accuracy``, ``val_top5`` (when there is a validation loader; top-5
-only with >= 5 classes), ``lr`` (the first parameter group's rate during the epoch),
-``train_time`` (seconds in the training loop), ``epoch_time`` (seconds, training + validation +
-checks) and ``images_per_sec`` (training samples per second of ``train_time``), plus whatever
-callbacks add.
+Each record holds ``epoch`` (1-based), ``global_step`` (batches with an optimizer step so far),
+``train_loss``, ``train_accuracy`` (classification; None for a ``loss_fn`` whose batches do not
+look like classification), ``train_cost`` (only with l1/l2: loss + penalty), ``val_loss``,
+``val_accuracy``, ``val_top5`` (when there is a validation loader; top-5 only with >= 5 classes),
+``lr`` (the first parameter group's rate during the epoch; ``lr_<name>`` per optimizer when
+there are several), ``train_time`` (seconds in the training loop), ``epoch_time`` (seconds,
+training + validation + checks) and ``images_per_sec`` (training samples per second of
+``train_time``), plus whatever callbacks add. Other tasks log their metrics the same way
+(``train_mse``, ``val_r2``, ``val_mean_iou``, ``val_psnr``...), and a custom ``train_step`` /
+``eval_step`` the values it returns (``train_<key>`` / ``val_<key>``).
 
 ``history["val_loss"]`` is the list of one metric over the epochs, ``history[-1]`` the last record.
 ``to_csv``/``to_jsonl`` write the table (atomically).

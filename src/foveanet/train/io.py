@@ -26,8 +26,9 @@ from ..autograd import Tensor
 from ..backend import xp
 
 __all__ = ["atomic_write", "atomic_write_many", "atomic_write_bytes", "atomic_write_text", "save_state_dict",
-           "load_state_dict", "encode_arrays", "save_arrays", "load_arrays", "read_safetensors_metadata",
-           "dumps_json", "loads_json", "sha256_file", "CheckpointError"]
+           "load_state_dict", "encode_arrays", "decode_arrays", "decode_metadata", "save_arrays",
+           "load_arrays", "read_safetensors_metadata", "dumps_json", "loads_json", "sha256_file",
+           "CheckpointError"]
 
 
 class CheckpointError(RuntimeError):
@@ -164,7 +165,10 @@ def _encode(obj, where: str):
 
 def _decode_hook(d):
     if len(d) == 1 and "__float__" in d:
-        return float(d["__float__"])
+        value = d["__float__"]
+        if not isinstance(value, str):  # a ValueError, as any other invalid JSON value
+            raise ValueError(f"a tagged float must be 'nan', 'inf' or '-inf', got {value!r:.40}")
+        return float(value)
     return d
 
 
@@ -178,8 +182,12 @@ def _reject_constant(name):
 
 
 def loads_json(text: str):
-    """The inverse of ``dumps_json``."""
-    return json.loads(text, object_hook=_decode_hook, parse_constant=_reject_constant)
+    """The inverse of ``dumps_json``. Invalid text is a ValueError, also when it nests deeper
+    than Python's parser can follow."""
+    try:
+        return json.loads(text, object_hook=_decode_hook, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("the JSON nests too deeply to be read") from None
 
 
 # ------------------------------------------------------------------------------------- safetensors
@@ -234,26 +242,47 @@ def _read(path, what: str) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise CheckpointError(f"{what} not found: {os.fspath(path)}", path) from None
+    except OSError as exc:  # a directory, no permission
+        raise CheckpointError(f"{os.fspath(path)}: cannot be read ({exc.strerror or exc})",
+                              path) from None
 
 
 def _header(data: bytes, path) -> dict:
+    """The JSON header of safetensors ``data``: an object of entries and ``__metadata__``
+    (string pairs); CheckpointError when it is anything else."""
+    def bad(problem):
+        return CheckpointError(f"{os.fspath(path)} is not a valid safetensors file: {problem}", path)
     if len(data) < 8:
         raise CheckpointError(f"{os.fspath(path)} is not a safetensors file (only {len(data)} bytes)",
                               path)
     (n,) = struct.unpack("<Q", data[:8])
+    if 8 + n > len(data):
+        raise bad("header runs past the end of the file")
     try:
-        if 8 + n > len(data):
-            raise ValueError("header runs past the end of the file")
-        return json.loads(data[8:8 + n].decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{os.fspath(path)} is not a valid safetensors file: {exc}", path) from None
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise bad(exc if not isinstance(exc, RecursionError) else "the header nests too deeply") from None
+    if not isinstance(header, dict):
+        raise bad(f"the header is a JSON {type(header).__name__}, not an object")
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict)
+                                 and all(isinstance(v, str) for v in meta.values())):
+        raise bad("'__metadata__' must be an object of strings")
+    return header
 
 
-def load_arrays(path, what: str = "safetensors file") -> tuple[dict, dict]:
-    """``(arrays, metadata)`` from a safetensors file; arrays in the file's order, writable.
-    A missing or corrupt file is a ``CheckpointError`` naming it."""
+def decode_metadata(data: bytes, path) -> dict:
+    """The string metadata in the header of safetensors ``data``."""
+    meta = dict(_header(data, path).get("__metadata__") or {})
+    meta.pop(_ORDER_KEY, None)
+    return meta
+
+
+def decode_arrays(data: bytes, path) -> tuple[dict, dict]:
+    """``(arrays, metadata)`` of safetensors ``data`` (read from ``path``, named in errors):
+    arrays in the order they were saved, writable; CheckpointError when the bytes are not a
+    valid safetensors file."""
     stn = _safetensors()
-    data = _read(path, what)
     header = _header(data, path)
     try:
         arrays = stn.load(data)
@@ -262,12 +291,19 @@ def load_arrays(path, what: str = "safetensors file") -> tuple[dict, dict]:
     meta = dict(header.get("__metadata__") or {})
     try:
         order = json.loads(meta.pop(_ORDER_KEY, "[]"))
-    except ValueError:
+    except (ValueError, RecursionError):
         order = []
     if not isinstance(order, list) or sorted(map(str, order)) != sorted(arrays):
-        order = sorted(arrays, key=lambda k: header[k].get("data_offsets", [0])[0])
+        # safetensors validated the entries: each is an object with its data_offsets
+        order = sorted(arrays, key=lambda k: header[k]["data_offsets"][0])
     out = OrderedDict((k, xp.array(arrays[k], copy=True)) for k in order)
     return out, meta
+
+
+def load_arrays(path, what: str = "safetensors file") -> tuple[dict, dict]:
+    """``(arrays, metadata)`` from a safetensors file; arrays in the file's order, writable.
+    A missing or corrupt file is a ``CheckpointError`` naming it."""
+    return decode_arrays(_read(path, what), path)
 
 
 def read_safetensors_metadata(path) -> dict:
@@ -278,11 +314,15 @@ def read_safetensors_metadata(path) -> dict:
             if len(head) < 8:
                 raise CheckpointError(f"{os.fspath(path)} is not a safetensors file", path)
             (n,) = struct.unpack("<Q", head)
-            meta = dict(_header(head + f.read(n), path).get("__metadata__") or {})
-            meta.pop(_ORDER_KEY, None)
-            return meta
+            if n > os.fstat(f.fileno()).st_size - 8:  # never allocate what the file cannot hold
+                raise CheckpointError(f"{os.fspath(path)} is not a valid safetensors file: header "
+                                      "runs past the end of the file", path)
+            return decode_metadata(head + f.read(n), path)
     except FileNotFoundError:
         raise CheckpointError(f"file not found: {os.fspath(path)}", path) from None
+    except OSError as exc:
+        raise CheckpointError(f"{os.fspath(path)}: cannot be read ({exc.strerror or exc})",
+                              path) from None
 
 
 def save_state_dict(state_dict: Mapping, path, metadata: Mapping | None = None) -> None:

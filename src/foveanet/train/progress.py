@@ -4,7 +4,7 @@ On a terminal: a live ``rich`` progress bar, refreshed during the epoch, showing
 batch/total, the running loss and accuracy, images/s and the ETA; after each epoch one summary
 line (with the validation metrics) is printed above it. Elsewhere (stdout redirected to a file,
 CI logs, tests) or when ``rich`` is not installed: one plain line per epoch, nothing per batch.
-``Trainer(progress=False)`` shows nothing.
+``Trainer(progress=False)`` shows nothing, and neither does a process of rank > 0.
 """
 from __future__ import annotations
 
@@ -25,19 +25,36 @@ def _fmt(v, pct=False):
     return f"{100 * v:.2f}%" if pct else f"{v:.4f}"
 
 
+# Shown in their own format by format_epoch, or (train_cost, val_top5) left out of the line.
+_SHOWN = {"epoch", "global_step", "train_loss", "train_accuracy", "train_cost", "val_loss",
+          "val_accuracy", "val_top5", "lr", "train_time", "epoch_time", "images_per_sec"}
+
+
 def format_epoch(logs: dict, epochs: int | None = None) -> str:
-    """One line for an epoch record: ``epoch 3/10  train_loss 0.4123  train_acc 85.21%  ...``."""
+    """One line for an epoch record: ``epoch 3/10  train_loss 0.4123  train_acc 85.21%  ...``.
+    Other ``train_*`` / ``val_*`` / ``lr_*`` numbers (a task's metrics, a custom step's values)
+    follow the accuracies as ``name value``."""
     e = logs.get("epoch")
-    parts = [f"epoch {e}/{epochs}" if epochs else f"epoch {e}",
-             f"train_loss {_fmt(logs.get('train_loss'))}"]
+    parts = [f"epoch {e}/{epochs}" if epochs else f"epoch {e}"]
+    if "train_loss" in logs or not any(k.startswith("train_") for k in logs):
+        parts.append(f"train_loss {_fmt(logs.get('train_loss'))}")
     if logs.get("train_accuracy") is not None:
         parts.append(f"train_acc {_fmt(logs['train_accuracy'], True)}")
+    for k, v in logs.items():
+        if k.startswith("train_") and k not in _SHOWN and isinstance(v, float):
+            parts.append(f"{k} {_fmt(v)}")
     if logs.get("val_loss") is not None:
         parts.append(f"val_loss {_fmt(logs['val_loss'])}")
     if logs.get("val_accuracy") is not None:
         parts.append(f"val_acc {_fmt(logs['val_accuracy'], True)}")
+    for k, v in logs.items():
+        if k.startswith("val_") and k not in _SHOWN and isinstance(v, float):
+            parts.append(f"{k} {_fmt(v)}")
     if logs.get("lr") is not None:
         parts.append(f"lr {logs['lr']:.4g}")
+    for k, v in logs.items():
+        if k.startswith("lr_") and isinstance(v, float):
+            parts.append(f"{k} {v:.4g}")
     if logs.get("epoch_time") is not None:
         parts.append(f"{logs['epoch_time']:.1f}s")
     if logs.get("images_per_sec") is not None:
@@ -56,9 +73,10 @@ def _rich_available() -> bool:
 class ProgressCallback(Callback):
     """The display itself. ``mode``: ``"auto"`` (a bar on a terminal, plain lines otherwise),
     ``"bar"`` or ``"plain"``. ``stream``: where to write (default: ``sys.stdout`` at
-    ``on_train_begin``). ``refresh``: at most this many bar updates per second."""
+    ``on_train_begin``). ``refresh``: at most this many bar updates per second. Rank 0 only."""
 
     order = 90
+    rank_zero_only = True
 
     def __init__(self, mode: str = "auto", stream=None, refresh: float = 10.0):
         if mode not in ("auto", "bar", "plain"):
@@ -89,8 +107,9 @@ class ProgressCallback(Callback):
         self._out = self.stream if self.stream is not None else sys.stdout
         t = self.trainer
         start = t.epoch
-        what = (f"fit {type(t.model).__name__}: epochs {start + 1}..{t.target_epochs}, "
-                f"{t.num_batches} batches/epoch")
+        models = (type(t.model).__name__ if t.single_model else
+                  " + ".join(f"{name} ({type(m).__name__})" for name, m in t.models.items()))
+        what = f"fit {models}: epochs {start + 1}..{t.target_epochs}, {t.num_batches} batches/epoch"
         if start:
             what += f" (resumed after epoch {start})"
         if self._use_bar(self._out):

@@ -1,0 +1,176 @@
+"""What the commands share: the usage error, argument types, the help formatter, output helpers
+(lines, tables) and the reading of ``--model-option KEY=VALUE``."""
+from __future__ import annotations
+
+import argparse
+import ast
+import math
+
+from ..train.run import ConfigError
+
+PROG = "foveanet"
+CHECKPOINT_HELP = "best: lowest validation loss (default); last: the last epoch"
+
+# the command-line option of each configuration key a library ConfigError can name
+OPTION_OF = {"from": "--from", "freeze": "--freeze", "head_classes": "--num-classes",
+             "dropout": "--dropout", "val_split": "--val-split", "model_options": "--model-option"}
+
+
+class UsageError(Exception):
+    """A bad command line: printed as ``foveanet CMD: error: ...``, exit status 2."""
+
+
+def usage_text(exc: ConfigError) -> str:
+    """A library ConfigError said the command line's way: naming the option, not the key."""
+    flag = OPTION_OF.get(exc.key)
+    if flag is None:
+        return str(exc)
+    return f"{flag}{'' if exc.value is None else f' {exc.value}'}: {exc.reason}"
+
+
+# ----------------------------------------------------------------------------- argument types
+def positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
+def _float(text, what, ok):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not math.isfinite(v) or not ok(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def positive_float(text):
+    return _float(text, "a number > 0", lambda v: v > 0)
+
+
+def nonneg_float(text):
+    return _float(text, "a number >= 0", lambda v: v >= 0)
+
+
+def fraction(text):
+    return _float(text, "a fraction in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def probability(text):
+    return _float(text, "a probability in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def momentum(text):
+    return _float(text, "a momentum in [0, 1)", lambda v: 0 <= v < 1)
+
+
+def input_shape(text):
+    try:
+        dims = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        dims = ()
+    if len(dims) not in (1, 3) or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 1,28,28) or a feature count, got "
+                                         f"{text!r}")
+    return dims
+
+
+# ------------------------------------------------------------------------------ parser pieces
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=30)
+
+
+def version():
+    from ..version import __version__
+    return __version__
+
+
+def add_run_dir(parser):
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of 'foveanet train'")
+
+
+def add_checkpoint(parser):
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help=CHECKPOINT_HELP)
+
+
+# ------------------------------------------------------------------------------------ output
+def out(*args, **kwargs):
+    print(*args, **kwargs, flush=True)
+
+
+def table(title, headers, rows, rich_ok, align=None):
+    """Print a table: rich on a terminal, aligned plain text otherwise."""
+    align = align or ["left"] + ["right"] * (len(headers) - 1)
+    if rich_ok:
+        try:
+            from rich.console import Console
+            from rich.markup import escape
+            from rich.table import Table
+        except ImportError:
+            rich_ok = False
+    if rich_ok:
+        t = Table(title=escape(title), title_justify="left")
+        for h, a in zip(headers, align):
+            t.add_column(escape(h), justify=a)
+        for r in rows:
+            t.add_row(*[escape(str(c)) for c in r])
+        Console().print(t)
+        return
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) if a == "left" else c.rjust(w)
+                         for c, w, a in zip(r, widths, align)).rstrip()
+    out(title)
+    out(fmt(cells[0]))
+    out("  ".join("-" * w for w in widths))
+    for r in cells[1:]:
+        out(fmt(r))
+    out("")
+
+
+# ------------------------------------------------------------------------------ model options
+def _literal(text: str):
+    """A --model-option value: a Python literal (8, 0.5, 256,256, [1, 2], True), else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        low = text.lower()
+        if low in ("true", "yes", "on"):
+            return True
+        if low in ("false", "no", "off"):
+            return False
+        if low in ("none", "null"):
+            return None
+        return text
+
+
+def parse_model_options(items) -> dict:
+    """``{key: value}`` of ``--model-option KEY=VALUE`` items (dashes in keys read as
+    underscores)."""
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"--model-option expects KEY=VALUE, got {item!r}")
+        options[key] = _literal(value.strip())
+    return options

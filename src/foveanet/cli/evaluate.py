@@ -1,0 +1,80 @@
+"""``foveanet evaluate RUN_DIR``: the test metrics, per-class accuracy and confusion matrix of a
+trained run on its own test set (``foveanet.load_run`` and ``foveanet.train.evaluation``)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..backend import set_num_threads
+from ..report import write_run_report
+from ..train.evaluation import compute_test_metrics, predict_loader
+from ..train.run import data_files_note, load_run, make_loader, read_results, write_results
+from .common import Formatter, add_checkpoint, add_run_dir, out, table
+
+EPILOG = """\
+examples:
+  foveanet evaluate runs/cnn_bn-fashion-mnist-20250101-120000
+  foveanet evaluate runs/mlp --checkpoint last --data-dir ~/data
+  foveanet evaluate runs/mlp --report            also rewrite report.md and the plots
+
+Prints the test loss, accuracy, top-5 accuracy, the per-class accuracy and the confusion
+matrix (rows: true class, columns: predicted class). The test set is the run's own (the same
+--limit-test subset as during training).
+"""
+
+
+def add_parser(sub):
+    e = sub.add_parser("evaluate", help="test metrics, per-class accuracy, confusion matrix",
+                       description="Evaluate a trained run on its test set.",
+                       epilog=EPILOG, formatter_class=Formatter)
+    add_run_dir(e)
+    add_checkpoint(e)
+    e.add_argument("--data-dir", metavar="DIR", default=None, dest="data_dir",
+                   help="where the data set files are (default: where the run found them)")
+    e.add_argument("--download", action="store_true", help="download the data set if needed")
+    e.add_argument("--report", action="store_true",
+                   help="rewrite results.json, report.md and the plots from this evaluation")
+    e.add_argument("--optimize", action="store_true",
+                   help="run fv.optimize_for_inference's model (BN folded, activations fused)")
+    return e
+
+
+def print_metrics(test: dict, rich_ok: bool) -> None:
+    """The tables of ``compute_test_metrics``' result: metrics, per-class accuracy, confusion."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    table("Test metrics", ["metric", "value"],
+          [("loss", f"{test['loss']:.4f}"), ("accuracy", pct(test["accuracy"])),
+           ("top-5 accuracy", pct(test.get("top5"))), ("samples", test["num_samples"])], rich_ok)
+    classes = test["classes"]
+    cm = test["confusion_matrix"]
+    rows = [(f"{i} {name}", pct(a), cm[i][i], n)
+            for i, (name, a, n) in enumerate(zip(classes, test["per_class_accuracy"],
+                                                test["class_counts"]))]
+    table("Per-class accuracy", ["class", "accuracy", "correct", "count"], rows, rich_ok)
+    table("Confusion matrix (rows: true class, columns: predicted class)",
+          ["true \\ pred"] + [str(i) for i in range(len(classes))],
+          [[f"{i} {name}"] + list(row) for i, (name, row) in enumerate(zip(classes, cm))], rich_ok)
+
+
+def command(args) -> int:
+    run = load_run(args.run_dir, checkpoint=args.checkpoint)
+    cfg = run.config
+    set_num_threads(int(cfg.get("threads") or 1))
+    model = run.optimized_model() if args.optimize else run.model
+    test_set = run.test_set(args.data_dir, args.download)
+    note = data_files_note(cfg, "test", test_set)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    pred = predict_loader(model, make_loader(test_set, cfg, False), keep_inputs=run.is_toy)
+    test = compute_test_metrics(pred, run.classes)
+    out(f"{run.run_dir}: {cfg['model']} on {run.dataset}, {run.weights} (epoch {run.epoch}), "
+        f"{test['num_samples']} test samples")
+    print_metrics(test, sys.stdout.isatty())
+    if args.report:
+        results = read_results(run.run_dir) or {}
+        results.update(checkpoint=args.checkpoint, epoch=run.epoch, test=test)
+        write_results(run.run_dir, results)
+        written = write_run_report(run.run_dir, cfg, None, results, pred,
+                                   model if run.is_toy else None)
+        out("wrote " + ", ".join(os.path.basename(p) for p in written))
+    return 0

@@ -1,0 +1,89 @@
+"""``foveanet predict RUN_DIR IMAGE...``: classify picture files (or X,Y points, for a run on a
+toy set) with a trained run (``foveanet.load_run``; pictures prepared by
+``foveanet.data.images.prepare_image``)."""
+from __future__ import annotations
+
+import json
+
+from ..backend import xp
+from ..train.run import load_run
+from .common import Formatter, UsageError, add_checkpoint, add_run_dir, out, positive_int
+
+EPILOG = """\
+examples:
+  foveanet predict runs/cnn_bn-fashion-mnist-20250101-120000 shirt.png sneaker.jpg
+  foveanet predict runs/mlp photo.png --top 3 --json
+  foveanet predict runs/spiral-run 1.5,-2 0,0    toy runs take x,y points
+  foveanet predict --top 1 runs/spiral-run -- -1.5,2 0,0   (after --, points may start with -)
+
+How a picture is prepared: it is converted to grey (models with 1 input channel) or RGB
+(3 channels), padded to a square with its border colour, resized to the model's input size
+(28x28 for Fashion-MNIST/MNIST) and scaled to [0, 1]. The training images are light objects
+on a black background; a photo is usually a dark object on a light background, so for
+Fashion-MNIST/MNIST runs a picture whose border is lighter than mid-grey is inverted
+(--invert auto; force it with --invert always/never).
+"""
+
+
+def add_parser(sub):
+    p = sub.add_parser("predict", help="classify image files with a trained run",
+                       description="Classify PNG/JPEG pictures with a trained run.",
+                       epilog=EPILOG, formatter_class=Formatter)
+    add_run_dir(p)
+    p.add_argument("images", metavar="IMAGE", nargs="+",
+                   help="PNG/JPEG files (X,Y points for a toy-set run)")
+    p.add_argument("--top", type=positive_int, default=3, metavar="K",
+                   help="show the K most probable classes (default 3)")
+    add_checkpoint(p)
+    p.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
+                   help="invert grey values (auto: dark-on-light pictures, for (Fashion-)MNIST)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--optimize", action="store_true",
+                   help="run fv.optimize_for_inference's model (BN folded, activations fused)")
+    return p
+
+
+def _points(items, dataset):
+    """X,Y arguments as a float32 (N, 2) batch."""
+    pts = []
+    for item in items:
+        try:
+            pts.append([float(v) for v in item.split(",")])
+        except ValueError:
+            pts.append([])
+        if len(pts[-1]) != 2:
+            raise UsageError(f"{item!r}: a run on {dataset} classifies points: give X,Y "
+                             "(e.g. 1.5,-2)")
+    return xp.asarray(pts, dtype=xp.float32)
+
+
+def command(args) -> int:
+    run = load_run(args.run_dir, checkpoint=args.checkpoint)
+    model = run.optimized_model() if args.optimize else run.model
+    classes = run.classes
+    k = min(args.top, len(classes))
+    inverted = [False] * len(args.images)
+    if run.is_toy:
+        batch = _points(args.images, run.dataset)
+    else:
+        prepared = [run.prepare_image(p, args.invert) for p in args.images]
+        inverted = [inv for _, inv in prepared]
+        batch = xp.stack([x for x, _ in prepared])
+    probs = run.probabilities(batch, model=model)
+    results = []
+    for item, p, inv in zip(args.images, probs, inverted):
+        order = xp.argsort(-p, kind="stable")[:k]
+        results.append({"image": item, "prediction": classes[int(order[0])],
+                        "index": int(order[0]), "probability": float(p[order[0]]),
+                        "inverted": inv,
+                        "top": [{"class": classes[int(i)], "index": int(i),
+                                 "probability": float(p[i])} for i in order]})
+    if args.json:
+        out(json.dumps(results, indent=1))
+        return 0
+    for r in results:
+        note = "  (inverted: dark on light)" if r["inverted"] else ""
+        out(f"{r['image']}: {r['prediction']} ({100 * r['probability']:.1f}%){note}")
+        for rank, t in enumerate(r["top"], 1):
+            out(f"  {rank}. {t['class']:<16} {100 * t['probability']:6.2f}%")
+    return 0

@@ -1,0 +1,361 @@
+"""``foveanet train``: resolve the configuration from the recipe and the options, train in a run
+directory (or continue one with ``--resume``), then test the best weights and write the report.
+
+The configuration is ``foveanet.recipes.recipe_for(dataset, model)`` with the options given laid
+over it (``resolve_config``); it is printed first and saved as ``RUN_DIR/config.json``
+(``foveanet.train.run``). Determinism: the weights are initialised from ``seed`` (the global
+generator), the training subset (``--limit-train``) and the validation split are drawn from their
+own generators seeded from ``seed``, and the training loader shuffles and augments from another
+one; the checkpoint stores every generator's state, so ``--resume`` after an interruption (even
+``kill -9``) ends with the same weights, bit for bit, as a run that was never interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ..backend import set_num_threads, xp
+from ..optim import OPTIMIZERS, SCHEDULERS
+from ..recipes import DEFAULT_RECIPE, SCHEDULES, recipe_for
+from ..report import write_run_report
+from ..train import Trainer, TrainingDiverged
+from ..train.checkpoint import JSON_FILE
+from ..train.evaluation import compute_test_metrics, predict_loader
+from ..train.run import (BEST_FILE, CONFIG_FILE, DATASETS, IMAGE_DATASETS, RUN_FORMAT,
+                         RUN_FORMAT_VERSION, TOY_DATASETS, ConfigError, RunError, augmentation,
+                         build_model, build_optimizer, build_scheduler, canonical_model,
+                         check_model_fits, check_model_options, checkpoint_epoch, data_files,
+                         data_files_note, data_info, jsonable_options, load_run_config, load_test,
+                         load_train_val, load_weights, make_loader, model_record, transfer_source,
+                         write_results, write_run_config)
+from .common import (Formatter, UsageError, fraction, momentum, nonneg_float, nonneg_int, out,
+                     parse_model_options, positive_float, positive_int, probability, usage_text,
+                     version)
+
+# options of `train` that are not part of a run's configuration: they may differ on --resume
+ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out")
+
+EPILOG = """\
+examples:
+  foveanet train                                 the default recipe on Fashion-MNIST
+  foveanet train --download                      ... downloading Fashion-MNIST if needed
+  foveanet train --model mlp --model-option hidden=256,256 --optimizer momentum --lr 0.05 \\
+                 --scheduler cosine --epochs 10 --dropout 0.2
+  foveanet train --model lenet5 --augment flip,crop=2 --l2 1e-4 --out runs/lenet
+  foveanet train --dataset spiral                a 2-D toy set (an MLP on (x, y) points)
+  foveanet train --limit-train 2000 --limit-test 500 --epochs 1     a quick smoke run
+  foveanet train --resume runs/lenet --epochs 20 continue (and extend) an interrupted run
+
+Defaults come from foveanet.recipes.DEFAULT_RECIPE (TOY_RECIPE for the toy sets); the
+resolved configuration is printed first and saved as RUN_DIR/config.json. The test set is
+evaluated with the weights of the epoch with the lowest validation loss (best.safetensors).
+--resume continues from the run's last checkpoint with its config.json; other options must
+agree with it, except --epochs (which may extend the run), --data-dir, --download and
+--no-progress. A resumed run ends bit-identical to an uninterrupted one.
+"""
+
+
+def add_parser(sub):
+    R = DEFAULT_RECIPE
+    S = argparse.SUPPRESS  # options are absent unless given (to tell given from default)
+    t = sub.add_parser("train", help="train a model (default: the recipe on Fashion-MNIST)",
+                       description="Train a model and write a run directory with checkpoints, "
+                       "history, report and plots.", epilog=EPILOG,
+                       formatter_class=Formatter, argument_default=S)
+    g = t.add_argument_group("model")
+    g.add_argument("--model", metavar="NAME", help=f"a registered model (default {R['model']}; "
+                   "see 'foveanet models')")
+    g.add_argument("--model-option", metavar="KEY=VALUE", action="append", dest="model_option",
+                   help="a keyword of the model's constructor, e.g. width=8 or hidden=256,256 "
+                   "(repeatable)")
+    g.add_argument("--from", metavar="SOURCE", dest="from_",
+                   help="transfer learning: start from an ONNX file or a run directory instead of "
+                   "a fresh --model")
+    g.add_argument("--freeze", metavar="NAMES",
+                   help="with --from: freeze 'features' (all but the new head) or the listed "
+                   "parameter-name prefixes, comma-separated")
+    g.add_argument("--num-classes", type=positive_int, metavar="N", dest="num_classes",
+                   help="with --from: outputs of the new classifier head (default: the data "
+                   "set's classes)")
+    g.add_argument("--dropout", type=probability, metavar="P",
+                   help="set the p of every Dropout layer (or the model's dropout option)")
+    g = t.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, help=f"default {R['dataset']}")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="where the data set files are (searched first)")
+    g.add_argument("--download", action="store_true",
+                   help="download the data set (with checksums) when it is not found")
+    g.add_argument("--augment", metavar="SPEC",
+                   help=f"augmentation, e.g. flip,crop=2,rotate=10 or none "
+                   f"(default {R['augment']!r})")
+    g.add_argument("--val-split", type=fraction, metavar="F", dest="val_split",
+                   help=f"validation fraction, stratified (default {R['val_split']}; 0: none)")
+    g.add_argument("--limit-train", type=positive_int, metavar="N", dest="limit_train",
+                   help="train on a random subset of N images (quick runs)")
+    g.add_argument("--limit-test", type=positive_int, metavar="N", dest="limit_test",
+                   help="test on a random subset of N images")
+    g = t.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=positive_int, metavar="N", help=f"default {R['epochs']}")
+    g.add_argument("--batch-size", type=positive_int, metavar="N", dest="batch_size",
+                   help=f"default {R['batch_size']}")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {R['optimizer']}")
+    g.add_argument("--lr", type=positive_float, metavar="X",
+                   help=f"learning rate (OneCycle's peak; default {R['lr']:g})")
+    g.add_argument("--momentum", type=momentum, metavar="M",
+                   help=f"momentum of sgd/momentum/rmsprop ('momentum' default {R['momentum']})")
+    g.add_argument("--weight-decay", type=nonneg_float, metavar="X", dest="weight_decay",
+                   help=f"the optimizer's weight decay (default {R['weight_decay']:g})")
+    g.add_argument("--scheduler", choices=("none",) + SCHEDULERS,
+                   help=f"learning-rate schedule (default {R['scheduler']})")
+    g.add_argument("--l1", type=nonneg_float, metavar="ALPHA", help="L1 penalty: Cost = Loss + "
+                   "ALPHA * sum |w|")
+    g.add_argument("--l2", type=nonneg_float, metavar="ALPHA", help="L2 penalty: Cost = Loss + "
+                   "ALPHA * sum w^2")
+    g = t.add_argument_group("run")
+    g.add_argument("--seed", type=nonneg_int, metavar="N", help=f"default {R['seed']}")
+    g.add_argument("--threads", type=positive_int, metavar="N", help=f"BLAS threads (default "
+                   f"{R['threads']})")
+    g.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL-DATASET-TIME)")
+    g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    g.add_argument("--no-progress", action="store_true", dest="no_progress",
+                   help="no progress bar (one line per epoch)")
+    return t
+
+
+# ------------------------------------------------------------------------- configuration
+def resolve_config(given: dict) -> dict:
+    """The full configuration of a new run from the options given on the command line (``given``:
+    only the options that were given) and the recipe for the data set."""
+    recipe = recipe_for(given.get("dataset"), given.get("model"))
+    cfg = {k: given.get(k, v) for k, v in recipe.items()}
+    source = given.get("from_")
+    if source is None:
+        for opt in ("freeze", "num_classes"):
+            if opt in given:
+                raise UsageError(f"--{opt.replace('_', '-')} applies to transfer learning: give "
+                                 "the model to start from with --from")
+        cfg["model"] = canonical_model(cfg["model"])
+        recipe_model = canonical_model(recipe["model"])
+        options = dict(recipe["model_options"]) if cfg["model"] == recipe_model else {}
+        options.update(parse_model_options(given.get("model_option")))
+        cfg["model_options"] = jsonable_options(check_model_options(cfg["model"], options))
+    else:
+        for opt in ("model", "model_option", "dropout"):
+            if opt in given:
+                raise UsageError(f"--{opt.replace('_', '-')} and --from exclude each other: the "
+                                 "model is the one --from names")
+        cfg.update(transfer_source(source))
+        cfg["freeze"] = given.get("freeze")
+        cfg["head_classes"] = given.get("num_classes")
+    toy = cfg["dataset"] in TOY_DATASETS
+    if toy and cfg["augment"] and str(cfg["augment"]).strip().lower() not in ("none", "off", "no"):
+        raise UsageError(f"--augment {cfg['augment']!r}: augmentation applies to image data sets, "
+                         f"not to the 2-D points of {cfg['dataset']!r} (use --augment none)")
+    augmentation(cfg["augment"])  # a bad spec is a usage error now, not after loading data
+    # momentum: the recipe's for the 'momentum' optimizer; otherwise only when given
+    opt = cfg["optimizer"]
+    if "momentum" in given:
+        if opt in ("adam", "adamw"):
+            raise UsageError(f"--momentum does not apply to {opt} (its beta1 plays that role); use "
+                             "--optimizer sgd, momentum or rmsprop")
+        cfg["momentum"] = given["momentum"]
+    else:
+        cfg["momentum"] = (recipe["momentum"] if opt == "momentum" else
+                           0.0 if opt in ("sgd", "rmsprop") else None)
+    if cfg["scheduler"] not in ("onecycle", "cosine"):
+        cfg["scheduler_interval"] = "epoch"
+    cfg["schedule_epochs"] = cfg["epochs"]
+    cfg["data_dir"] = os.path.abspath(given["data_dir"]) if given.get("data_dir") else None
+    return cfg
+
+
+def config_lines(cfg: dict, given: dict) -> list:
+    """The configuration as printed before training, options from the command line marked."""
+    keys = ["model", "model_options", "dropout", "dataset", "data_dir", "limit_train", "limit_test",
+            "val_split", "augment", "epochs", "batch_size", "optimizer", "lr", "momentum",
+            "weight_decay", "scheduler", "scheduler_interval", "l1", "l2", "seed", "threads"]
+    if cfg["dataset"] in TOY_DATASETS:
+        keys += ["toy_n", "toy_noise"]
+    flag = {"model_options": "model_option"}
+    lines = []
+    for k in keys:
+        v = cfg.get(k)
+        src = "  (command line)" if flag.get(k, k) in given else ""
+        lines.append(f"  {k:<19}{v if not isinstance(v, float) else f'{v:g}'}{src}")
+    return lines
+
+
+def default_run_dir(cfg) -> str:
+    base = os.path.join("runs", f"{cfg['model']}-{cfg['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    path, i = base, 2
+    while os.path.exists(path):
+        path, i = f"{base}-{i}", i + 1
+    return path
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def check_resume_options(cfg, given, completed):
+    """Options given with --resume must agree with the run's config.json (--epochs may extend)."""
+    if "out" in given:
+        raise UsageError("--out cannot be combined with --resume: the run continues in its own "
+                         "directory")
+    for key, value in given.items():
+        if key in ENVIRONMENT_OPTIONS or key == "epochs":
+            continue
+        if key in ("from_", "freeze", "num_classes"):
+            raise UsageError(f"--{key.strip('_').replace('_', '-')} cannot be combined with "
+                             "--resume: a resumed run keeps its configuration")
+        if key == "model_option":
+            for k, v in parse_model_options(value).items():
+                have = cfg["model_options"].get(k)
+                want = jsonable_options(check_model_options(cfg["model"], {k: v}))[k]
+                if not _same(want, have):
+                    raise UsageError(f"--model-option {k}={v!r} contradicts the run's config.json "
+                                     f"({k}={have!r}); only --epochs may change on --resume")
+            continue
+        have = cfg.get(key)
+        if key == "model":
+            value = canonical_model(value)
+        if not _same(value, have):
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} {value} contradicts the run's config.json ({key} = {have}); "
+                             "a resumed run keeps its configuration (only --epochs may change)")
+    if "epochs" in given:
+        epochs = given["epochs"]
+        if epochs < completed:
+            raise UsageError(f"--epochs {epochs}: the run has already completed {completed} epochs")
+        if (epochs != cfg["schedule_epochs"] and cfg["scheduler"] == "onecycle"):
+            raise UsageError(f"--epochs {epochs}: this run's onecycle schedule was planned for "
+                             f"{cfg['schedule_epochs']} epochs and cannot be extended")
+        cfg["epochs"] = epochs
+
+
+# ------------------------------------------------------------------------------- command
+def command(args) -> int:
+    t_start = time.perf_counter()
+    given = {k: v for k, v in vars(args).items() if k != "command" and not k.startswith("_")}
+
+    resume_dir = given.get("resume")
+    checkpoint_exists = False
+    if resume_dir is not None:
+        resume_dir = os.fspath(resume_dir)
+        cfg = load_run_config(resume_dir, need_checkpoint=False)
+        completed = checkpoint_epoch(resume_dir)
+        checkpoint_exists = completed is not None
+        check_resume_options(cfg, given, completed or 0)
+        run_dir = resume_dir
+        if given.get("data_dir") is not None:
+            cfg["data_dir"] = os.path.abspath(given["data_dir"])
+    else:
+        cfg = resolve_config(given)
+        cfg.update(data_info(cfg))
+        run_dir = given.get("out") or default_run_dir(cfg)
+        for f in (CONFIG_FILE, JSON_FILE):
+            if os.path.exists(os.path.join(run_dir, f)):
+                raise UsageError(f"{run_dir} already holds a run ({f}); continue it with --resume "
+                                 f"{run_dir} or choose another --out")
+    data_dir = cfg.get("data_dir")
+    download = bool(given.get("download"))
+
+    set_num_threads(int(cfg["threads"]))
+    try:
+        model = build_model(cfg)
+        check_model_fits(model, cfg)
+    except ConfigError as exc:
+        if cfg["dataset"] not in TOY_DATASETS:
+            raise
+        raise UsageError(f"{usage_text(exc)}\nthe toy sets are 2-D points: use an MLP "
+                         "(--model mlp)") from None
+    out(f"foveanet {version()}: {'resuming' if resume_dir else 'training'} {cfg['model']} on "
+        f"{cfg['dataset']}")
+    out("configuration:")
+    for line in config_lines(cfg, given):
+        out(line)
+
+    train_set, val_set = load_train_val(cfg, data_dir, download)
+    test_set = load_test(cfg, data_dir, download)
+    if resume_dir is not None:
+        for split, dataset in (("train", train_set), ("test", test_set)):
+            note = data_files_note(cfg, split, dataset)
+            if note:
+                print(f"note: {note}", file=sys.stderr)
+    elif cfg["dataset"] in IMAGE_DATASETS:
+        cfg["data_files"] = {"train": data_files(train_set), "test": data_files(test_set)}
+    train_loader = make_loader(train_set, cfg, True)
+    val_loader = make_loader(val_set, cfg, False) if val_set is not None else None
+    test_loader = make_loader(test_set, cfg, False)
+    out(f"data: {len(train_set)} training, {len(val_set) if val_set is not None else 0} "
+        f"validation, {len(test_set)} test samples; {len(train_loader)} batches per epoch")
+    optimizer = build_optimizer(model, cfg)
+    scheduler, interval = build_scheduler(optimizer, cfg, len(train_loader), SCHEDULES)
+
+    cfg.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, foveanet_version=version())
+    cfg.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    command = ["foveanet"] + list(sys.argv[1:] if args._argv is None else args._argv)
+    if resume_dir is None:
+        cfg["command"] = command
+    else:
+        cfg.setdefault("resumed", []).append(command)
+    os.makedirs(run_dir, exist_ok=True)
+    write_run_config(run_dir, cfg)
+    out(f"run directory: {run_dir}")
+    if resume_dir is not None and not checkpoint_exists:
+        out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
+
+    trainer = Trainer(model, optimizer, loss_fn=getattr(model, "loss_fn", None),
+                      scheduler=scheduler, scheduler_interval=interval,
+                      l1=cfg["l1"], l2=cfg["l2"],
+                      progress="plain" if given.get("no_progress") else "auto",
+                      run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"])
+    try:
+        # NumPy's overflow warnings say nothing the Trainer's divergence check does not say better
+        with xp.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            history = trainer.fit(train_loader, val_loader, epochs=int(cfg["epochs"]),
+                                  resume=run_dir if checkpoint_exists else None)
+    except TrainingDiverged as exc:
+        kept = (f"The last good checkpoint (epoch {exc.checkpoint_epoch}) is kept in {run_dir}."
+                if exc.checkpoint_epoch is not None else
+                f"No checkpoint had been written yet ({run_dir} holds only {CONFIG_FILE}).")
+        raise RunError(f"{exc}\n{kept}", run_dir) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: foveanet train --resume {run_dir}", file=sys.stderr)
+        return 130
+
+    # the lecture: keep the model with the lowest validation error
+    epochs_done = len(history)
+    if val_loader is not None and os.path.isfile(os.path.join(run_dir, BEST_FILE)):
+        which, (_, best_epoch) = "best", load_weights(model, run_dir, "best")
+        best_rec = next((e for e in history if e.get("epoch") == best_epoch), None) or {}
+        val_loss = best_rec.get("val_loss")
+        where = f"best epoch {best_epoch} of {epochs_done}, val loss {val_loss:.4f}" \
+            if val_loss is not None else f"best epoch {best_epoch} of {epochs_done}"
+    else:
+        which, best_epoch, val_loss = "last", trainer.epoch, None
+        where = f"last epoch {epochs_done} of {epochs_done}, no validation set"
+    toy = cfg["dataset"] in TOY_DATASETS
+    pred = predict_loader(model, test_loader, keep_inputs=toy)
+    results = {"checkpoint": which, "epoch": best_epoch, "epochs": epochs_done,
+               "val_loss": val_loss, "status": history.status,
+               "test": compute_test_metrics(pred, cfg["classes"])}
+    wall = time.perf_counter() - t_start
+    train_time = sum(e.get("train_time") or 0.0 for e in history)
+    seen = sum((e.get("images_per_sec") or 0.0) * (e.get("train_time") or 0.0) for e in history)
+    results.update(wall_time=wall, train_time=train_time,
+                   images_per_sec=seen / train_time if train_time > 0 else None)
+    write_results(run_dir, results)
+    write_run_report(run_dir, cfg, history, results, pred, model if toy else None)
+    acc = results["test"]["accuracy"]
+    out(f"test accuracy: {100 * acc:.2f}% ({where})")
+    out(f"run directory: {run_dir}")
+    out(f"wall time: {time.perf_counter() - t_start:.1f}s (training {train_time:.1f}s, "
+        f"{results['images_per_sec'] or 0:.0f} images/s)")
+    return 0
