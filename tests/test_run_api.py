@@ -181,8 +181,13 @@ def test_a_trained_run(toy_run, capsys):
         run.probabilities(np.zeros((1, 3), np.float32))
     with pytest.raises(RunError, match="takes points of 2 numbers, not pictures"):
         run.prepare_image("x.png")
-    # the task: a run directory without one is a classification run
-    pytest.importorskip("foveanet.train.tasks")
+    # the task: recorded by `foveanet train` in config.json, rebuilt by load_run
+    assert run.config["task"]["name"] == run.task.name == "classification"
+    assert run.task.config() == run.config["task"]
+    # and a run directory from before tasks existed is a classification run
+    old = dict(run.config)
+    del old["task"]
+    run.config, run._task = old, None
     assert run.task.name == "classification"
 
 

@@ -305,17 +305,17 @@ def command(args) -> int:
         cfg["command"] = command
     else:
         cfg.setdefault("resumed", []).append(command)
-    os.makedirs(run_dir, exist_ok=True)
-    write_run_config(run_dir, cfg)
-    out(f"run directory: {run_dir}")
-    if resume_dir is not None and not checkpoint_exists:
-        out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
-
     trainer = Trainer(model, optimizer, loss_fn=getattr(model, "loss_fn", None),
                       scheduler=scheduler, scheduler_interval=interval,
                       l1=cfg["l1"], l2=cfg["l2"],
                       progress="plain" if given.get("no_progress") else "auto",
                       run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"])
+    cfg["task"] = trainer.task.config()  # what fv.load_run(...).task rebuilds
+    os.makedirs(run_dir, exist_ok=True)
+    write_run_config(run_dir, cfg)
+    out(f"run directory: {run_dir}")
+    if resume_dir is not None and not checkpoint_exists:
+        out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
     try:
         # NumPy's overflow warnings say nothing the Trainer's divergence check does not say better
         with xp.errstate(over="ignore", invalid="ignore", divide="ignore"):

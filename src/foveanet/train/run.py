@@ -58,6 +58,7 @@ from ..ops import softmax, tensor, zeros
 from ..optim import create as create_optimizer
 from ..optim import create_scheduler
 from ..random import Generator, manual_seed, randperm
+from . import tasks
 from .checkpoint import JSON_FILE, check_model_state, load_checkpoint
 from .io import CheckpointError, atomic_write_text, dumps_json, load_state_dict, loads_json
 from .transfer import freeze, replace_head
@@ -614,8 +615,6 @@ class Run:
         """The run's ``foveanet.train.tasks`` Task (config.json's ``task``; classification for a
         run without one), built once; RunError naming the key when it cannot be built."""
         if self._task is None:
-            # imported here: foveanet.train.tasks is younger than the runs it describes
-            from . import tasks
             spec = self.config.get("task") or {"name": "classification"}
             try:
                 self._task = tasks.from_config(spec)
