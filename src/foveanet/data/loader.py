@@ -170,13 +170,23 @@ class DataLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore ``state_dict()``. A state without ``"sampler"`` (saved before samplers were
-        part of it) restores the generator only."""
+        part of it) restores the generator only. A malformed state is a ValueError, raised before
+        anything changes."""
+        if not isinstance(state, dict) or "generator" not in state or "epoch" not in state:
+            raise ValueError("a DataLoader state needs 'generator' and 'epoch' (from state_dict())")
+        if state.get("sampler") is not None and not isinstance(state["sampler"], dict):
+            raise ValueError(f"a DataLoader state's 'sampler' must be a dict or None, got "
+                             f"{type(state['sampler']).__name__}")
+        try:
+            epoch, batch = int(state["epoch"]), int(state.get("batch", 0))
+        except (TypeError, ValueError):
+            raise ValueError(f"a DataLoader state's 'epoch' and 'batch' must be integers, got "
+                             f"{state['epoch']!r} and {state.get('batch', 0)!r}") from None
         self.generator.set_state(state["generator"])
         load = getattr(self.sampler, "load_state_dict", None)
         if state.get("sampler") is not None and callable(load):
             load(state["sampler"])
-        self.epoch = int(state["epoch"])
-        self._resume_batch = int(state.get("batch", 0))
+        self.epoch, self._resume_batch = epoch, batch
         self._epoch_state = None
         self._batches_done = 0
 

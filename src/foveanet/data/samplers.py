@@ -76,6 +76,9 @@ class _GeneratorState:
         return {"generator": gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"{type(self).__name__}: a sampler state is a dict (from "
+                             f"state_dict()), got {type(state).__name__}")
         if state.get("generator") is not None:
             gen = self.generator if self.generator is not None else _global_generator
             gen.set_state(state["generator"])

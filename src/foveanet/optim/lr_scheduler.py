@@ -87,6 +87,9 @@ class LRScheduler:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{type(self).__name__}.load_state_dict expects a dict (from "
+                            f"state_dict()), got {type(state_dict).__name__}")
         self.__dict__.update(copy.deepcopy(state_dict))
 
     def _current_lrs(self):

@@ -198,8 +198,13 @@ class Optimizer:
         for g, s in zip(self.param_groups, saved_groups):
             for k, p in zip(s["params"], g["params"]):
                 by_index[int(k)] = p
+        saved_state = state_dict.get("state", {})
+        if not isinstance(saved_state, dict) or \
+                not all(isinstance(v, dict) for v in saved_state.values()):
+            raise ValueError("the state dict's 'state' must map parameter indices to dicts of "
+                             "that parameter's state")
         new_state: defaultdict = defaultdict(dict)
-        for k, values in state_dict.get("state", {}).items():
+        for k, values in saved_state.items():
             p = by_index.get(int(k))
             if p is None:
                 continue
@@ -215,6 +220,7 @@ class Optimizer:
                     v = tuple(v)  # betas stored as a JSON list
                 group[name] = v
             group["params"] = g["params"]
+            self._validate(group)  # saved options are checked like given ones, before any change
             new_groups.append(group)
         self.state = new_state
         self.param_groups = new_groups
