@@ -355,3 +355,187 @@ def test_long_identity_chain_from_an_initializer():
     w = numpy_helper.from_array(np.ones(3, dtype=np.float32), "w")
     m = fv.onnx.load(_model(nodes, inits=[w]))
     assert [k for k, _ in m.named_parameters()] == ["w"]  # seen through the chain: a parameter
+
+
+# ------------------------------------------------- settings found by fuzzing (test_fuzz_onnx.py)
+from foveanet.interop.onnx_import import OnnxNodeError  # noqa: E402
+
+
+def _one_node(op, attrs=None, x_shape=(1, 1, 4, 4), inputs=("x",), inits=(), opset=13,
+              outputs=("y",)):
+    """A graph of one node reading graph input 'x' and initializers ``inits``."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))
+    ys = [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs]
+    node = helper.make_node(op, list(inputs), list(outputs), name="n", **(attrs or {}))
+    graph = helper.make_graph([node], "g", [x], ys, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+_W = numpy_helper.from_array(np.ones((1, 1, 1, 1), dtype=np.float32), "w")
+
+
+@pytest.mark.parametrize("op,attrs,match", [
+    # a stride of 0 divided the pooling geometry (ZeroDivisionError)
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [0, 0]},
+     r"node n \(MaxPool\): strides=\[0, 0\]: every stride must be from 1 to 2147483647"),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [1, -1]}, r"strides=\[1, -1\]"),
+    ("MaxPool", {"kernel_shape": [0, 2]}, r"kernel_shape=\[0, 2\]: every kernel size"),
+    ("AveragePool", {"kernel_shape": [2, 2], "dilations": [0, 1]}, r"dilations=\[0, 1\]"),
+    ("MaxPool", {"kernel_shape": [2, 2], "pads": [-1, 0, 0, 0]},
+     r"pads=\[-1, 0, 0, 0\]: every pad must be at least 0"),
+    # 2**63 - 1 overflowed the conversion to a C long in the kernels (OverflowError)
+    ("Conv", {"strides": [1, 2 ** 63 - 1]}, r"node n \(Conv\): strides=\[1, 9223372036854775807\]"),
+    ("Conv", {"group": 0}, r"node n \(Conv\): group=0: the number of groups must be at least 1"),
+    ("ConvTranspose", {"output_padding": [-1, 0]}, r"output_padding=\[-1, 0\]"),
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [1]},
+     r"the window settings disagree on the number of spatial axes: kernel_shape=\[2, 2\], "
+     r"strides=\[1\]"),
+    ("MaxPool", {"kernel_shape": [2, 2], "pads": [1, 1, 1]}, r"pads=\[1, 1, 1\] should have an even"),
+    ("AveragePool", {"kernel_shape": [2, 2], "auto_pad": "SAME_UPPER", "pads": [1, 1, 1, 1]},
+     r"auto_pad='SAME_UPPER' and pads=\[1, 1, 1, 1\] cannot be used together"),
+    ("ReduceMean", {"keepdims": 2}, r"node n \(ReduceMean\): keepdims=2: must be 0 or 1"),
+    ("LRN", {"size": 0}, r"node n \(LRN\): size=0: the window must hold at least 1 channel"),
+    ("Transpose", {"perm": [0, 0, 1, 2]}, r"perm=\[0, 0, 1, 2\] is not a permutation"),
+    ("Split", {"axis": 1, "num_outputs": 0},
+     r"node n \(Split\): num_outputs=0, but the node has 1 outputs"),  # was a ZeroDivisionError
+    ("Cast", {"to": 999}, r"node n \(Cast\): attribute to=999: ONNX data type 999 \(unknown\)"),
+])
+def test_bad_settings_are_refused_at_load(op, attrs, match):
+    inputs, inits = ("x",), ()
+    if op in ("Conv", "ConvTranspose"):
+        inputs, inits = ("x", "w"), (_W,)
+    opset = 18 if op == "Split" else 13
+    with pytest.raises(OnnxLoadError, match=match):
+        fv.onnx.load(_one_node(op, attrs, inputs=inputs, inits=inits, opset=opset))
+
+
+@pytest.mark.parametrize("node,match", [
+    # a list where one float belongs: float() of a list at the first forward (TypeError)
+    (helper.make_node("Gemm", ["x", "x"], ["y"], name="n", alpha=[0.5]),
+     r"node n \(Gemm\): attribute 'alpha' is of type FLOATS, but Gemm takes FLOAT"),
+    # a required attribute missing: int(None) at the first forward (TypeError)
+    (helper.make_node("LRN", ["x"], ["y"], name="n"),
+     r"node n \(LRN\): the required attribute 'size' is missing"),
+    # a required input left empty: None.ndim at the first forward (AttributeError)
+    (helper.make_node("Conv", ["x", "", "x"], ["y"], name="n"),
+     r"node n \(Conv\): input 1 \(W\) is required but empty"),
+    # too many inputs or outputs: a Python call error at the first forward (TypeError)
+    (helper.make_node("Relu", ["x", "x"], ["y"], name="n"), r"node n \(Relu\): 2 inputs, but Relu takes 1"),
+    (helper.make_node("Relu", ["x"], ["y", "z"], name="n"), r"node n \(Relu\): 2 outputs, but Relu has 1"),
+])
+def test_nodes_are_checked_against_their_schema(node, match):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(OnnxLoadError, match=match):
+        fv.onnx.load(model)
+
+
+def test_attribute_of_undefined_type():
+    model = _one_node("Relu")
+    a = model.graph.node[0].attribute.add()
+    a.name = "alpha"  # no type: read as None, which the operator then took for a value
+    with pytest.raises(OnnxLoadError, match=r"node n: attribute 'alpha' has no type \(UNDEFINED\)"):
+        fv.onnx.load(model)
+
+
+def test_text_that_is_not_utf8():
+    # protobuf's upb parser hands invalid UTF-8 in a string field back as bytes: sorting the
+    # unsupported operators' names then raised a TypeError
+    data = bytearray(_model().SerializeToString())
+    at = data.index(b"Relu")
+    data[at:at + 4] = b"\xff\xfe\xfd\xfc"
+    with pytest.raises(OnnxLoadError, match=r"<bytes>: the onnx.NodeProto.op_type field "
+                                            r"b'\\xff\\xfe\\xfd\\xfc' is not valid UTF-8 text"):
+        fv.onnx.load(bytes(data))
+
+
+def test_declared_input_shape_over_the_limit():
+    model = _model(inputs=[helper.make_tensor_value_info("x", TensorProto.FLOAT, [1 << 40, 3])])
+    with pytest.raises(OnnxLoadError, match=r"graph input 'x' declares the shape \(1099511627776, 3\), "
+                                            r"13194139533312 bytes or more, over the limit"):
+        fv.onnx.load(model)
+    with pytest.raises(OnnxLoadError, match=r"graph input 'x': ONNX data type 77 \(unknown\)"):
+        fv.onnx.load(_model(inputs=[helper.make_tensor_value_info("x", 77, [2, 3])]))
+
+
+def _run_one(op, attrs=None, x=None, inits=(), inputs=None, opset=13, outputs=("y",)):
+    x = np.ones((1, 1, 4, 4), dtype=np.float32) if x is None else x
+    inputs = inputs or ["x"] + [t.name for t in inits]
+    m = fv.onnx.load(_one_node(op, attrs, x_shape=x.shape, inputs=inputs, inits=inits, opset=opset,
+                               outputs=outputs))
+    with fv.no_grad():
+        return m(x)
+
+
+def _i64(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+
+def _f32(name, values):
+    return numpy_helper.from_array(np.array(values, dtype=np.float32), name)
+
+
+@pytest.mark.parametrize("op,kwargs,match", [
+    # an infinite or nan bound: math.ceil(inf) (OverflowError)
+    ("Range", dict(inits=[_f32("s", 0.0), _f32("l", np.inf), _f32("d", 1.0)], inputs=["s", "l", "d"]),
+     r"node 'n' \(Range\): Range start 0.0, limit inf and delta 1.0 must be finite"),
+    # an infinite scale: int(inf) (OverflowError)
+    ("Resize", dict(inits=[_f32("scales", [1, 1, np.inf, 1])], inputs=["x", "", "scales"]),
+     r"node 'n' \(Resize\): scales=\[1.0, 1.0, inf, 1.0\]: every scale must be positive and finite"),
+    # an index out of range: a bare IndexError
+    ("Gather", dict(inits=[_i64("i", [7])], attrs={"axis": 2}),
+     r"node 'n' \(Gather\): index 7 is out of range for axis 2 of size 4"),
+    # fewer split sizes than outputs: the node produced fewer values than it declares, and the
+    # reader of the missing one met a RuntimeError
+    ("Split", dict(inits=[_i64("split", [4])], attrs={"axis": 2}, outputs=("y", "z")),
+     r"node 'n' \(Split\): split sizes \[4\]: one size of at least 0 per output \(2 outputs\)"),
+    # a crop larger than the axis, then padding: no one meaning
+    ("Pad", dict(inits=[_i64("pads", [0, 0, -5, 0, 0, 0, 1, 0])]),
+     r"node 'n' \(Pad\): pads \[0, 0, -5, 0, 0, 0, 1, 0\] remove 5 elements of axis 2, which has 4"),
+    ("Tile", dict(inits=[_i64("r", [1, 1, -1, 1])]), r"node 'n' \(Tile\): repeats \[1, 1, -1, 1\] "
+                                                     r"cannot be negative"),
+    # output_shape far larger than the computed positions: padding without bound
+    ("ConvTranspose", dict(inits=[_W], attrs={"output_shape": [1 << 40, 4]}),
+     r"node 'n' \(ConvTranspose\): the output shape \(1, 1, 1099511627776, 4\) needs \d+ bytes, "
+     r"over the limit"),
+])
+def test_bad_values_at_the_first_forward(op, kwargs, match):
+    with pytest.raises(OnnxNodeError, match=match) as e:
+        _run_one(op, **kwargs)
+    assert isinstance(e.value, OnnxLoadError) and isinstance(e.value, ValueError)
+
+
+def test_forward_errors_are_onnx_node_errors():
+    m = fv.onnx.load(_model())
+    with pytest.raises(OnnxNodeError, match=r"node 'mm' \(MatMul\)") as e:
+        m(np.ones((2, 5), dtype=np.float32))  # the right rank, not the right size
+    assert isinstance(e.value, OnnxLoadError) and isinstance(e.value, ValueError)
+
+
+def test_empty_axes_do_not_hide_huge_ones():
+    # an empty batch with huge pads: the padded tensor is empty, but per-axis work (window
+    # counts, index maps) is sized by the other axes; 0 counts as 1 in the memory check
+    x = np.ones((0, 1, 4, 4), dtype=np.float32)
+    with pytest.raises(OnnxLoadError, match=r"the output shape \(0, 1, 1099511627780, 4\) is empty, "
+                                            r"but its other axes span \d+ bytes, over the limit"):
+        _run_one("AveragePool", {"kernel_shape": [1, 1], "pads": [1 << 40, 0, 0, 0]}, x=x)
+    # an empty input tiled by a huge count: a list of 2**40 pieces (MemoryError) before
+    y = _run_one("Tile", x=np.ones((1, 0, 4, 4), dtype=np.float32), inits=[_i64("r", [1, 1 << 40, 1, 1])])
+    assert tuple(y.shape) == (1, 0, 4, 4)
+
+
+def test_resize_to_size_zero():
+    # sizes of 0 with half_pixel_symmetric divided by the scale of 0 (ZeroDivisionError)
+    y = _run_one("Resize", {"coordinate_transformation_mode": "half_pixel_symmetric"},
+                 inits=[_i64("sizes", [1, 1, 0, 2])], inputs=["x", "", "", "sizes"], opset=19)
+    assert tuple(y.shape) == (1, 1, 0, 2)
+
+
+def test_constant_of_shape_value_must_hold_one_element():
+    value = numpy_helper.from_array(np.zeros(0, dtype=np.float32))
+    with pytest.raises(OnnxLoadError, match=r"node n \(ConstantOfShape\): value is a tensor of shape "
+                                            r"\[0\]; it must hold one element"):
+        fv.onnx.load(_one_node("ConstantOfShape", {"value": value}, inputs=["shape"],
+                               inits=[_i64("shape", [2])]))

@@ -8,11 +8,17 @@ dimensions::
 
 (0x0A is not assigned.) Files may be gzip-compressed; ``read_idx`` tells by the gzip magic bytes
 (0x1f 0x8b), not by the file name. Every way a file can be damaged (truncated, extra bytes, wrong
-magic, unknown type, corrupt gzip) raises a ``DatasetError`` that names the file and what is wrong.
+magic, unknown type, dimensions that do not match the data, corrupt gzip) raises a ``DatasetError``
+that names the file and what is wrong.
+
+Nothing is allocated on the header's word alone: a raw file's data is checked against the file's
+size before it is copied, and a gzip file is decompressed piece by piece, so the data held is never
+more than the stream really contains, however large the dimensions the header declares.
 """
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 
@@ -24,6 +30,7 @@ _TYPES = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_NDIM = 16
+_CHUNK = 1 << 20  # gzip data is decompressed in pieces of at most 1 MiB
 
 
 class DatasetError(ValueError):
@@ -42,21 +49,94 @@ def _type_names() -> str:
     return ", ".join(f"0x{c:02X} {_name(dt)}" for c, dt in _TYPES.items())
 
 
-def _read_bytes(path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic."""
-    name = os.fspath(path)
+class _Plain:
+    """An uncompressed file's bytes, read front to back."""
+
+    def __init__(self, raw):
+        self._view, self._pos = memoryview(raw), 0
+
+    def read(self, n):
+        """Up to ``n`` bytes (fewer at the end of the file)."""
+        out = self._view[self._pos:self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def count_rest(self):
+        return len(self._view) - self._pos
+
+
+class _Gunzip:
+    """A gzip file's decompressed bytes, read front to back and decompressed only as far as they
+    are read: what the IDX header declares never sizes an allocation by itself. Several gzip
+    members in a row, and zero bytes after the last, are accepted, as ``gzip`` accepts them."""
+
+    def __init__(self, raw, name):
+        self.name = name
+        self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # the gzip wrapper; CRC checked
+        self._input = raw      # compressed bytes the current member has not consumed yet
+        self._piece = memoryview(b"")  # decompressed bytes not read yet
+
+    def _fail(self, why):
+        raise DatasetError(f"{self.name}: corrupt gzip stream ({why}); the file is damaged or was "
+                           "only partly downloaded: delete it and get it again")
+
+    def _next_piece(self) -> bytes:
+        """The next decompressed piece (at most _CHUNK bytes); b"" after the last member."""
+        while True:
+            if self._d.eof:
+                rest = self._d.unused_data.lstrip(b"\0")
+                if not rest:
+                    return b""
+                if rest[:2] != _GZIP_MAGIC:
+                    self._fail(f"{len(rest)} bytes after the end of the gzip data are not gzip")
+                self._d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._input = rest
+            try:
+                out = self._d.decompress(self._input, _CHUNK)
+            except zlib.error as e:
+                self._fail(str(e))
+            self._input = self._d.unconsumed_tail
+            # no end of stream, yet all the input consumed with the output not full (nothing
+            # held back), or no progress at all: the file was cut, which is said before any of
+            # its data is looked at
+            cut = not self._input and len(out) < _CHUNK
+            if not self._d.eof and (cut or not out):
+                self._fail("the file ends before the end of the compressed data")
+            if out:
+                return out
+
+    def read(self, n):
+        """Up to ``n`` decompressed bytes (fewer at the end of the data)."""
+        out = bytearray()
+        while len(out) < n:
+            if not self._piece:
+                self._piece = memoryview(self._next_piece())
+                if not self._piece:
+                    break
+            take = n - len(out)
+            out += self._piece[:take]
+            self._piece = self._piece[take:]
+        return out
+
+    def count_rest(self):
+        """How many decompressed bytes are left (decompressed and dropped piece by piece, which
+        also checks the CRC at the end of every member)."""
+        count, self._piece = len(self._piece), memoryview(b"")
+        while True:
+            piece = self._next_piece()
+            if not piece:
+                return count
+            count += len(piece)
+
+
+def _open(name):
+    """A reader of the file's bytes, gunzipped when it starts with the gzip magic."""
     try:
         with open(name, "rb") as f:
             raw = f.read()
     except OSError as e:
         raise DatasetError(f"{name}: cannot read: {e.strerror or e}") from e
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise DatasetError(f"{name}: corrupt gzip stream ({e}); the file is damaged or was only "
-                           "partly downloaded: delete it and get it again") from e
+    return _Gunzip(raw, name) if raw[:2] == _GZIP_MAGIC else _Plain(raw)
 
 
 def read_idx(path):
@@ -66,35 +146,44 @@ def read_idx(path):
     number, the type code, the dimensions or the length of the data are wrong.
     """
     name = os.fspath(path)
-    buf = _read_bytes(path)
-    if len(buf) < 4:
-        raise DatasetError(f"{name}: {len(buf)} bytes: too short for an IDX header (4-byte magic "
+    src = _open(name)
+    magic = bytes(src.read(4))
+    if len(magic) < 4:
+        raise DatasetError(f"{name}: {len(magic)} bytes: too short for an IDX header (4-byte magic "
                            "number, then the dimensions)")
-    if buf[0] != 0 or buf[1] != 0:
-        raise DatasetError(f"{name}: bad magic number 0x{buf[:4].hex()}: not an IDX file (an IDX "
+    if magic[0] != 0 or magic[1] != 0:
+        hint = " (the name ends in .gz, but the bytes are not gzip-compressed)" \
+            if name.endswith(".gz") and isinstance(src, _Plain) else ""
+        raise DatasetError(f"{name}: bad magic number 0x{magic.hex()}: not an IDX file (an IDX "
                            "file starts with two zero bytes, a type code and the number of "
-                           "dimensions)")
-    code, ndim = buf[2], buf[3]
+                           f"dimensions){hint}")
+    code, ndim = magic[2], magic[3]
     if code not in _TYPES:
         raise DatasetError(f"{name}: unknown data type code 0x{code:02X} in magic number "
-                           f"0x{buf[:4].hex()} (IDX types: {_type_names()})")
+                           f"0x{magic.hex()} (IDX types: {_type_names()})")
     if ndim == 0 or ndim > _MAX_NDIM:
-        raise DatasetError(f"{name}: magic number 0x{buf[:4].hex()} declares {ndim} dimensions "
+        raise DatasetError(f"{name}: magic number 0x{magic.hex()} declares {ndim} dimensions "
                            f"(expected 1 to {_MAX_NDIM})")
     header = 4 + 4 * ndim
-    if len(buf) < header:
+    dim_bytes = bytes(src.read(4 * ndim))
+    if len(dim_bytes) < 4 * ndim:
         raise DatasetError(f"{name}: truncated header: {ndim} dimensions need {header} header "
-                           f"bytes, file has {len(buf)}")
-    dims = tuple(int(d) for d in xp.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
+                           f"bytes, file has {4 + len(dim_bytes)}")
+    dims = tuple(int.from_bytes(dim_bytes[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
     dtype = _TYPES[code]
-    expected = int(xp.prod(dims, dtype=xp.int64)) * dtype.itemsize
-    actual = len(buf) - header
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: 16 dims of 2**32 do not overflow
+    data = src.read(expected)  # what the file holds, up to the declared size: never more
+    actual = len(data) if len(data) < expected else expected + src.count_rest()
+    shape = "x".join(str(d) for d in dims)
     if actual != expected:
         what = "truncated" if actual < expected else f"{actual - expected} extra bytes after the data"
-        shape = "x".join(str(d) for d in dims)
         raise DatasetError(f"{name}: {what}: header declares {shape} {_name(dtype)} = {expected} "
                            f"bytes of data, file has {actual}")
-    arr = xp.frombuffer(buf, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    if math.prod(d or 1 for d in dims) * dtype.itemsize > xp.iinfo(xp.intp).max:
+        # an empty array (the sizes matched: 0 bytes) whose other axes no NumPy array can have
+        raise DatasetError(f"{name}: the header declares the shape {shape}, whose non-empty axes "
+                           "span more bytes than any array can hold: the header is damaged")
+    arr = xp.frombuffer(data, dtype=dtype, count=expected // dtype.itemsize)
     return arr.astype(dtype.newbyteorder("="), copy=True).reshape(dims)  # writable, native order
 
 

@@ -23,15 +23,25 @@ protobuf, every tensor's declared size against the data it really holds (``raw_d
 its dims claim, absurd or negative dims), external data (only files inside the model's folder: no
 absolute paths, no ``..``, no symbolic link out of it; offsets and lengths checked against the file
 size), the graph (operators, opset, domains, every value produced once and before it is read, no
-cycles). Each problem is an :class:`OnnxLoadError` naming the file and the tensor, node or value at
-fault. Nothing is ever unpickled, and ``onnx.load``'s own external-data loader is not used.
+cycles, text that is text), the declared graph inputs (a known type, a size within the limit), and
+every node against its operator's ONNX schema (the number of inputs and outputs, required inputs
+and attributes present, attributes of the right type) and the settings the operator can judge
+alone (strides, kernel sizes and dilations of at least 1, pads of at least 0, 0/1 flags, ...).
+Each problem is an :class:`OnnxLoadError` naming the file and the tensor, node or value at fault.
+Nothing is ever unpickled, and ``onnx.load``'s own external-data loader is not used.
+
+What only the input shapes can refute (an axis out of range, a kernel larger than the padded input,
+a size computed from data, a padded size over the memory limit) is checked when the node first
+runs, and raises an :class:`OnnxNodeError`, an OnnxLoadError too, naming the node and its operator:
+"load" ends with the first forward on an input of the declared shape, which either runs or raises
+one of these, and allocates nothing that the limit forbids.
 """
 from __future__ import annotations
 
 import copy
 import math
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import onnx
 from onnx import TensorProto
@@ -41,10 +51,11 @@ from ..backend import xp
 from ..nn import init
 from ..nn.module import Module
 from ..nn.parameter import Parameter
-from .onnx_ops import BUFFER_INPUTS, CHECKS, OPS, STATIC_INPUTS, NodeInfo, onnx_dtype
+from .onnx_ops import (BUFFER_INPUTS, OPS, STATIC_INPUTS, NodeInfo, check_node, onnx_dtype,
+                       value_dtype)
 
-__all__ = ["load", "OnnxModule", "OnnxLoadError", "OnnxFileNotFoundError", "MIN_OPSET",
-           "MAX_OPSET", "DEFAULT_MAX_TENSOR_BYTES", "supported_ops"]
+__all__ = ["load", "OnnxModule", "OnnxLoadError", "OnnxFileNotFoundError", "OnnxNodeError",
+           "MIN_OPSET", "MAX_OPSET", "DEFAULT_MAX_TENSOR_BYTES", "supported_ops"]
 
 MIN_OPSET = 6                                  # old PyTorch exports (legacy broadcast) and newer
 MAX_OPSET = onnx.defs.onnx_opset_version()     # what the installed onnx package knows
@@ -59,6 +70,16 @@ class OnnxLoadError(ValueError):
 
 class OnnxFileNotFoundError(OnnxLoadError, FileNotFoundError):
     """The path does not exist (both an OnnxLoadError and a FileNotFoundError)."""
+
+
+class OnnxNodeError(OnnxLoadError):
+    """A node of a loaded model cannot run on the values that reach it: a setting only the input
+    shapes refute (an axis out of range, a kernel larger than the padded input), a size computed
+    from data over the memory limit, a Reshape target that does not fit, or inputs that do not fit
+    the graph. Raised by ``OnnxModule.forward``; the message names the node and its operator.
+
+    It is an OnnxLoadError because what fails is the file: many settings can only be judged
+    against the shapes of a first forward, which is where loading an interpreted graph ends."""
 
 
 def supported_ops() -> list:
@@ -124,6 +145,32 @@ def _check_is_model(model, label):
     if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
         raise OnnxLoadError(f"{label}: not an ONNX model (no ir_version, graph or opset_import: "
                             "truncated, or some other protobuf or file)")
+    _check_text(model, label)
+
+
+def _is_repeated(fd):
+    repeated = getattr(fd, "is_repeated", None)  # newer protobuf; older ones have only .label
+    return fd.label == fd.LABEL_REPEATED if repeated is None else repeated
+
+
+def _check_text(model, label):
+    """Every string field must be text: protobuf's upb parser returns a string field that is not
+    valid UTF-8 as bytes instead of refusing the file, and names, operator types and external
+    data locations are then compared, sorted and joined as str."""
+    todo = [model]
+    while todo:  # iterative: subgraphs nest to any depth
+        msg = todo.pop()
+        for fd, value in msg.ListFields():
+            if fd.type not in (fd.TYPE_MESSAGE, fd.TYPE_STRING):
+                continue
+            values = value if _is_repeated(fd) else [value]
+            if fd.type == fd.TYPE_MESSAGE:
+                todo.extend(values)
+                continue
+            for v in values:
+                if not isinstance(v, str):
+                    raise OnnxLoadError(f"{label}: the {fd.full_name} field {bytes(v)[:40]!r} is "
+                                        "not valid UTF-8 text: a damaged file")
 
 
 # ======================================================================================== tensors
@@ -236,8 +283,13 @@ def _attributes(node, loader, what):
             out[a.name] = None  # subgraphs: only control-flow operators have them (unsupported)
         elif a.type == onnx.AttributeProto.SPARSE_TENSOR:
             loader.fail(what, f"sparse tensor attribute {a.name!r} is not supported")
+        elif a.type == onnx.AttributeProto.UNDEFINED:  # onnx would read it as None: "absent"
+            loader.fail(what, f"attribute {a.name!r} has no type (UNDEFINED)")
         else:
-            v = onnx.helper.get_attribute_value(a)
+            try:
+                v = onnx.helper.get_attribute_value(a)
+            except ValueError:  # a type this onnx version does not know
+                loader.fail(what, f"attribute {a.name!r} has an unknown type ({a.type})")
             if isinstance(v, bytes):
                 v = v.decode("utf-8", "replace")
             elif isinstance(v, list) and v and isinstance(v[0], bytes):
@@ -259,6 +311,57 @@ def _constant_value(attrs, loader, what):
     if "value_ints" in attrs:
         return xp.asarray(attrs["value_ints"], dtype=xp.int64)
     loader.fail(what, f"Constant without a supported value attribute (has {sorted(attrs)})")
+
+
+# ====================================================================================== schemas
+_SINGLE = onnx.defs.OpSchema.FormalParameterOption.Single
+_ATTR_TYPE = onnx.AttributeProto.AttributeType.Name
+
+
+def _schema(op_type, opset):
+    """The operator's ONNX schema at the model's opset; for an operator newer than that opset
+    (which foveanet tolerates) the newest schema."""
+    try:
+        return onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return onnx.defs.get_schema(op_type, MAX_OPSET, "")
+
+
+def _count_str(lo, hi):
+    return str(lo) if lo == hi else f"{lo} or more" if hi >= 1 << 30 else f"{lo} to {hi}"
+
+
+def _schema_problems(n, opset) -> list:
+    """What the operator's ONNX schema refutes in node ``n``, one sentence each: the number of
+    inputs and outputs, a required input left empty, an attribute of the wrong type (a list where
+    one int belongs), a required attribute missing. The operator functions can then take their
+    inputs and attributes as the specification types them."""
+    schema = _schema(n.op_type, opset)
+    problems = []
+    inputs = list(n.input)
+    while inputs and not inputs[-1]:
+        inputs.pop()
+    if not schema.min_input <= len(inputs) <= schema.max_input:
+        problems.append(f"{len(inputs)} inputs, but {n.op_type} takes "
+                        f"{_count_str(schema.min_input, schema.max_input)}")
+    formal = list(schema.inputs)
+    for i, name in enumerate(inputs):
+        if not name and i < len(formal) and formal[i].option == _SINGLE:
+            problems.append(f"input {i} ({formal[i].name}) is required but empty")
+    if not schema.min_output <= len(n.output) <= schema.max_output:
+        problems.append(f"{len(n.output)} outputs, but {n.op_type} has "
+                        f"{_count_str(schema.min_output, schema.max_output)}")
+    present = set()
+    for a in n.attribute:
+        present.add(a.name)
+        spec = schema.attributes.get(a.name)
+        if spec is not None and a.type != int(spec.type):
+            problems.append(f"attribute {a.name!r} is of type {_ATTR_TYPE(a.type)}, but "
+                            f"{n.op_type} takes {_ATTR_TYPE(int(spec.type))}")
+    for name, spec in schema.attributes.items():
+        if spec.required and name not in present:
+            problems.append(f"the required attribute {name!r} is missing")
+    return problems
 
 
 # ========================================================================================= graph
@@ -333,10 +436,10 @@ def _analyse(model, label):
         for j in d:
             users[j].append(i)
     remaining = [len(d) for d in deps]
-    ready = [i for i, r in enumerate(remaining) if r == 0]
+    ready = deque(i for i, r in enumerate(remaining) if r == 0)
     order = []
     while ready:
-        i = ready.pop(0)
+        i = ready.popleft()
         order.append(i)
         for u in users[i]:
             remaining[u] -= 1
@@ -356,6 +459,28 @@ def _analyse(model, label):
                 raise OnnxLoadError(f"{label}: {v.name!r} declares a negative dimension "
                                     f"{d.dim_value}")
     return opset, order
+
+
+def _check_graph_inputs(g, label, max_bytes):
+    """The graph's inputs (those without an initializer) must be tensors of a type onnx knows, of a
+    declared size within the tensor limit: an input nobody could pass is a broken file."""
+    init_names = {t.name for t in g.initializer}
+    for v in g.input:
+        if v.name in init_names:
+            continue
+        t = v.type.tensor_type
+        dtype = xp.dtype(xp.float32)
+        if t.elem_type:
+            try:
+                dtype = value_dtype(t.elem_type)
+            except ValueError as e:
+                raise OnnxLoadError(f"{label}: graph input {v.name!r}: {e}") from None
+        dims = [d.dim_value for d in t.shape.dim if d.HasField("dim_value")]
+        nbytes = math.prod(dims) * dtype.itemsize
+        if nbytes > max_bytes:
+            raise OnnxLoadError(f"{label}: graph input {v.name!r} declares the shape "
+                                f"{_shape_str(t.shape)}, {nbytes} bytes or more, over the limit of "
+                                f"{max_bytes} (load(..., max_tensor_bytes=...) raises it)")
 
 
 class _Step:
@@ -381,6 +506,7 @@ class OnnxModule(Module):
         self.max_tensor_bytes = int(max_tensor_bytes)
         g = model.graph
         self.opset, order = _analyse(model, source)
+        _check_graph_inputs(g, source, self.max_tensor_bytes)
         loader = _Loader(source, base_dir, self.max_tensor_bytes)
 
         # nodes: attributes parsed (tensor attributes validated), load-time checks run
@@ -392,13 +518,15 @@ class OnnxModule(Module):
             info = NodeInfo(name=n.name or f"{n.op_type}_{i}", op_type=n.op_type, attrs=attrs,
                             inputs=list(n.input), outputs=list(n.output), opset=self.opset,
                             module=self)
-            check = CHECKS.get(n.op_type)
-            msg = check(info) if check else None
-            if msg:
-                problems.append(f"{what} ({n.op_type}): {msg}")
+            found = _schema_problems(n, self.opset)
+            if not found:  # the operators' checks read attributes of the types they expect
+                msg = check_node(info)
+                found = [msg] if msg else []
+            problems += [f"{what} ({n.op_type}): {msg}" for msg in found]
             infos[i] = info
         if problems:
-            raise OnnxLoadError(f"{source}: unsupported settings: " + "; ".join(problems))
+            raise OnnxLoadError(f"{source}: invalid or unsupported settings: " +
+                                "; ".join(problems))
 
         # initializers: how each one is used decides what it becomes
         arrays = OrderedDict((t.name, loader.array(t, "initializer")) for t in g.initializer)
@@ -423,10 +551,12 @@ class OnnxModule(Module):
                 consts[n.output[0]] = Tensor._wrap(_constant_value(info.attrs, loader,
                                                                    f"node {_node_label(n, i)}"))
                 continue
-            inputs = list(n.input)
+            inputs, outputs = list(n.input), list(n.output)
             while inputs and not inputs[-1]:
                 inputs.pop()
-            plan.append(_Step(OPS[n.op_type], info, inputs, list(n.output)))
+            while outputs and not outputs[-1]:  # optional outputs nobody asked for
+                outputs.pop()
+            plan.append(_Step(OPS[n.op_type], info, inputs, outputs))
         self._consts = consts
         init_names = set(arrays)
         self.input_names = [v.name for v in g.input if v.name not in init_names]
@@ -547,15 +677,19 @@ class OnnxModule(Module):
         for step in self._plan:
             try:
                 ins = [env[name] if name else None for name in step.inputs]
-            except KeyError as e:
-                raise RuntimeError(f"node {step.info.name!r} ({step.info.op_type}) reads "
-                                   f"{e.args[0]!r}, which its producer did not compute") from None
+            except KeyError as e:  # unreachable when every producer makes all its outputs
+                raise OnnxNodeError(f"node {step.info.name!r} ({step.info.op_type}) reads "
+                                    f"{e.args[0]!r}, which its producer did not compute") from None
             try:
                 out = step.fn(step.info, *ins)
             except (ValueError, TypeError, IndexError) as e:
-                raise type(e)(f"node {step.info.name!r} ({step.info.op_type}): {e}") from e
+                # the operators (and fv's ops under them) name the problem; the node is added here
+                raise OnnxNodeError(f"node {step.info.name!r} ({step.info.op_type}): {e}") from e
             if not isinstance(out, tuple):
                 out = (out,)
+            if len(out) < len(step.outputs):
+                raise OnnxNodeError(f"node {step.info.name!r} ({step.info.op_type}) declares "
+                                    f"{len(step.outputs)} outputs but computes {len(out)}")
             for name, value in zip(step.outputs, out):
                 if name:
                     env[name] = value
@@ -664,10 +798,7 @@ def _copy_fields(dst, src, skip=()):
     for fd, value in src.ListFields():
         if fd.name in skip:
             continue
-        repeated = getattr(fd, "is_repeated", None)
-        if repeated is None:
-            repeated = fd.label == fd.LABEL_REPEATED
-        if repeated:
+        if _is_repeated(fd):
             getattr(dst, fd.name).extend(value)
         elif fd.type == fd.TYPE_MESSAGE:
             getattr(dst, fd.name).CopyFrom(value)

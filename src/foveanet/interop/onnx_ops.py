@@ -12,12 +12,18 @@ is recomputed on every call.
 
 Semantics follow the ONNX operator specification, attribute defaults included, for the opsets
 named in each docstring; where an opset changed an operator (an attribute became an input, a
-default changed), the function reads ``node.opset``. ``CHECKS`` holds load-time checks for
-attributes the import cannot honour (a Resize mode other than nearest, a 3-D convolution's kernel,
-...), so such a model fails when it is loaded rather than at its first call.
+default changed), the function reads ``node.opset``. ``check_node`` (the 0/1 flags, then the
+operator's entry in ``CHECKS``) runs when the model is loaded, on attributes already checked
+against the operator's schema (types, required ones): settings the import cannot honour (a Resize
+mode other than nearest, a 3-D convolution's kernel, ...) and settings that are invalid whatever
+the input (a stride of 0, negative pads, a perm that is not a permutation, ...), so such a model
+fails when it is loaded rather than at its first call. What depends on the input's shape or on
+data is checked by the operator when it runs; sizes computed from either go through
+``_check_alloc`` before anything is allocated.
 
-Conventions: a raised ValueError/TypeError/IndexError is re-raised by the interpreter with the
-node's name and operator prefixed, so messages here name only the problem.
+Conventions: a raised ValueError/TypeError/IndexError is re-raised by the interpreter as an
+``OnnxNodeError`` with the node's name and operator prefixed, so messages here name only the
+problem (the attribute or input at fault, and its value).
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ from ..ops.pool import pool_out_size
 from ..ops.resize import resize_nearest
 from ..random import numpy_rng
 
-__all__ = ["NodeInfo", "OPS", "CHECKS", "STATIC_INPUTS", "BUFFER_INPUTS", "onnx_dtype"]
+__all__ = ["NodeInfo", "OPS", "CHECKS", "check_node", "STATIC_INPUTS", "BUFFER_INPUTS",
+           "onnx_dtype", "value_dtype"]
 
 
 @dataclass
@@ -71,17 +78,19 @@ def _scalar(t):
 
 
 def _check_alloc(node, shape, dtype) -> None:
-    """Refuse outputs whose size comes from data (ConstantOfShape, Expand, Tile, Range, Resize)
-    and would exceed the module's memory limit: a hostile graph must not exhaust memory."""
-    n = 1
-    for d in shape:
-        if int(d) < 0:
-            raise ValueError(f"negative dimension in output shape {tuple(int(s) for s in shape)}")
-        n *= int(d)
+    """Refuse outputs whose size comes from data or attributes (ConstantOfShape, Expand, Tile,
+    Range, Resize, padding, strides) and would exceed the module's memory limit: a hostile graph
+    must not exhaust memory. An empty axis counts as 1: the other axes still size per-axis work
+    (index maps, window counts, the padded rows of an empty batch)."""
+    shape = tuple(int(d) for d in shape)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimension in output shape {shape}")
     limit = getattr(node.module, "max_tensor_bytes", None)
-    if limit is not None and n * xp.dtype(dtype).itemsize > limit:
-        raise ValueError(f"the output shape {tuple(int(s) for s in shape)} needs "
-                         f"{n * xp.dtype(dtype).itemsize} bytes, over the limit of {limit} bytes "
+    nbytes = math.prod(max(d, 1) for d in shape) * xp.dtype(dtype).itemsize
+    if limit is not None and nbytes > limit:
+        needs = f"needs {nbytes} bytes" if min(shape, default=1) else \
+            f"is empty, but its other axes span {nbytes} bytes"
+        raise ValueError(f"the output shape {shape} {needs}, over the limit of {limit} bytes "
                          "(load(..., max_tensor_bytes=...) raises it)")
 
 
@@ -481,7 +490,11 @@ def ConvTranspose(node, x, w, b=None):
     out_shape = node.attr("output_shape")
     if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
         if out_shape is not None:
-            out_shape = [int(v) for v in out_shape][-nd:]
+            out_shape = [int(v) for v in out_shape]
+            if len(out_shape) not in (nd, nd + 2):
+                raise ValueError(f"output_shape {out_shape} should have {nd} entries (one per "
+                                 "spatial axis)")
+            out_shape = out_shape[-nd:]
         else:
             out_shape = [n * s for n, s in zip(in_sizes, strides)]
         total = [f + op - o for f, op, o in zip(full, out_pad, out_shape)]
@@ -494,8 +507,14 @@ def ConvTranspose(node, x, w, b=None):
         pb, pe = [0] * nd, [0] * nd
     else:
         pb, pe = _explicit_pads(node, nd)
-    _check_alloc(node, [x.shape[0], w.shape[1] * group] + [f + op for f, op in zip(full, out_pad)],
-                 x.dtype)  # huge strides or dilations must not allocate without bound
+    computed = [f + op for f, op in zip(full, out_pad)]
+    final = [c - b - e for c, b, e in zip(computed, pb, pe)]
+    if min(final) < 1:
+        raise ValueError(f"the pads {pb}+{pe} leave nothing of the {computed} positions the "
+                         "transposed convolution computes")
+    # huge strides, dilations or output_shape must not allocate without bound
+    _check_alloc(node, [x.shape[0], w.shape[1] * group] +
+                 [max(c, o) for c, o in zip(computed, final)], x.dtype)
     if nd == 1:
         x, w = _to_2d(x), _to_2d(w)
         strides, dil, out_pad, pb, pe = [1] + strides, [1] + dil, [0] + out_pad, [0] + pb, [0] + pe
@@ -823,6 +842,8 @@ def Reshape(node, x, shape=None):
 def Transpose(node, x):
     perm = node.attr("perm")
     perm = list(range(x.ndim))[::-1] if perm is None else [int(p) for p in perm]
+    if sorted(perm) != list(range(x.ndim)):
+        raise ValueError(f"perm {perm} is not a permutation of the {x.ndim} axes of the input")
     if not _is_float(x):
         return _wrap(x.data.transpose(perm))
     return ops.permute(x, tuple(perm)) if x.ndim > 1 else x
@@ -848,7 +869,7 @@ def Split(node, x, split=None, *_):
         sizes = node.attr("split")
         sizes = [int(s) for s in sizes] if sizes is not None else None
     if sizes is None:
-        parts = int(node.attr("num_outputs", len(node.outputs)))
+        parts = len(node.outputs)  # at least 1 (the schema), num_outputs too (_check_split)
         if node.opset >= 18 and node.attr("num_outputs") is not None:
             size = -(-n // parts)
             sizes = [min(size, max(n - i * size, 0)) for i in range(parts)]
@@ -856,6 +877,9 @@ def Split(node, x, split=None, *_):
             if n % parts:
                 raise ValueError(f"cannot split an axis of size {n} into {parts} equal parts")
             sizes = [n // parts] * parts
+    if any(s < 0 for s in sizes) or len(sizes) != len(node.outputs):
+        raise ValueError(f"split sizes {sizes}: one size of at least 0 per output "
+                         f"({len(node.outputs)} outputs)")
     if sum(sizes) != n:
         raise ValueError(f"split sizes {sizes} do not add up to {n}, the size of axis {axis}")
     outs, start = [], 0
@@ -891,6 +915,8 @@ def Unsqueeze(node, x, axes=None):
         raise ValueError("Unsqueeze needs axes")
     out_rank = x.ndim + len(ax)
     ax = sorted(_axis(a, out_rank) for a in ax)
+    if len(set(ax)) != len(ax):
+        raise ValueError(f"axes {ax} repeat an axis")
     shape = list(x.shape)
     for a in ax:
         shape.insert(a, 1)
@@ -932,6 +958,9 @@ def Slice(node, x, starts=None, ends=None, axes=None, steps=None):
         st, en = [int(v) for v in node.attr("starts")], [int(v) for v in node.attr("ends")]
         ax = [int(v) for v in node.attr("axes", range(len(st)))]
         sp = [1] * len(st)
+    if not len(st) == len(en) == len(ax) == len(sp):
+        raise ValueError(f"starts {st}, ends {en}, axes {ax} and steps {sp} should have one entry "
+                         "each per sliced axis")
     key = [slice(None)] * x.ndim
     for s, e, a, step in zip(st, en, ax, sp):
         a = _axis(a, x.ndim)
@@ -964,9 +993,14 @@ def Tile(node, x, repeats):
     reps = _ints(repeats)
     if len(reps) != x.ndim:
         raise ValueError(f"repeats {reps} should have one entry per input dimension ({x.ndim})")
-    _check_alloc(node, [n * r for n, r in zip(x.shape, reps)], x.dtype)
+    if any(r < 0 for r in reps):
+        raise ValueError(f"repeats {reps} cannot be negative")
+    shape = [n * r for n, r in zip(x.shape, reps)]
+    _check_alloc(node, shape, x.dtype)
     if not _is_float(x):
         return _wrap(xp.tile(x.data, reps))
+    if 0 in shape:  # nothing to repeat (however large the repeats): an empty result, no gradient
+        return _wrap(xp.zeros(shape, dtype=x.dtype))
     for axis, r in enumerate(reps):
         if r != 1:
             x = ops.cat([x] * r, axis) if r > 0 else x[(slice(None),) * axis + (slice(0, 0),)]
@@ -994,6 +1028,10 @@ def Pad(node, x, pads=None, constant_value=None, axes=None):
     for i, a in enumerate(ax):
         begin[a], end[a] = p[i], p[i + len(ax)]
     if any(v < 0 for v in begin + end):  # negative padding removes elements
+        for a, (b, e) in enumerate(zip(begin, end)):
+            if max(-b, 0) + max(-e, 0) > x.shape[a]:  # then padding again has no one meaning
+                raise ValueError(f"pads {p} remove {max(-b, 0) + max(-e, 0)} elements of axis {a}, "
+                                 f"which has {x.shape[a]}")
         key = tuple(slice(max(-b, 0), x.shape[a] - max(-e, 0))
                     for a, (b, e) in enumerate(zip(begin, end)))
         x = x[key] if _is_float(x) else _wrap(x.data[key])
@@ -1024,20 +1062,24 @@ def Clip(node, x, lo=None, hi=None):
 
 
 def Cast(node, x):
-    return _cast(x, _cast_target(node.attr("to")))
+    return _cast(x, value_dtype(node.attr("to")))
 
 
-def _cast_target(code):
-    """A Cast's target dtype: NumPy's, or the ml_dtypes type onnx maps the exotic ones to
-    (bfloat16, float8, 4-bit, ...: reachable by Cast, never as trainable data)."""
+def value_dtype(code):
+    """The dtype of values of an ONNX data type: foveanet's own (:func:`onnx_dtype`), or the
+    ml_dtypes type onnx maps the exotic ones to (bfloat16, float8, 4-bit, ...), or object for
+    strings: they reach a graph as its inputs or by Cast, never as trainable data. ValueError for
+    codes onnx does not know."""
     try:
         return onnx_dtype(code)
     except ValueError:
-        import onnx  # noqa: PLC0415 - only the rare exotic casts need it
+        import onnx  # noqa: PLC0415 - only the rare exotic types need it
         try:
             return xp.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(code)))
-        except Exception:  # noqa: BLE001 - unknown code or string type
-            raise ValueError(f"Cast to ONNX data type {code} is not supported") from None
+        except Exception:  # noqa: BLE001 - unknown code
+            raise ValueError(f"ONNX data type {code} "
+                             f"({_ONNX_TYPE_NAMES.get(int(code), 'unknown')}) is not supported") \
+                from None
 
 
 def CastLike(node, x, like):
@@ -1068,6 +1110,8 @@ def ConstantOfShape(node, shape):
 
 def Range(node, start, limit, delta):
     s, l_, d = _scalar(start), _scalar(limit), _scalar(delta)
+    if not all(math.isfinite(v) for v in (s, l_, d)):
+        raise ValueError(f"Range start {s}, limit {l_} and delta {d} must be finite")
     if d == 0:
         raise ValueError("Range delta cannot be 0")
     n = max(math.ceil((l_ - s) / d), 0)
@@ -1086,6 +1130,8 @@ def _nearest_map(in_size, out_size, scale, coord, nearest):
     is mapped back by ``coordinate_transformation_mode``, rounded by ``nearest_mode``, clamped.
     As in the specification (and its reference implementation), the resized length in these
     formulas is ``scale * in_size``, fractional when a scale does not divide evenly."""
+    if out_size == 0:  # sizes of 0 (a scale of 0): nothing to map, and the formulas divide by it
+        return xp.zeros(0, dtype=xp.int64)
     y = xp.arange(out_size, dtype=xp.float64)
     length = scale * in_size
     if coord == "align_corners":
@@ -1113,12 +1159,21 @@ def _nearest_map(in_size, out_size, scale, coord, nearest):
     return xp.clip(idx, 0, in_size - 1).astype(xp.int64)
 
 
+def _check_scales(scales):
+    if any(not 0.0 < s < math.inf for s in scales):  # nan fails the comparison too
+        raise ValueError(f"scales={scales}: every scale must be positive and finite")
+
+
 def _resize_nearest(node, x, scales, sizes, coord, nearest, axes=None):
     rank = x.ndim
     axes = list(range(rank)) if axes is None else [_axis(a, rank) for a in axes]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes} repeat an axis")
     if sizes is not None:
         if len(sizes) != len(axes):
             raise ValueError(f"sizes {sizes} should have {len(axes)} entries")
+        if any(x.shape[a] == 0 for a in axes):
+            raise ValueError(f"cannot resize the empty input of shape {tuple(x.shape)} to sizes")
         policy = node.attr("keep_aspect_ratio_policy", "stretch")
         ratios = [s / x.shape[a] for s, a in zip(sizes, axes)]
         if policy == "stretch":
@@ -1133,8 +1188,7 @@ def _resize_nearest(node, x, scales, sizes, coord, nearest, axes=None):
     else:
         if len(scales) != len(axes):
             raise ValueError(f"scales {scales} should have {len(axes)} entries")
-        if any(not s > 0 for s in scales):
-            raise ValueError(f"scales {scales} must be positive")
+        _check_scales(scales)
         scale_of = dict(zip(axes, scales))
         out_of = {a: int(math.floor(x.shape[a] * s)) for a, s in zip(axes, scales)}
     _check_alloc(node, [out_of.get(a, x.shape[a]) for a in range(rank)], x.dtype)
@@ -1244,14 +1298,129 @@ def _check_resize(node):
                     f"{', '.join(_NEAREST_MODES)})")
         if node.attr("antialias", 0):
             return "antialias=1 is not supported"
+    scales = node.attr("scales")  # Upsample-7's attribute (later opsets: an input)
+    if scales is not None:
+        try:
+            _check_scales([float(v) for v in scales])
+        except ValueError as e:
+            return f"attribute {e}"
     return None
 
 
-def _check_spatial(node):
+_INT32_MAX = 2 ** 31 - 1
+
+
+def _check_range(node, key, lo, hi, what):
+    """None, or why attribute ``key`` (a list of ints) has an entry outside [lo, hi]."""
+    v = node.attr(key)
+    if v is not None and any(not lo <= int(i) <= hi for i in v):
+        bound = f"at least {lo}" if hi == math.inf else f"from {lo} to {hi}"
+        return f"{key}={list(v)}: {what} must be {bound}"
+    return None
+
+
+def _check_window(node):
+    """The settings Conv, ConvTranspose, MaxPool and AveragePool share: kernel sizes, strides and
+    dilations of at least 1, pads (and ConvTranspose's output_padding) of at least 0, a group
+    count of at least 1, a known auto_pad, and lists of one length (pads: twice it). What only the
+    input's shape can refute (a kernel larger than the padded input, a padded size over the memory
+    limit) is checked when the node runs. Kernel sizes, strides and dilations above 2**31 - 1 are
+    refused too: no real network has them, and once multiplied they overflow the 64-bit index
+    arithmetic of the kernels; paddings and output sizes are bounded by the memory limit instead."""
+    for key, lo, hi, what in (("kernel_shape", 1, _INT32_MAX, "every kernel size"),
+                              ("strides", 1, _INT32_MAX, "every stride"),
+                              ("dilations", 1, _INT32_MAX, "every dilation"),
+                              ("pads", 0, math.inf, "every pad"),
+                              ("output_padding", 0, math.inf, "every output padding"),
+                              ("output_shape", 1, math.inf, "every output size")):
+        msg = _check_range(node, key, lo, hi, what)
+        if msg:
+            return msg
+    group = node.attr("group", 1)
+    if group < 1:
+        return f"group={group}: the number of groups must be at least 1"
+    try:
+        auto = _auto_pad(node)
+    except ValueError as e:
+        return str(e)
+    if auto != "NOTSET" and any(node.attr("pads", [])):
+        # the specification forbids the pair; runtimes disagree on which one wins
+        return f"auto_pad={auto!r} and pads={list(node.attr('pads'))} cannot be used together"
+    lengths = {key: len(node.attr(key)) for key in ("kernel_shape", "strides", "dilations",
+                                                    "output_padding") if node.attr(key) is not None}
+    if node.attr("pads") is not None:
+        if len(node.attr("pads")) % 2:
+            return f"pads={list(node.attr('pads'))} should have an even number of entries"
+        lengths["pads"] = len(node.attr("pads")) // 2
+    if len(set(lengths.values())) > 1:
+        return ("the window settings disagree on the number of spatial axes: " +
+                ", ".join(f"{key}={list(node.attr(key))}" for key in lengths))
     ks = node.attr("kernel_shape")
-    if ks is not None and len(ks) not in (1, 2):
+    if node.op_type in ("Conv", "ConvTranspose") and ks is not None and len(ks) not in (1, 2):
         return (f"kernel_shape={list(ks)}: only 1-D and 2-D {node.op_type} is supported "
                 f"({len(ks)}-D here; pooling works in any dimension)")
+    return None
+
+
+def _check_split(node):
+    parts = node.attr("num_outputs")
+    if node.opset >= 18 and parts is not None and parts != len(node.outputs):
+        return f"num_outputs={parts}, but the node has {len(node.outputs)} outputs"
+    split = node.attr("split")
+    if node.opset < 13 and split is not None:
+        if any(int(v) < 0 for v in split):
+            return f"split={list(split)}: the part sizes cannot be negative"
+        if len(split) != len(node.outputs):
+            return f"split={list(split)} lists {len(split)} parts for {len(node.outputs)} outputs"
+    return None
+
+
+def _check_axes_list(key, until=None):
+    """Transpose's perm (a permutation), Squeeze/Unsqueeze's axes (no repeats) while they are
+    attributes (before opset ``until``); their range against the input's rank is checked when the
+    node runs."""
+    def check(node):
+        v = node.attr(key)
+        if v is None or (until is not None and node.opset >= until):
+            return None
+        v = [int(i) for i in v]
+        if key == "perm" and sorted(v) != list(range(len(v))):
+            return f"perm={v} is not a permutation of 0..{len(v) - 1}"
+        if len(set(v)) != len(v):
+            return f"{key}={v} repeats an axis"
+        return None
+    return check
+
+
+def _check_slice(node):
+    if node.opset >= 10:
+        return None
+    lengths = {k: len(node.attr(k)) for k in ("starts", "ends", "axes") if node.attr(k) is not None}
+    if len(set(lengths.values())) > 1:
+        return "starts, ends and axes should have one entry each per sliced axis: " + \
+            ", ".join(f"{k}={list(node.attr(k))}" for k in lengths)
+    return None
+
+
+def _check_constant_of_shape(node):
+    value = node.attr("value")
+    if value is not None and value.size != 1:
+        return f"value is a tensor of shape {list(value.shape)}; it must hold one element"
+    return None
+
+
+def _check_cast(node):
+    try:
+        value_dtype(node.attr("to"))
+    except ValueError as e:
+        return f"attribute to={node.attr('to')}: {e}"
+    return None
+
+
+def _check_lrn(node):
+    size = node.attr("size")
+    if size is not None and size < 1:
+        return f"size={size}: the window must hold at least 1 channel"
     return None
 
 
@@ -1271,6 +1440,37 @@ def _check_pad(node):
     return None
 
 
-CHECKS = {"Resize": _check_resize, "Upsample": _check_resize, "Conv": _check_spatial,
-          "ConvTranspose": _check_spatial, "BatchNormalization": _check_batchnorm,
-          "Pad": _check_pad}
+# The 0/1 settings the operators read, and who reads them: another value has no meaning, and
+# runtimes disagree on it (ONNX Runtime reads keepdims=2 as 0, a Python truth test as 1), so it is
+# refused rather than guessed at.
+_REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
+_FLAGS = {"keepdims": _REDUCTIONS, "noop_with_empty_axes": _REDUCTIONS,
+          "ceil_mode": ("MaxPool", "AveragePool"), "count_include_pad": ("AveragePool",),
+          "storage_order": ("MaxPool",), "transA": ("Gemm",), "transB": ("Gemm",),
+          "allowzero": ("Reshape",), "spatial": ("BatchNormalization",),
+          "antialias": ("Resize",),
+          "broadcast": ("Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "And", "Or",
+                        "Xor")}
+
+
+def _check_flags(node):
+    for key, readers in _FLAGS.items():
+        v = node.attr(key)
+        if v is not None and node.op_type in readers and v not in (0, 1):
+            return f"{key}={v}: must be 0 or 1"
+    return None
+
+
+def check_node(node):
+    """None, or why the node's attributes cannot be run, whatever its inputs: the checks every
+    operator shares (0/1 flags), then the operator's own (``CHECKS``)."""
+    check = CHECKS.get(node.op_type)
+    return _check_flags(node) or (check(node) if check else None)
+
+
+CHECKS = {"Resize": _check_resize, "Upsample": _check_resize, "Conv": _check_window,
+          "ConvTranspose": _check_window, "MaxPool": _check_window, "AveragePool": _check_window,
+          "BatchNormalization": _check_batchnorm, "Pad": _check_pad, "Split": _check_split,
+          "Transpose": _check_axes_list("perm"), "Squeeze": _check_axes_list("axes", 13),
+          "Unsqueeze": _check_axes_list("axes", 13), "Slice": _check_slice,
+          "ConstantOfShape": _check_constant_of_shape, "Cast": _check_cast, "LRN": _check_lrn}
