@@ -339,3 +339,29 @@ def test_config_errors_name_the_key():
         build_model({**cfg, "input_shape": [1, 28, 32]})
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         build_model({**cfg, "model": "nope"})
+
+
+def test_data_info_of_registry_data_sets(tmp_path):
+    """A data set of fv.data.open_dataset (here a CSV table) through the library: data_info reads
+    its classes and shape with the configuration's data_options; an unknown spec, an option it
+    does not take and regression data are ConfigErrors naming the key."""
+    from foveanet.train.run import check_data_options, load_test, load_train_val
+    table = tmp_path / "t.csv"
+    table.write_text("a;b;label\n" + "".join(f"{i};{i % 3};{'xy'[i % 2]}\n" for i in range(20)))
+    cfg = {**resolve_config({"dataset": str(table)}), "data_options": {"delimiter": ";"}}
+    info = data_info(cfg)
+    assert info == {"classes": ["x", "y"], "input_shape": [2], "num_classes": 2}
+    cfg.update(info)
+    train, val = load_train_val(cfg)
+    test = load_test(cfg)
+    assert (len(train) + len(val), len(test)) == (16, 4)  # the registry's 0.2 held out
+    with pytest.raises(ConfigError, match="has no such option; it takes label_column") as err:
+        check_data_options(str(table), {"size": "3"})
+    assert err.value.key == "data_options" and err.value.value == "size=3"
+    with pytest.raises(ConfigError, match="unknown data set 'imagenet'") as err:
+        data_info({**cfg, "dataset": "imagenet"})
+    assert err.value.key == "dataset"
+    targets = tmp_path / "r.csv"
+    targets.write_text("".join(f"{i},{i / 7:.3f}\n" for i in range(10)))
+    with pytest.raises(ConfigError, match=r"a regression data set.*task='regression'"):
+        data_info({**cfg, "dataset": str(targets), "data_options": {"task": "regression"}})

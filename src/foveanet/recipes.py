@@ -2,10 +2,12 @@
 
 ``DEFAULT_RECIPE`` is the one place where the defaults of ``foveanet train`` live: the command
 line reads every default from it (and prints the resolved configuration before training), so
-tuning the default run means editing the numbers below and nothing else. ``TOY_RECIPE`` holds the
-values that replace them for the 2-D toy data sets (``--dataset circle|xor|gauss|spiral``): a
-small MLP, no image augmentation, more epochs of smaller batches. ``SCHEDULES`` says how each
-``--scheduler`` is parameterised from the run's length.
+tuning the default run means editing the numbers below and nothing else. The image data sets
+(Fashion-MNIST, MNIST, CIFAR-10/100, an image folder) take ``DEFAULT_RECIPE``, the CNN built
+for the data set's channels and (square) size. ``TOY_RECIPE`` holds the values that replace it
+for feature vectors: the 2-D toy data sets (``--dataset circle|xor|gauss|spiral``) and CSV
+tables (``--dataset FILE.csv``): a small MLP, no image augmentation, more epochs of smaller
+batches. ``SCHEDULES`` says how each ``--scheduler`` is parameterised from the run's length.
 
 Keys (the names of ``config.json`` in a run directory, and of the command-line options with
 ``_`` for ``-``):
@@ -13,8 +15,15 @@ Keys (the names of ``config.json`` in a run directory, and of the command-line o
 =================  ===============================================================================
 model              a registered model (``fv.models.list_models()``)
 model_options      keyword arguments of the model's constructor (``--model-option KEY=VALUE``)
-dataset            ``fashion-mnist``, ``mnist``, or a toy set: ``circle``, ``xor``, ``gauss``,
-                   ``spiral``
+dataset            a known name: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, or a toy
+                   set: ``circle``, ``xor``, ``gauss``, ``spiral``; or the (absolute) path of a
+                   directory of images (``ImageFolder``: one folder per class, or ``train/``
+                   and ``test/`` of them) or of a ``.csv`` file (``CSVDataset``): anything
+                   ``fv.data.open_dataset`` opens (``fv.data.registry``), regression sets aside
+data_options       the data set's options (``--data-option KEY=VALUE``, values kept as strings):
+                   ``label`` (cifar100), ``size``, ``mode`` (folders), ``label_column``,
+                   ``feature_columns``, ``header``, ``delimiter`` (CSV), ``test_fraction`` and
+                   ``seed`` of the held-out test split (folders without ``test/``, CSV)
 epochs             epochs to train
 batch_size         mini-batch size (1: on-line learning)
 eval_batch_size    batch size for validation and test (no effect on the results)
@@ -41,6 +50,9 @@ toy_n, toy_noise   toy sets: points in the training and in the test set; Playgro
 from __future__ import annotations
 
 import copy
+import os
+
+from .data import DATASETS
 
 __all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "MODEL_RECIPES", "SCHEDULES", "recipe_for"]
 
@@ -71,8 +83,8 @@ DEFAULT_RECIPE = {
     "toy_noise": 0.1,
 }
 
-# For the 2-D toy sets these values replace DEFAULT_RECIPE's (options given on the command line
-# still win).
+# For feature vectors (the 2-D toy sets, CSV tables) these values replace DEFAULT_RECIPE's
+# (options given on the command line still win).
 TOY_RECIPE = {
     "model": "mlp",
     "model_options": {"hidden": [32, 32]},
@@ -104,13 +116,30 @@ SCHEDULES = {
 }
 
 
+def _is_table(name: str) -> bool:
+    """Whether ``name`` is a CSV file (a path: its case is kept), by its ending alone: the recipe
+    does not depend on whether the file is there yet."""
+    return name.strip().lower().endswith(".csv")
+
+
+def _is_path(name: str) -> bool:
+    """Whether ``name`` names a file or directory rather than a known data set (known names are
+    lower-cased; paths keep their case). A known name wins over a directory of that name, as in
+    ``fv.data.open_dataset``."""
+    if name.strip().lower().replace("_", "-") in DATASETS:
+        return False
+    return _is_table(name) or "/" in name or os.sep in name or os.path.isdir(name)
+
+
 def recipe_for(dataset: str | None = None, model: str | None = None) -> dict:
     """A deep copy of the recipe for ``dataset``: ``DEFAULT_RECIPE``, with ``TOY_RECIPE`` laid
-    over it for the toy sets and ``MODEL_RECIPES[model]`` over that for models with a learning
-    rule of their own."""
+    over it for feature vectors (the toy sets, a ``.csv`` file) and ``MODEL_RECIPES[model]``
+    over that for models with a learning rule of their own. A known name is lower-cased; a path
+    is kept as it is."""
     recipe = copy.deepcopy(DEFAULT_RECIPE)
-    name = (dataset or recipe["dataset"]).lower()
-    if name in ("circle", "xor", "gauss", "spiral"):
+    given = dataset or recipe["dataset"]
+    name = given if _is_path(given) else given.lower()
+    if name in ("circle", "xor", "gauss", "spiral") or _is_table(name):
         recipe.update(copy.deepcopy(TOY_RECIPE))
     if model is not None and model.lower().replace("-", "_") in MODEL_RECIPES:
         recipe.update(copy.deepcopy(MODEL_RECIPES[model.lower().replace("-", "_")]))

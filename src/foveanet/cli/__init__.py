@@ -6,6 +6,9 @@
     foveanet train --model mlp --model-option hidden=256,256 --epochs 10 --lr 0.05 \\
                    --optimizer momentum --scheduler cosine
     foveanet train --dataset spiral                 # a 2-D toy set (TensorFlow Playground's)
+    foveanet train --dataset cifar10 --data-dir ~/data
+    foveanet train --dataset photos/ --data-option size=64   # an image folder
+    foveanet train --dataset table.csv --data-option label_column=species
     foveanet train --resume runs/cnn_bn-fashion-mnist-20250101-120000
     foveanet evaluate runs/cnn_bn-fashion-mnist-20250101-120000
     foveanet predict runs/cnn_bn-fashion-mnist-20250101-120000 shirt.png boot.jpg --top 3
@@ -20,17 +23,20 @@ their options and call the library: ``foveanet.train.run`` (the run directory, `
 configuration and the model built from it), ``foveanet.train.evaluation``, ``fv.optim.create``,
 ``foveanet.data.images``, ``foveanet.report``. ``common`` holds what they share.
 
-``train`` reads every default from ``foveanet.recipes.DEFAULT_RECIPE`` (``TOY_RECIPE`` over it for
-the toy sets), prints the resolved configuration, trains with ``foveanet.train.Trainer`` in a run
+``train --dataset`` takes what ``fv.data.open_dataset`` opens (a known name, an image folder, a
+CSV file; ``--data-option KEY=VALUE`` for its options) and reads every default from
+``foveanet.recipes.DEFAULT_RECIPE`` (``TOY_RECIPE`` over it for feature vectors: the toy sets,
+CSV tables), prints the resolved configuration, trains with ``foveanet.train.Trainer`` in a run
 directory (its files: ``foveanet.train.run``), then evaluates the test set with the weights of the
 epoch with the lowest validation loss (``best.safetensors``) and writes ``report.md`` and the
 plots (``foveanet.report``).
 
 Exit status (decided here, in ``main``, for every command): 0 on success, 2 for a usage error (a
-bad option or value, an unknown model: ``UsageError``, ``ConfigError``), 1 for a runtime error
-(missing data set, not a run directory, a diverged run, an unreadable picture or ONNX file:
-``RunError``, ``DatasetError``, ``CheckpointError``, ``OnnxLoadError``, an ``OSError`` naming a
-file), 130 on Ctrl-C; each error is one line ``foveanet CMD: error: ...`` on stderr.
+bad option or value, an unknown model, data set or data option: ``UsageError``,
+``ConfigError``), 1 for a runtime error (missing data set, not a run directory, a diverged run,
+an unreadable picture or ONNX file: ``RunError``, ``DatasetError``, ``CheckpointError``,
+``OnnxLoadError``, an ``OSError`` naming a file), 130 on Ctrl-C; each error is one line
+``foveanet CMD: error: ...`` on stderr.
 """
 from __future__ import annotations
 

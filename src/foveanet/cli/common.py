@@ -1,5 +1,6 @@
 """What the commands share: the usage error, argument types, the help formatter, output helpers
-(lines, tables) and the reading of ``--model-option KEY=VALUE``."""
+(lines, tables), the reading of ``--model-option`` / ``--data-option KEY=VALUE``, and the run
+report as train and evaluate write it."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,8 @@ CHECKPOINT_HELP = "best: lowest validation loss (default); last: the last epoch"
 
 # the command-line option of each configuration key a library ConfigError can name
 OPTION_OF = {"from": "--from", "freeze": "--freeze", "head_classes": "--num-classes",
-             "dropout": "--dropout", "val_split": "--val-split", "model_options": "--model-option"}
+             "dropout": "--dropout", "val_split": "--val-split", "model_options": "--model-option",
+             "dataset": "--dataset", "data_options": "--data-option"}
 
 
 class UsageError(Exception):
@@ -174,3 +176,37 @@ def parse_model_options(items) -> dict:
             raise UsageError(f"--model-option expects KEY=VALUE, got {item!r}")
         options[key] = _literal(value.strip())
     return options
+
+
+def parse_data_options(items) -> dict:
+    """``{key: value}`` of ``--data-option KEY=VALUE`` items, the values as strings (the data
+    set converts them, and config.json keeps them as given); dashes in keys read as
+    underscores. A key given twice: the last wins, as with --model-option."""
+    options = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not value.strip():
+            raise UsageError(f"--data-option expects KEY=VALUE (e.g. size=32), got {item!r}")
+        options[key] = value.strip()
+    return options
+
+
+# ------------------------------------------------------------------------------------ report
+def takes_points(config) -> bool:
+    """Whether a run's inputs are 2-D points, whose report plots the decision regions."""
+    return list(config["input_shape"]) == [2]
+
+
+def run_report(run_dir, config, history, results, pred, model) -> list:
+    """Write the run's report from ``predict_loader``'s output ``pred``: misclassified pictures
+    for an image run, the decision regions for 2-D points (``pred`` made with
+    ``keep_inputs=True``), and no misclassified plot for other feature vectors (a CSV row is
+    no picture). Returns the paths written."""
+    from ..report import write_report, write_run_report
+    if len(config["input_shape"]) == 3:
+        return write_run_report(run_dir, config, history, results, pred, None)
+    if takes_points(config):
+        return write_run_report(run_dir, config, history, results, pred, model)
+    return write_report(run_dir, config=config, history=None if history is None else
+                        list(history), results=results)

@@ -6,10 +6,9 @@ import os
 import sys
 
 from ..backend import set_num_threads
-from ..report import write_run_report
 from ..train.evaluation import compute_test_metrics, predict_loader
 from ..train.run import data_files_note, load_run, make_loader, read_results, write_results
-from .common import Formatter, add_checkpoint, add_run_dir, out, table
+from .common import Formatter, add_checkpoint, add_run_dir, out, run_report, table, takes_points
 
 EPILOG = """\
 examples:
@@ -19,7 +18,9 @@ examples:
 
 Prints the test loss, accuracy, top-5 accuracy, the per-class accuracy and the confusion
 matrix (rows: true class, columns: predicted class). The test set is the run's own (the same
---limit-test subset as during training).
+--limit-test subset as during training), read as config.json says: the data set's name or path
+and its --data-option settings (an image folder's or a CSV file's held-out part is drawn the
+same way again).
 """
 
 
@@ -65,7 +66,7 @@ def command(args) -> int:
     note = data_files_note(cfg, "test", test_set)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    pred = predict_loader(model, make_loader(test_set, cfg, False), keep_inputs=run.is_toy)
+    pred = predict_loader(model, make_loader(test_set, cfg, False), keep_inputs=takes_points(cfg))
     test = compute_test_metrics(pred, run.classes)
     out(f"{run.run_dir}: {cfg['model']} on {run.dataset}, {run.weights} (epoch {run.epoch}), "
         f"{test['num_samples']} test samples")
@@ -74,7 +75,6 @@ def command(args) -> int:
         results = read_results(run.run_dir) or {}
         results.update(checkpoint=args.checkpoint, epoch=run.epoch, test=test)
         write_results(run.run_dir, results)
-        written = write_run_report(run.run_dir, cfg, None, results, pred,
-                                   model if run.is_toy else None)
+        written = run_report(run.run_dir, cfg, None, results, pred, model)
         out("wrote " + ", ".join(os.path.basename(p) for p in written))
     return 0

@@ -1,9 +1,10 @@
 """``foveanet predict RUN_DIR IMAGE...``: classify picture files (or X,Y points, for a run on a
-toy set) with a trained run (``foveanet.load_run``; pictures prepared by
-``foveanet.data.images.prepare_image``)."""
+toy set; rows of comma-separated numbers, for a run on a CSV table) with a trained run
+(``foveanet.load_run``; pictures prepared by ``foveanet.data.images.prepare_image``)."""
 from __future__ import annotations
 
 import json
+import math
 
 from ..backend import xp
 from ..train.run import load_run
@@ -15,13 +16,15 @@ examples:
   foveanet predict runs/mlp photo.png --top 3 --json
   foveanet predict runs/spiral-run 1.5,-2 0,0    toy runs take x,y points
   foveanet predict --top 1 runs/spiral-run -- -1.5,2 0,0   (after --, points may start with -)
+  foveanet predict runs/iris-run 5.1,3.5,1.4,0.2   CSV runs take rows of the feature columns
 
 How a picture is prepared: it is converted to grey (models with 1 input channel) or RGB
-(3 channels), padded to a square with its border colour, resized to the model's input size
-(28x28 for Fashion-MNIST/MNIST) and scaled to [0, 1]. The training images are light objects
-on a black background; a photo is usually a dark object on a light background, so for
-Fashion-MNIST/MNIST runs a picture whose border is lighter than mid-grey is inverted
-(--invert auto; force it with --invert always/never).
+(3 channels: CIFAR, image folders), padded to a square with its border colour, resized to the
+model's input size (28x28 for Fashion-MNIST/MNIST, 32x32 for CIFAR, a folder's size option)
+and scaled to [0, 1]. The training images of Fashion-MNIST/MNIST are light objects on a black
+background; a photo is usually a dark object on a light background, so for those runs a
+picture whose border is lighter than mid-grey is inverted (--invert auto; other runs are not
+inverted unless --invert always).
 """
 
 
@@ -31,7 +34,8 @@ def add_parser(sub):
                        epilog=EPILOG, formatter_class=Formatter)
     add_run_dir(p)
     p.add_argument("images", metavar="IMAGE", nargs="+",
-                   help="PNG/JPEG files (X,Y points for a toy-set run)")
+                   help="PNG/JPEG files (X,Y points for a toy-set run, comma-separated feature "
+                   "values for a CSV run)")
     p.add_argument("--top", type=positive_int, default=3, metavar="K",
                    help="show the K most probable classes (default 3)")
     add_checkpoint(p)
@@ -43,17 +47,23 @@ def add_parser(sub):
     return p
 
 
-def _points(items, dataset):
-    """X,Y arguments as a float32 (N, 2) batch."""
+def _points(items, dataset, features=2, names=None):
+    """X,Y arguments (or rows of ``features`` comma-separated numbers) as a float32
+    (N, features) batch."""
     pts = []
     for item in items:
         try:
             pts.append([float(v) for v in item.split(",")])
         except ValueError:
             pts.append([])
-        if len(pts[-1]) != 2:
-            raise UsageError(f"{item!r}: a run on {dataset} classifies points: give X,Y "
-                             "(e.g. 1.5,-2)")
+        if len(pts[-1]) != features or not all(math.isfinite(v) for v in pts[-1]):
+            if names is None and features == 2:
+                raise UsageError(f"{item!r}: a run on {dataset} classifies points: give X,Y "
+                                 "(e.g. 1.5,-2)")
+            what = f" ({','.join(names)})" if names else ""
+            raise UsageError(f"{item!r}: a run on {dataset} classifies rows of {features} "
+                             f"numbers{what}: give them comma-separated (e.g. "
+                             f"{','.join(['0.5'] * features)})")
     return xp.asarray(pts, dtype=xp.float32)
 
 
@@ -65,6 +75,9 @@ def command(args) -> int:
     inverted = [False] * len(args.images)
     if run.is_toy:
         batch = _points(args.images, run.dataset)
+    elif run.takes_vectors:
+        batch = _points(args.images, run.dataset, run.input_shape[0],
+                        run.config.get("feature_names"))
     else:
         prepared = [run.prepare_image(p, args.invert) for p in args.images]
         inverted = [inv for _, inv in prepared]

@@ -17,23 +17,28 @@ import sys
 import time
 
 from ..backend import set_num_threads, xp
+from ..data import DATASETS as KNOWN_DATASETS
+from ..data import REGRESSION, DatasetError
+from ..data.registry import resolve
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..recipes import DEFAULT_RECIPE, SCHEDULES, recipe_for
-from ..report import write_run_report
 from ..train import Trainer, TrainingDiverged
 from ..train.checkpoint import JSON_FILE
 from ..train.evaluation import compute_test_metrics, predict_loader
-from ..train.run import (BEST_FILE, CONFIG_FILE, DATASETS, IMAGE_DATASETS, RUN_FORMAT,
-                         RUN_FORMAT_VERSION, TOY_DATASETS, ConfigError, RunError, augmentation,
-                         build_model, build_optimizer, build_scheduler, canonical_model,
+from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN_FORMAT_VERSION,
+                         TOY_DATASETS, ConfigError, RunError, augmentation, build_model,
+                         build_optimizer, build_scheduler, canonical_model, check_data_options,
                          check_model_fits, check_model_options, checkpoint_epoch, data_files,
-                         data_files_note, data_info, jsonable_options, load_run_config, load_test,
-                         load_train_val, load_weights, make_loader, model_record, transfer_source,
-                         write_results, write_run_config)
+                         data_files_note, data_info, data_kind, dataset_classes, describe_data,
+                         feature_names, jsonable_options, load_run_config, load_test,
+                         load_train_val, load_weights, make_loader, model_record,
+                         regression_message, transfer_source, write_results, write_run_config)
 from .common import (Formatter, UsageError, fraction, momentum, nonneg_float, nonneg_int, out,
-                     parse_model_options, positive_float, positive_int, probability, usage_text,
-                     version)
+                     parse_data_options, parse_model_options, positive_float, positive_int,
+                     probability, run_report, takes_points, usage_text, version)
 
+# the known names --dataset trains on: the registry's, less the regression sets
+CLASSIFICATION_SETS = tuple(n for n in KNOWN_DATASETS if n not in REGRESSION)
 # options of `train` that are not part of a run's configuration: they may differ on --resume
 ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out")
 
@@ -45,12 +50,32 @@ examples:
                  --scheduler cosine --epochs 10 --dropout 0.2
   foveanet train --model lenet5 --augment flip,crop=2 --l2 1e-4 --out runs/lenet
   foveanet train --dataset spiral                a 2-D toy set (an MLP on (x, y) points)
+  foveanet train --dataset cifar10 --data-dir ~/data     CIFAR-10 (cifar100: --data-option
+                                                 label=coarse for its 20 super-classes)
+  foveanet train --dataset photos/ --data-option size=64  a folder of images, one folder per
+                                                 class (or train/ and test/ of them)
+  foveanet train --dataset iris.csv --data-option label_column=species   a CSV table
   foveanet train --limit-train 2000 --limit-test 500 --epochs 1     a quick smoke run
   foveanet train --resume runs/lenet --epochs 20 continue (and extend) an interrupted run
 
-Defaults come from foveanet.recipes.DEFAULT_RECIPE (TOY_RECIPE for the toy sets); the
-resolved configuration is printed first and saved as RUN_DIR/config.json. The test set is
-evaluated with the weights of the epoch with the lowest validation loss (best.safetensors).
+--dataset takes a known name (fashion-mnist, mnist, cifar10, cifar100; the toy sets circle,
+xor, gauss, spiral), a directory of images (ImageFolder: one sub-folder per class, or train/
+and test/ (or val/) sub-folders of them; the models take square images: --data-option size=N
+resizes and crops every image to N x N, and is needed when the images differ in size) or a
+.csv file (CSVDataset: numeric feature columns and a label column, by default the last; class
+labels may be words). A folder without test/ and a CSV file are split by --data-option
+test_fraction (default 0.2, stratified, drawn from --data-option seed, default 0).
+--data-option KEY=VALUE (repeatable) sets the data set's options: label=fine|coarse (cifar100);
+size=N, mode=RGB|L, test_fraction, seed (folders); label_column, feature_columns=a,b,
+header=auto|true|false, delimiter, test_fraction, seed (CSV); n, noise (toy sets). Regression
+data (reg-plane, reg-gauss, a CSV with task=regression) is trained from Python:
+fv.train.Trainer(model, optimizer, task='regression').
+
+Defaults come from foveanet.recipes.DEFAULT_RECIPE (the CNN, for every image data set, at its
+channels and size; TOY_RECIPE, a small MLP without augmentation, for the toy sets and CSV
+tables); the resolved configuration is printed first and saved as RUN_DIR/config.json. The
+test set is evaluated with the weights of the epoch with the lowest validation loss
+(best.safetensors).
 --resume continues from the run's last checkpoint with its config.json; other options must
 agree with it, except --epochs (which may extend the run), --data-dir, --download and
 --no-progress. A resumed run ends bit-identical to an uninterrupted one.
@@ -82,7 +107,12 @@ def add_parser(sub):
     g.add_argument("--dropout", type=probability, metavar="P",
                    help="set the p of every Dropout layer (or the model's dropout option)")
     g = t.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, help=f"default {R['dataset']}")
+    g.add_argument("--dataset", type=dataset_spec, metavar="SPEC",
+                   help=f"a known name ({', '.join(CLASSIFICATION_SETS)}), a directory of images "
+                   f"(one folder per class) or a .csv file (default {R['dataset']})")
+    g.add_argument("--data-option", metavar="KEY=VALUE", action="append", dest="data_option",
+                   help="an option of the data set, e.g. size=32, label=coarse, label_column=y, "
+                   "test_fraction=0.25 (repeatable; see below)")
     g.add_argument("--data-dir", metavar="DIR",
                    help="where the data set files are (searched first)")
     g.add_argument("--download", action="store_true",
@@ -124,11 +154,131 @@ def add_parser(sub):
     return t
 
 
+# ------------------------------------------------------------------------------- data sets
+def dataset_spec(text):
+    """``--dataset``: the canonical name of a known data set, or the absolute path of a directory
+    or .csv file (config.json records it, so that the run finds its data from anywhere)."""
+    try:
+        kind, key = resolve(text)
+    except DatasetError as exc:
+        message = str(exc)
+        if message.startswith("unknown data set"):
+            message = (f"invalid choice: {text!r} (give a known name: "
+                       f"{', '.join(CLASSIFICATION_SETS)}; a directory with "
+                       "one folder of images per class; or a .csv file)")
+        raise argparse.ArgumentTypeError(message) from None
+    return os.path.abspath(key) if kind in ("folder", "csv") else key
+
+
+def dataset_label(name: str) -> str:
+    """A data set's name for a run directory: a path's last part (without .csv)."""
+    if name in KNOWN_DATASETS:
+        return name
+    base = os.path.basename(os.path.normpath(name))
+    return base[:-4] if base.lower().endswith(".csv") else base
+
+
+def is_table(name: str) -> bool:
+    """Whether ``name`` (a --dataset value) is a CSV file: feature vectors, as the toy sets."""
+    return name not in KNOWN_DATASETS and name.lower().endswith(".csv")
+
+
+def _augment_given(spec) -> bool:
+    return bool(spec) and str(spec).strip().lower() not in ("none", "off", "no")
+
+
+def toy_options(name, options: dict) -> dict:
+    """``--data-option`` n / noise of a toy set as the configuration's ``toy_n`` / ``toy_noise``
+    (the keys those runs have always had)."""
+    cfg = {}
+    for key, value in options.items():
+        item = f"{key}={value}"
+        if key == "seed":
+            raise UsageError(f"--data-option {item}: the toy sets are drawn from --seed (the "
+                             "test set from seed + 1)")
+        if key not in ("n", "noise"):
+            raise UsageError(f"--data-option {item}: {name} has no such option; it takes n, noise")
+        try:
+            v = int(value) if key == "n" else float(value)
+        except ValueError:
+            v = None
+        if key == "n" and (v is None or v < 1):
+            raise UsageError(f"--data-option {item}: expected a positive integer (points in each "
+                             "of the training and test sets)")
+        if key == "noise" and (v is None or not 0.0 <= v <= 0.5):
+            raise UsageError(f"--data-option {item}: expected a number from 0 to 0.5 "
+                             "(Playground's noise / 100)")
+        cfg["toy_n" if key == "n" else "toy_noise"] = v
+    return cfg
+
+
+def data_options_config(name, items) -> dict:
+    """The configuration entries of ``--data-option`` items for data set ``name``: ``toy_n`` /
+    ``toy_noise`` for a toy set, nothing for Fashion-MNIST/MNIST (they take none), else
+    ``data_options`` (checked against what the data set takes; kept as strings)."""
+    options = parse_data_options(items)
+    if name in TOY_DATASETS:
+        return toy_options(name, options)
+    if name in IMAGE_DATASETS:
+        check_data_options(name, options)  # refuses any: these sets take none
+        return {}
+    return {"data_options": check_data_options(name, options)}
+
+
+def check_classification(name, data_options) -> None:
+    """UsageError for regression data, which the command line does not train (yet)."""
+    if name in REGRESSION or (is_table(name) and
+                              str((data_options or {}).get("task", "")).strip() == "regression"):
+        raise UsageError(f"--dataset {name}: {regression_message(name)}")
+
+
+def dataset_config(cfg) -> dict:
+    """``classes``, ``input_shape``, ``num_classes`` of the configured data set, read as the run
+    will read it; UsageError for a --data-option value the data set refuses, and for what the
+    models cannot take (regression data, images of several sizes or not square) and an option
+    would fix. Other problems of the data (a bad CSV row, an unreadable image) stay
+    DatasetErrors: runtime errors."""
+    name = cfg["dataset"]
+    if name in IMAGE_DATASETS or name in TOY_DATASETS:
+        return data_info(cfg)
+    kind = data_kind(name)
+    options = cfg.get("data_options") or {}
+    try:
+        info = describe_data(cfg)
+    except DatasetError as exc:
+        text = str(exc)
+        if kind == "folder" and "not all one size" in text:
+            raise UsageError(f"--dataset {name}: {text.split(': ', 1)[-1].split(': give')[0]}: "
+                             "give --data-option size=N to resize and crop every image to N x N"
+                             ) from None
+        # the registry says "data set SPEC: ..." of a value its data set refused (size=0); the
+        # CSV reader names the option of a column that is not there (label_column)
+        wrapped = f"data set {name!r}: "
+        named = [k for k in options if k in text]
+        if options and (text.startswith(wrapped) or named):
+            items = " ".join(f"{k}={options[k]}" for k in (named or options))
+            raise UsageError(f"--data-option {items}: {text.removeprefix(wrapped)}") from None
+        raise
+    if info["task"] != "classification":
+        raise UsageError(f"--dataset {name}: {regression_message(name)}")
+    shape = info["input_shape"]
+    if len(shape) == 3 and shape[1] != shape[2]:
+        if "size" in options:
+            raise UsageError(f"--data-option size={options['size']}: the models take square "
+                             f"images: give one number (e.g. size={min(shape[1:])})")
+        raise UsageError(f"--dataset {name}: the images are {shape[2]}x{shape[1]}, and the models "
+                         "take square images: give --data-option size=N to resize and crop them "
+                         "to N x N")
+    return {k: info[k] for k in ("classes", "input_shape", "num_classes")}
+
+
 # ------------------------------------------------------------------------- configuration
 def resolve_config(given: dict) -> dict:
     """The full configuration of a new run from the options given on the command line (``given``:
     only the options that were given) and the recipe for the data set."""
     recipe = recipe_for(given.get("dataset"), given.get("model"))
+    # regression data first: no other option matters for a data set that is refused
+    check_classification(recipe["dataset"], parse_data_options(given.get("data_option")))
     cfg = {k: given.get(k, v) for k, v in recipe.items()}
     source = given.get("from_")
     if source is None:
@@ -153,6 +303,14 @@ def resolve_config(given: dict) -> dict:
     if toy and cfg["augment"] and str(cfg["augment"]).strip().lower() not in ("none", "off", "no"):
         raise UsageError(f"--augment {cfg['augment']!r}: augmentation applies to image data sets, "
                          f"not to the 2-D points of {cfg['dataset']!r} (use --augment none)")
+    if is_table(cfg["dataset"]) and _augment_given(cfg["augment"]):
+        raise UsageError(f"--augment {cfg['augment']!r}: augmentation applies to image data sets, "
+                         f"not to the feature vectors of {dataset_label(cfg['dataset'])!r} (use "
+                         "--augment none)")
+    try:
+        cfg.update(data_options_config(cfg["dataset"], given.get("data_option")))
+    except ConfigError as exc:
+        raise UsageError(usage_text(exc)) from None
     augmentation(cfg["augment"])  # a bad spec is a usage error now, not after loading data
     # momentum: the recipe's for the 'momentum' optimizer; otherwise only when given
     opt = cfg["optimizer"]
@@ -178,17 +336,22 @@ def config_lines(cfg: dict, given: dict) -> list:
             "weight_decay", "scheduler", "scheduler_interval", "l1", "l2", "seed", "threads"]
     if cfg["dataset"] in TOY_DATASETS:
         keys += ["toy_n", "toy_noise"]
-    flag = {"model_options": "model_option"}
+    if "data_options" in cfg:
+        keys.insert(keys.index("data_dir"), "data_options")
+    flag = {"model_options": "model_option", "data_options": "data_option"}
+    # a toy set's --data-option n / noise set toy_n / toy_noise
+    toy_given = {f"toy_{k}" for k in parse_data_options(given.get("data_option"))}
     lines = []
     for k in keys:
         v = cfg.get(k)
-        src = "  (command line)" if flag.get(k, k) in given else ""
+        src = "  (command line)" if flag.get(k, k) in given or k in toy_given else ""
         lines.append(f"  {k:<19}{v if not isinstance(v, float) else f'{v:g}'}{src}")
     return lines
 
 
 def default_run_dir(cfg) -> str:
-    base = os.path.join("runs", f"{cfg['model']}-{cfg['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    base = os.path.join("runs", f"{cfg['model']}-{dataset_label(cfg['dataset'])}-"
+                                f"{time.strftime('%Y%m%d-%H%M%S')}")
     path, i = base, 2
     while os.path.exists(path):
         path, i = f"{base}-{i}", i + 1
@@ -203,6 +366,22 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def check_resume_data_options(cfg, items) -> None:
+    """``--data-option`` items given with --resume must say what the run's config.json says."""
+    if cfg["dataset"] in TOY_DATASETS:
+        have = {"n": cfg.get("toy_n"), "noise": cfg.get("toy_noise")}
+        wanted = {("n" if k == "toy_n" else "noise"): v
+                  for k, v in toy_options(cfg["dataset"], parse_data_options(items)).items()}
+    else:
+        have = cfg.get("data_options") or {}
+        wanted = parse_data_options(items)
+    for k, v in wanted.items():
+        if not _same(v, have.get(k)) and str(v) != str(have.get(k)):
+            was = f"{k}={have[k]}" if have.get(k) is not None else f"no {k}"
+            raise UsageError(f"--data-option {k}={v} contradicts the run's config.json ({was}); "
+                             "a resumed run keeps its configuration (only --epochs may change)")
+
+
 def check_resume_options(cfg, given, completed):
     """Options given with --resume must agree with the run's config.json (--epochs may extend)."""
     if "out" in given:
@@ -214,6 +393,9 @@ def check_resume_options(cfg, given, completed):
         if key in ("from_", "freeze", "num_classes"):
             raise UsageError(f"--{key.strip('_').replace('_', '-')} cannot be combined with "
                              "--resume: a resumed run keeps its configuration")
+        if key == "data_option":
+            check_resume_data_options(cfg, value)
+            continue
         if key == "model_option":
             for k, v in parse_model_options(value).items():
                 have = cfg["model_options"].get(k)
@@ -239,6 +421,21 @@ def check_resume_options(cfg, given, completed):
         cfg["epochs"] = epochs
 
 
+def new_run_data(cfg, train_set, test_set) -> None:
+    """What a new run on a data set of the registry records once its data is read: the files
+    (CIFAR), the class names as the files give them (CIFAR's batches.meta.txt, which
+    ``describe_data`` does not read), a CSV table's feature columns."""
+    files = {"train": data_files(train_set), "test": data_files(test_set)}
+    if files["train"] or files["test"]:
+        cfg["data_files"] = files
+    classes = dataset_classes(train_set)
+    if classes is not None and len(classes) == cfg["num_classes"]:
+        cfg["classes"] = classes
+    names = feature_names(train_set)
+    if names is not None:
+        cfg["feature_names"] = names
+
+
 # ------------------------------------------------------------------------------- command
 def command(args) -> int:
     t_start = time.perf_counter()
@@ -257,7 +454,7 @@ def command(args) -> int:
             cfg["data_dir"] = os.path.abspath(given["data_dir"])
     else:
         cfg = resolve_config(given)
-        cfg.update(data_info(cfg))
+        cfg.update(dataset_config(cfg))
         run_dir = given.get("out") or default_run_dir(cfg)
         for f in (CONFIG_FILE, JSON_FILE):
             if os.path.exists(os.path.join(run_dir, f)):
@@ -271,10 +468,13 @@ def command(args) -> int:
         model = build_model(cfg)
         check_model_fits(model, cfg)
     except ConfigError as exc:
-        if cfg["dataset"] not in TOY_DATASETS:
-            raise
-        raise UsageError(f"{usage_text(exc)}\nthe toy sets are 2-D points: use an MLP "
-                         "(--model mlp)") from None
+        if cfg["dataset"] in TOY_DATASETS:
+            raise UsageError(f"{usage_text(exc)}\nthe toy sets are 2-D points: use an MLP "
+                             "(--model mlp)") from None
+        if len(cfg["input_shape"]) == 1:
+            raise UsageError(f"{usage_text(exc)}\nthe rows of a CSV table are feature vectors: "
+                             "use an MLP (--model mlp)") from None
+        raise
     out(f"foveanet {version()}: {'resuming' if resume_dir else 'training'} {cfg['model']} on "
         f"{cfg['dataset']}")
     out("configuration:")
@@ -290,6 +490,8 @@ def command(args) -> int:
                 print(f"note: {note}", file=sys.stderr)
     elif cfg["dataset"] in IMAGE_DATASETS:
         cfg["data_files"] = {"train": data_files(train_set), "test": data_files(test_set)}
+    elif cfg["dataset"] not in TOY_DATASETS:
+        new_run_data(cfg, train_set, test_set)
     train_loader = make_loader(train_set, cfg, True)
     val_loader = make_loader(val_set, cfg, False) if val_set is not None else None
     test_loader = make_loader(test_set, cfg, False)
@@ -341,8 +543,7 @@ def command(args) -> int:
     else:
         which, best_epoch, val_loss = "last", trainer.epoch, None
         where = f"last epoch {epochs_done} of {epochs_done}, no validation set"
-    toy = cfg["dataset"] in TOY_DATASETS
-    pred = predict_loader(model, test_loader, keep_inputs=toy)
+    pred = predict_loader(model, test_loader, keep_inputs=takes_points(cfg))
     results = {"checkpoint": which, "epoch": best_epoch, "epochs": epochs_done,
                "val_loss": val_loss, "status": history.status,
                "test": compute_test_metrics(pred, cfg["classes"])}
@@ -352,7 +553,7 @@ def command(args) -> int:
     results.update(wall_time=wall, train_time=train_time,
                    images_per_sec=seen / train_time if train_time > 0 else None)
     write_results(run_dir, results)
-    write_run_report(run_dir, cfg, history, results, pred, model if toy else None)
+    run_report(run_dir, cfg, history, results, pred, model)
     acc = results["test"]["accuracy"]
     out(f"test accuracy: {100 * acc:.2f}% ({where})")
     out(f"run directory: {run_dir}")

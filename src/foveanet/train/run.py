@@ -27,7 +27,10 @@ A run directory holds::
 ``config.json`` is one JSON object: ``format`` ("foveanet.run") and ``format_version`` (1); the
 keys of ``foveanet.recipes.DEFAULT_RECIPE`` resolved for the run (``model``, ``model_options``,
 ``dataset``, ``epochs``, ``optimizer``, ``lr``, ``seed``, ...); the data set's ``classes``,
-``input_shape`` and ``num_classes``; ``data_dir`` and ``data_files`` (where the data was read);
+``input_shape`` and ``num_classes``; ``data_options`` (the ``--data-option`` settings of a data
+set opened through ``fv.data.open_dataset``: CIFAR, an image folder, a CSV file; ``dataset`` is
+then the known name or the absolute path); ``feature_names`` (a CSV run's feature columns);
+``data_dir`` and ``data_files`` (where the data was read);
 ``scheduler_interval`` and ``schedule_epochs`` (the length the schedule was planned for); for a
 transfer-learning run ``from`` (an ONNX file or a run directory), ``from_kind`` (``onnx`` or
 ``run``), ``freeze`` and ``head_classes``; optionally ``task`` (``foveanet.train.tasks``; a run
@@ -46,11 +49,13 @@ impossible, naming the key).
 from __future__ import annotations
 
 import os
+import re
 
 from ..autograd import no_grad
 from ..backend import xp
-from ..data import MNIST, Compose, DataLoader, FashionMNIST, Normalize, Subset, ToyDataset
-from ..data import parse_augment, train_val_split
+from ..data import MNIST, Compose, DataLoader, DatasetError, FashionMNIST, Normalize, Subset
+from ..data import ToyDataset, dataset_info, open_dataset, parse_augment, train_val_split
+from ..data.registry import OPTIONS, resolve
 from ..models import create as create_model
 from ..models import list_models, model_options
 from ..nn import Dropout
@@ -69,7 +74,9 @@ __all__ = ["Run", "load_run", "RunError", "ConfigError", "CONFIG_FILE", "RESULTS
            "write_results", "read_history", "canonical_model", "check_model_options",
            "coerce_option", "jsonable_options", "model_kwargs", "model_record", "build_model",
            "transfer_source", "build_transfer_model", "check_model_fits", "load_weights",
-           "data_info", "load_train_val", "load_test", "make_loader", "augmentation",
+           "data_info", "describe_data", "regression_message", "data_kind",
+           "check_data_options", "dataset_classes",
+           "feature_names", "load_train_val", "load_test", "make_loader", "augmentation",
            "eval_transform", "data_files", "data_files_note", "build_optimizer", "build_scheduler"]
 
 CONFIG_FILE = "config.json"
@@ -82,7 +89,8 @@ RUN_FORMAT_VERSION = 1
 CHECKPOINTS = ("best", "last")
 IMAGE_DATASETS = ("fashion-mnist", "mnist")
 TOY_DATASETS = ("circle", "xor", "gauss", "spiral")
-DATASETS = IMAGE_DATASETS + TOY_DATASETS
+DATASETS = IMAGE_DATASETS + TOY_DATASETS  # read as they always were; any other spec goes
+# through fv.data.open_dataset (CIFAR-10/100, an image folder, a CSV file) with data_options
 RESERVED_OPTIONS = ("num_classes", "in_channels", "input_size")  # set from the data set
 # what rebuilding a model needs from config.json
 REQUIRED_KEYS = ("model", "dataset", "seed", "input_shape", "num_classes", "classes")
@@ -431,19 +439,110 @@ def load_weights(model, run_dir, checkpoint: str = "best"):
 # ----------------------------------------------------------------------------------- data
 def data_info(config) -> dict:
     """``classes``, ``input_shape`` and ``num_classes`` of the configured data set (without
-    loading it)."""
+    loading it; for an image folder or a CSV file, ``describe_data`` reads what it must).
+    ConfigError for a regression data set: runs are classifiers."""
     name = config["dataset"]
     if name in TOY_DATASETS:
         return {"classes": list(TOY_CLASSES), "input_shape": [2], "num_classes": 2}
-    cls = _image_class(name)
-    return {"classes": list(cls.classes), "input_shape": [1, 28, 28],
-            "num_classes": len(cls.classes)}
+    if name in IMAGE_DATASETS:
+        cls = _image_class(name)
+        return {"classes": list(cls.classes), "input_shape": [1, 28, 28],
+                "num_classes": len(cls.classes)}
+    info = describe_data(config)
+    if info["task"] != "classification":
+        raise ConfigError(regression_message(name), "dataset", name)
+    return {k: info[k] for k in ("classes", "input_shape", "num_classes")}
 
 
 def _image_class(name):
     if name not in IMAGE_DATASETS:
         raise ConfigError(f"unknown data set; known: {', '.join(DATASETS)}", "dataset", name)
     return FashionMNIST if name == "fashion-mnist" else MNIST
+
+
+def regression_message(name) -> str:
+    """Why regression data set ``name`` is refused (the reason, without the name first), and
+    where to train it instead."""
+    task = ", task='regression'" if str(name).lower().endswith(".csv") else ""
+    return ("a regression data set, and runs of foveanet train are classifiers: train it in "
+            "Python with fv.train.Trainer(model, optimizer, task='regression') on "
+            f"fv.data.open_dataset({str(name)!r}{task})")
+
+
+def data_kind(name) -> str:
+    """The kind of data set ``name`` is, as ``fv.data.registry.resolve`` says: 'fashion-mnist',
+    'mnist', 'cifar10', 'cifar100', 'toy', 'folder' or 'csv'. ConfigError (key ``dataset``) when
+    it names none (an unknown name, a missing path)."""
+    try:
+        return resolve(name)[0]
+    except DatasetError as exc:
+        raise ConfigError(str(exc), "dataset") from None
+
+
+def check_data_options(name, options) -> dict:
+    """``options`` (``{key: value}``, values as a command line gives them: strings) checked
+    against what data set ``name`` takes (``fv.data.registry.OPTIONS``); returns them as they
+    are. ConfigError (key ``data_options``, value ``KEY=VALUE``) naming the option and what is
+    accepted."""
+    kind = data_kind(name)
+    accepted = OPTIONS[kind]
+    for key, value in (options or {}).items():
+        item = f"{key}={value}"
+        if key not in accepted:
+            takes = f"it takes {', '.join(accepted)}" if accepted else "it takes none"
+            raise ConfigError(f"{name} has no such option; {takes}", "data_options", item)
+        try:
+            converted = accepted[key](value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), "data_options", item) from None
+        # the registry checks these only when it splits the data: say so before training
+        if key == "test_fraction" and not 0.0 < converted < 1.0:
+            raise ConfigError("expected a fraction between 0 and 1", "data_options", item)
+        if key == "seed" and converted < 0:
+            raise ConfigError("expected an integer >= 0", "data_options", item)
+    return dict(options or {})
+
+
+def describe_data(config) -> dict:
+    """``fv.data.dataset_info`` of a data set read through ``fv.data.open_dataset`` (CIFAR, an
+    image folder, a CSV file) with the configuration's ``data_options``: ``name``, ``classes``,
+    ``input_shape``, ``num_classes``, ``task``. ConfigError for a spec or an option it does not
+    take; DatasetError when its files cannot be read."""
+    name = config["dataset"]
+    options = check_data_options(name, config.get("data_options"))
+    return dataset_info(name, root=config.get("data_dir"), **options)
+
+
+def _registry_set(config, train, data_dir, download):
+    return open_dataset(config["dataset"], train=train, root=data_dir, download=download,
+                        **(config.get("data_options") or {}))
+
+
+def _innermost(dataset, attribute):
+    """``dataset.attribute``, looked for through Subsets; None when no level has it."""
+    while dataset is not None:
+        value = getattr(dataset, attribute, None)
+        if value is not None:
+            return value
+        dataset = getattr(dataset, "dataset", None)
+    return None
+
+
+def dataset_classes(dataset) -> list | None:
+    """The class names ``dataset`` (or the set a Subset of it is of) was read with, or None:
+    CIFAR's come from its files (``batches.meta.txt``), which ``describe_data`` does not read."""
+    classes = _innermost(dataset, "classes")
+    return None if classes is None else [str(c) for c in classes]
+
+
+def feature_names(dataset) -> list | None:
+    """The feature columns of a CSV data set (or a Subset of one): the header's names ('price'
+    of CSVDataset's 'column 3 (price)'), else 'column 3'; None for other sets."""
+    names = _innermost(dataset, "feature_names")
+    if names is None:
+        return None
+    return [m.group(1) if (m := re.fullmatch(r"column \d+ \((.*)\)", str(n))) else str(n)
+            for n in names]
 
 
 def augmentation(spec):
@@ -480,8 +579,10 @@ def load_train_val(config, data_dir=None, download=False):
     if config["dataset"] in TOY_DATASETS:
         full = ToyDataset(config["dataset"], n=config["toy_n"], noise=config["toy_noise"],
                           seed=seed)
-    else:
+    elif config["dataset"] in IMAGE_DATASETS:
         full = _image_class(config["dataset"])(root=data_dir, train=True, download=download)
+    else:  # CIFAR, an image folder, a CSV file: its training split, as the registry defines it
+        full = _registry_set(config, True, data_dir, download)
     full = _subsample(full, config["limit_train"], seed + 11)
     if not config["val_split"]:
         return full, None
@@ -498,8 +599,10 @@ def load_test(config, data_dir=None, download=False):
     if config["dataset"] in TOY_DATASETS:
         test = ToyDataset(config["dataset"], n=config["toy_n"], noise=config["toy_noise"],
                           seed=config["seed"] + 1)
-    else:
+    elif config["dataset"] in IMAGE_DATASETS:
         test = _image_class(config["dataset"])(root=data_dir, train=False, download=download)
+    else:
+        test = _registry_set(config, False, data_dir, download)
     return _subsample(test, config["limit_test"], config["seed"] + 13)
 
 
@@ -627,6 +730,12 @@ class Run:
     def is_toy(self) -> bool:
         """Whether the run is on a 2-D toy set (its inputs are (x, y) points)."""
         return self.dataset in TOY_DATASETS
+
+    @property
+    def takes_vectors(self) -> bool:
+        """Whether the run's inputs are feature vectors (a toy set's (x, y) points, a CSV
+        file's rows), not pictures."""
+        return len(self.input_shape) == 1
 
     @property
     def transform(self):
