@@ -86,7 +86,7 @@ def _correlate(x, pads, w, bias, out_hw):
     forward_kernel, width = _kernels().forward, _block(w.shape[3])
     wp = _blocks_wide(w)
     threads.split(lambda lo, hi: forward_kernel(x, top, left, hp, wq, wp, b, width, out, lo, hi),
-                    n, out.nbytes + x.nbytes)
+                  n, out.nbytes + x.nbytes)
     return out
 
 
@@ -165,7 +165,7 @@ def forward_s2(x, w, bias, pads):
     w = xp.ascontiguousarray(w)
     kernel = _kernels().forward_s2
     threads.split(lambda lo, hi: kernel(x, top, left, w, b, out, lo, hi), n,
-                    out.nbytes + x.nbytes)
+                  out.nbytes + x.nbytes)
     return out
 
 
@@ -184,7 +184,7 @@ def input_grad_s2(g, w, pads, in_hw):
     gx = xp.empty((g.shape[0], w.shape[1]) + tuple(in_hw), dtype=g.dtype)
     kernel = _kernels().input_grad_s2
     threads.split(lambda lo, hi: kernel(g, pads[0], pads[2], w, gx, lo, hi), g.shape[0],
-                    g.nbytes + gx.nbytes)
+                  g.nbytes + gx.nbytes)
     return gx
 
 

@@ -89,7 +89,7 @@ def im2col(xpad, kernel, stride, dilation, out_hw, groups: int, pads=(0, 0, 0, 0
         cols = xp.empty((n, c * kh * kw, oh, ow), dtype=xpad.dtype)
         im2col_kernel, top, left = _strided_kernels().im2col, pads[0], pads[2]
         threads.split(lambda lo, hi: im2col_kernel(xpad, top, left, kh, kw, sh, sw, dh, dw,
-                                                     cols, lo, hi), n, cols.nbytes)
+                                                   cols, lo, hi), n, cols.nbytes)
         return cols.reshape(n, groups, (c // groups) * kh * kw, oh * ow)
     xpad = pad_array(xpad, *pads)
     n, c, hp, wp = xpad.shape
@@ -111,10 +111,10 @@ def col2im(cols, out, kernel, stride, dilation, out_hw):
         c4 = cols.reshape(cols.shape[0], -1, oh, ow)
         col2im_kernel = _strided_kernels().col2im
         threads.split(lambda lo, hi: col2im_kernel(c4, kh, kw, sh, sw, dh, dw, out, lo, hi),
-                        out.shape[0], out.nbytes)
+                      out.shape[0], out.nbytes)
         return out
     threads.split(lambda lo, hi: _col2im(cols[lo:hi], out[lo:hi], kernel, stride, dilation,
-                                           out_hw), out.shape[0], out.nbytes)
+                                         out_hw), out.shape[0], out.nbytes)
     return out
 
 

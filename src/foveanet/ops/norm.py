@@ -147,7 +147,7 @@ def _train_forward(x3, weight, bias, eps, compiled):
     if compiled:
         w, b = _none_as_empty(weight, x3.dtype), _none_as_empty(bias, x3.dtype)
         threads.split(lambda lo, hi: _kernels().forward(x3, w, b, eps, mean, var, out, lo, hi),
-                        c, x3.nbytes)
+                      c, x3.nbytes)
         return mean, var, out
 
     def block(lo, hi):
@@ -176,7 +176,7 @@ def _train_backward(g3, x3, mean, invstd, weight, m, compiled):
     if compiled:
         w, g3 = _none_as_empty(weight, x3.dtype), xp.ascontiguousarray(g3)
         threads.split(lambda lo, hi: _kernels().backward(g3, x3, mean, invstd, w, dx, dw, db, lo,
-                                                           hi), c, x3.nbytes)
+                                                         hi), c, x3.nbytes)
         return dx, dw, db
 
     def block(lo, hi):

@@ -226,7 +226,7 @@ class MaxPool2d(Function):
                     return out[0] if self.unbatched else out
             else:
                 threads.split(lambda lo, hi: _tile_argmax(x[lo:hi], kh, kw, out[lo:hi],
-                                                            tap[lo:hi]), n, x.nbytes)
+                                                          tap[lo:hi]), n, x.nbytes)
                 nan = xp.isnan(out).any()
             if not nan:  # NaN present: the general path has PyTorch's NaN rule
                 self.tap = tap
@@ -275,7 +275,7 @@ class MaxPool2d(Function):
                 g3 = xp.ascontiguousarray(g4).reshape(n * c, oh, ow)
                 tap3, gx3 = tap.reshape(n * c, oh, ow), gx.reshape(n * c, h, w)
                 threads.split(lambda lo, hi: _kernels().max_2x2_grad(g3, tap3, gx3, lo, hi),
-                                n * c, gx.nbytes)
+                              n * c, gx.nbytes)
                 return gx[0] if self.unbatched else gx
             gx = xp.zeros(self.x_shape, dtype=g.dtype)
 
