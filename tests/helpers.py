@@ -12,8 +12,6 @@ the output (so one backward pass covers every output element).
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 

@@ -11,7 +11,7 @@ from helpers import check_against_torch, count_calls, disable_compiled, gradchec
 import foveanet as fv
 import foveanet.nn.functional as F
 from foveanet.backend.cpu import threads as _parallel
-from foveanet.ops import _direct, _winograd, algorithms, conv
+from foveanet.ops import _winograd, algorithms, conv
 
 T = torch.nn.functional
 

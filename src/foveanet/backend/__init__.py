@@ -140,7 +140,8 @@ def get_array_module(*arrays):
     cp = _cupy()
     if cp is not None:
         for a in arrays:
-            a = getattr(a, "data", a) if not isinstance(a, xp.ndarray) else a
+            if not isinstance(a, xp.ndarray):  # an ndarray's .data is its buffer, not an array
+                a = getattr(a, "data", a)  # a Tensor's is its array
             if isinstance(a, cp.ndarray):
                 return cp
     return xp

@@ -76,10 +76,7 @@ class _CIFAR(InMemoryImageDataset):
 
     def __init__(self, root=None, train: bool = True, transform=None, target_transform=None,
                  download: bool = False):
-        self.root = root
-        self.train = bool(train)
-        self.transform = transform
-        self.target_transform = target_transform
+        super().__init__(root, train, transform, target_transform)
         source = self.find(root)
         if source is None and download:
             self.download(root)

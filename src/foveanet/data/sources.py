@@ -139,13 +139,19 @@ class InMemoryImageDataset(Dataset):
     ``get_batch(indices)`` (the ``DataLoader``'s fast path) a whole batch by one fancy index.
     ``transform``: a batch transform (a ``transforms.Transform``, applied to the batch in
     ``get_batch``, seeded by the loader) or a per-item callable (applied in ``ds[i]``; the loader
-    then reads item by item). Subclasses set ``data``, ``targets``, ``files``, ``train``,
-    ``transform``, ``target_transform`` and the class attributes below.
+    then reads item by item). Subclasses call ``__init__`` for the options, then set ``data``,
+    ``targets``, ``files`` and the class attributes below.
     """
 
     title = ""
     classes: list = []
     mean, std = 0.0, 1.0  # of the training images scaled to [0, 1]: numbers, or one per channel
+
+    def __init__(self, root=None, train: bool = True, transform=None, target_transform=None):
+        self.root = root
+        self.train = bool(train)
+        self.transform = transform
+        self.target_transform = target_transform
 
     def _chw(self, images):
         """``data[indices]`` as (B, C, H, W); ``data`` is stored so already unless overridden."""
@@ -236,10 +242,7 @@ class _MNISTLike(InMemoryImageDataset):
 
     def __init__(self, root=None, train: bool = True, transform=None, target_transform=None,
                  download: bool = False):
-        self.root = root
-        self.train = bool(train)
-        self.transform = transform
-        self.target_transform = target_transform
+        super().__init__(root, train, transform, target_transform)
         files = find_files(self.name, self.train, root)
         if files is None and download:
             try:

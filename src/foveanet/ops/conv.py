@@ -62,8 +62,8 @@ def warm() -> str:
     """Compile (or load from the cache) the strided im2col / col2im for float32 and float64."""
     if _strided_kernels() is None:
         return "strided im2col / col2im: numba is not installed, NumPy's strided copies instead"
-    for dt in (xp.float32, xp.float64):  # a 2x2 stride-2 convolution takes im2col, both ways
-        x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 2, 2), dtype=dt)
+    for dt in (xp.float32, xp.float64):  # a 2x2 stride-2 convolution's columns, both ways
+        x = xp.ones((1, 1, 4, 4), dtype=dt)
         cols = im2col(x, (2, 2), (2, 2), (1, 1), (2, 2), 1, (0, 0, 0, 0))
         col2im(cols.reshape(1, 4, 4), xp.zeros_like(x), (2, 2), (2, 2), (1, 1), (2, 2))
     return "strided im2col / col2im: numba kernels compiled"

@@ -655,15 +655,8 @@ def check_optimizer_state(optimizer, state, file: str, json_path: str, key: str)
             raise _bad(json_path, f"{gkey}.params", f"lists {len(saved['params'])} parameters, "
                                                     f"but group {i} of the {name} given has "
                                                     f"{len(group['params'])}")
-        for option, value in group.items():
-            if option == "params":
-                continue
-            if option not in saved:
-                raise CheckpointError(f"{json_path}: missing key '{gkey}.{option}' (an option "
-                                      f"of {name})", json_path, f"{gkey}.{option}")
-            problem = _mismatch(value, saved[option])
-            if problem:
-                raise _bad(json_path, f"{gkey}.{option}", problem)
+        _check_entries({k: v for k, v in group.items() if k != "params"}, saved, json_path, gkey,
+                       f"an option of {name}")
         by_index.update(zip(saved["params"], group["params"]))
         _check_alike(saved["params"], state["state"], file, f"{key}.state", i)
     for index, values in state["state"].items():
@@ -701,18 +694,24 @@ def _check_alike(indices, states, file, key, group):
                           f"{key}.{odd}")
 
 
+def _check_entries(expected: dict, saved: dict, json_path, key, what: str) -> None:
+    """CheckpointError unless ``saved`` has every key of ``expected`` (a live object's state),
+    each with a value of the same kind (``_mismatch``)."""
+    for entry, value in expected.items():
+        if entry not in saved:
+            raise CheckpointError(f"{json_path}: missing key '{key}.{entry}' ({what})", json_path,
+                                  f"{key}.{entry}")
+        problem = _mismatch(value, saved[entry])
+        if problem:
+            raise _bad(json_path, f"{key}.{entry}", problem)
+
+
 def check_scheduler_state(scheduler, state, json_path: str, key: str) -> None:
     """CheckpointError unless ``state`` (a saved ``state_dict()``) fits ``scheduler``: every
     attribute of its own state present with a value of the same kind, and accepted by its
     ``load_state_dict`` (tried on a shallow copy, so ``scheduler`` does not change)."""
     name = type(scheduler).__name__
-    for attr, value in scheduler.state_dict().items():
-        if attr not in state:
-            raise CheckpointError(f"{json_path}: missing key '{key}.{attr}' (an attribute of "
-                                  f"{name})", json_path, f"{key}.{attr}")
-        problem = _mismatch(value, state[attr])
-        if problem:
-            raise _bad(json_path, f"{key}.{attr}", problem)
+    _check_entries(scheduler.state_dict(), state, json_path, key, f"an attribute of {name}")
     try:
         copy.copy(scheduler).load_state_dict(copy.deepcopy(state))
     except (TypeError, ValueError, KeyError) as exc:
