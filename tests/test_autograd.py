@@ -234,3 +234,48 @@ def test_zero_dim_results_are_arrays_not_numpy_scalars():
     b = fv.tensor(1.0)
     b.copy_(3.0)
     assert b.item() == 3.0
+
+
+# ---------------------------------------------------------------- Functions with several results
+class _TwoResults(fv.Function):
+    """(2 x, 3 x, argmax index): two differentiable results and an integer one."""
+
+    def forward(self, x):
+        return x * 2, x * 3, np.argmax(x, keepdims=True)
+
+    def backward(self, grads):
+        ga, gb, gi = grads
+        assert gi is None  # an integer result never carries a gradient
+        out = np.zeros(1)
+        if ga is not None:
+            out = out + 2 * ga
+        if gb is not None:
+            out = out + 3 * gb
+        return out
+
+
+def test_a_function_with_several_results_gets_one_gradient_each():
+    x = fv.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    a, b, i = _TwoResults.apply(x)
+    assert a.grad_fn is b.grad_fn and i.grad_fn is None and not i.requires_grad
+    a.retain_grad()
+    b.retain_grad()
+    (a.sum() * 5 + (b * b).sum()).backward()
+    np.testing.assert_allclose(x.grad.data, 10 + 18 * x.data)  # d/dx (10 x + 9 x^2)
+    np.testing.assert_allclose(a.grad.data, [5, 5, 5])
+    np.testing.assert_allclose(b.grad.data, 2 * b.data)
+
+
+def test_a_gradient_through_one_result_leaves_the_others_none():
+    x = fv.tensor([1.0, -1.0], requires_grad=True)
+    _, b, _ = _TwoResults.apply(x)
+    b.sum().backward()
+    np.testing.assert_allclose(x.grad.data, [3, 3])
+    x.grad = None
+    a, b, _ = _TwoResults.apply(x)
+    (a + b).sum().backward(retain_graph=True)  # both results meet again downstream
+    np.testing.assert_allclose(x.grad.data, [5, 5])
+    a.sum().backward()
+    np.testing.assert_allclose(x.grad.data, [7, 7])
+    with pytest.raises(RuntimeError, match="a second time"):
+        b.sum().backward()

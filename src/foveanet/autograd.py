@@ -95,6 +95,10 @@ class Function:
     are) and returns one array; it may keep on ``self`` whatever backward needs. ``backward(grad)``
     returns one gradient per positional argument (``None`` where there is none); it may consult
     ``self.needs_input_grad`` to skip work.
+
+    A primitive with several results (a recurrent layer's outputs and final states) returns a
+    tuple of arrays: ``apply`` then returns a tuple of tensors, and ``backward`` receives a tuple
+    with one gradient per result, ``None`` for a result no gradient reached.
     """
 
     inputs: tuple = ()
@@ -130,12 +134,19 @@ class Function:
         out = fn.forward(*arrays, **kwargs)
         if profiler is not None:
             profiler.record(cls.__name__, "forward", time.perf_counter() - t0)
-        result = Tensor._wrap(out, track)
+        if type(out) is tuple:  # several results: each remembers its place (``_output``)
+            result = tuple(Tensor._wrap(o, track and o.dtype.kind == "f") for o in out)
+            fn.n_outputs = len(out)
+            for i, r in enumerate(result):
+                if r.requires_grad:
+                    r._grad_fn, r._output = fn, i
+        else:
+            result = Tensor._wrap(out, track)
+            result._grad_fn = fn if track else None
         if _hooked and (tracer := getattr(_state, "tracer", None)) is not None:
             tracer.record(fn, args, kwargs, result)
         if track:
             fn.inputs = args
-            result._grad_fn = fn
         return result
 
     @property
@@ -184,12 +195,22 @@ def _check_grad(fn, i, g, inp):
                            f"shape {inp.data.shape}")
 
 
+def _add_grad(grads: dict, t: "Tensor", g) -> None:
+    """Add ``g`` to the gradient waiting for ``t``'s Function (for one of several results, in
+    the dict of that Function's results, under ``t``'s place)."""
+    key, i = id(t._grad_fn), t._output
+    if i is not None:
+        grads, key = grads.setdefault(key, {}), i
+    grads[key] = g if key not in grads else grads[key] + g
+
+
 def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
     """Back-propagate ``grad`` (d output / d root) from ``root`` to every leaf that requires it."""
     if root._grad_fn is None:  # a leaf: its gradient is the seed itself
         root._accumulate(grad)
         return
-    grads = {id(root._grad_fn): grad}
+    grads = {}
+    _add_grad(grads, root, grad)
     profiler = getattr(_state, "profiler", None) if _hooked else None
     for fn in _topological_order(root._grad_fn):
         if isinstance(fn, _Freed):
@@ -198,8 +219,11 @@ def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
         g = grads.pop(id(fn), None)
         if g is None:  # no path from the root carries a gradient here
             continue
-        if fn._retained is not None and (t := fn._retained()) is not None:
-            t._accumulate(g)
+        if type(g) is dict:  # a Function with several results: one gradient (or None) each
+            g = tuple(g.get(i) for i in range(fn.n_outputs))
+        for i, ref in (fn._retained or {}).items():
+            if (t := ref()) is not None and (gi := g if i is None else g[i]) is not None:
+                t._accumulate(gi)
         if profiler is not None:
             t0 = time.perf_counter()
         in_grads = fn.backward(g)
@@ -214,14 +238,13 @@ def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
             if inp._grad_fn is None:
                 inp._accumulate(ig, fn.fresh_grads)
             else:
-                key = id(inp._grad_fn)
-                grads[key] = ig if key not in grads else grads[key] + ig
+                _add_grad(grads, inp, ig)
         if not retain_graph:
             fn.__dict__.clear()  # drop inputs and saved arrays now, not when the graph dies
             fn.__class__, fn._name = _Freed, fn.name
 
 
-Function._retained = None
+Function._retained = None  # {result's place (None for a single result): weakref to it}
 
 
 # ---------------------------------------------------------------------------------------- tensor
@@ -252,6 +275,8 @@ class Tensor:
         if requires_grad:
             self.requires_grad_(True)
 
+    _output = None  # this tensor's place among its Function's results, when it has several
+
     @classmethod
     def _wrap(cls, array, requires_grad=False):
         if type(array) is not xp.ndarray:  # NumPy returns scalars for 0-d results: keep arrays
@@ -280,7 +305,8 @@ class Tensor:
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward (leaves always keep theirs)."""
         if self._grad_fn is not None:
-            self._grad_fn._retained = weakref.ref(self)
+            fn = self._grad_fn
+            fn._retained = {**(fn._retained or {}), self._output: weakref.ref(self)}
 
     def _accumulate(self, g, fresh: bool = False) -> None:
         if self.grad is None:  # an owned, writable array: optimizers and clipping edit it in place
