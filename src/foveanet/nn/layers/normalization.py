@@ -1,9 +1,11 @@
-"""Normalisation layers: BatchNorm (per-channel standardisation with learned scale and shift) and
-LocalResponseNorm (AlexNet's competition between neighbouring channels)."""
+"""Normalisation layers: BatchNorm (per-channel standardisation with learned scale and shift),
+LayerNorm (per-sample standardisation over the trailing axes) and LocalResponseNorm (AlexNet's
+competition between neighbouring channels)."""
 from __future__ import annotations
 
 from ...autograd import Tensor
 from ...backend import xp
+from ...ops.layer_norm import normalized_shape_tuple
 from .. import functional as F
 from .. import init
 from ..module import Module
@@ -134,6 +136,66 @@ class BatchNorm2d(_BatchNorm):
 
     _ndims = (4,)
     _layout = "(N, {c}, H, W)"
+
+
+class LayerNorm(Module):
+    """Layer normalisation over the trailing axes ``normalized_shape`` (an int or a tuple): each
+    sample's values there are standardised with their own mean and biased variance,
+    y = (x - mean) / sqrt(var + eps) * weight + bias. Input (*, *normalized_shape), output the
+    same shape; the same in training and eval (no running statistics).
+
+    Parameters (when ``elementwise_affine``): ``weight`` and ``bias`` of shape
+    ``normalized_shape``; ``bias=False``: a scale only.
+
+    Default initialisation (PyTorch's): ``weight`` 1, ``bias`` 0."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        check_device("LayerNorm", device)
+        self.normalized_shape = normalized_shape_tuple(normalized_shape, "LayerNorm")
+        if not self.normalized_shape:
+            raise ValueError("LayerNorm: normalized_shape must name at least one axis, got ()")
+        if not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be positive, got {eps}")
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        dt = float_dtype("LayerNorm", dtype)
+        if elementwise_affine:
+            self.weight = Parameter(xp.empty(self.normalized_shape, dtype=dt))
+            if bias:
+                self.bias = Parameter(xp.empty(self.normalized_shape, dtype=dt))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, input):  # noqa: A002
+        x = tensor_input(self, input)
+        shape = self.normalized_shape
+        if x.ndim < len(shape) or tuple(x.shape[x.ndim - len(shape):]) != shape:
+            want = "(*, " + ", ".join(str(s) for s in shape) + ")"
+            raise ValueError(f"{self._short_repr()}: expected input of shape {want} (trailing shape "
+                             f"{shape_str(shape)}, the normalized_shape), got {shape_str(x.shape)}")
+        params = self._parameters
+        weight, bias = params["weight"], params["bias"]
+        if weight is None and not xp.issubdtype(x.dtype, xp.floating):
+            raise TypeError(f"{self._short_repr()}: input has dtype {x.dtype}, not floating point; "
+                            "convert it with x.float()")
+        check_dtype(self, x, weight)
+        return F.layer_norm(x, shape, weight, bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine="
+                f"{self.elementwise_affine}, bias={self.bias is not None}")
 
 
 class LocalResponseNorm(Module):
