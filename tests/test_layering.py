@@ -1,7 +1,7 @@
 """The layering contract of the source tree, read from every import statement (those inside
 functions too), without importing anything:
 
-    backend (with the CPU runtime) <- autograd, random <- ops, profiler <- nn, optim
+    backend (with the CPU runtime) <- autograd, random <- ops, profiler <- nn, optim, utils
         <- data, models, train, interop, onnx <- recipes, report <- cli, the package itself
 
 - a module imports only from its own layer or a lower one; the one documented exception is
@@ -24,7 +24,7 @@ LAYERS = [
     {"backend", "version"},
     {"autograd", "random"},
     {"ops", "profiler"},
-    {"nn", "optim"},
+    {"nn", "optim", "utils"},
     {"data", "models", "train", "interop", "onnx"},
     {"recipes", "report"},
     {"cli", "__main__", "__init__"},
