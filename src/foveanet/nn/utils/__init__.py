@@ -11,8 +11,9 @@ import math
 import types
 import warnings
 
-from ..autograd import Tensor
-from ..backend import xp
+from ...autograd import Tensor
+from ...backend import xp
+from . import rnn  # noqa: F401  (PackedSequence, pad_sequence, pack_padded_sequence, ...)
 
 
 def _as_list(parameters):
