@@ -5,6 +5,7 @@ from . import alexnet, densenet, perceptron, pyramidnet, resnet, simple, vgg  # 
 from .registry import create, list_models, lookup, model_options, register_model  # noqa: F401
 from .alexnet import AlexNet, alexnet  # noqa: F401
 from .densenet import DenseNet, densenet121, densenet169, densenet201, densenet_bc  # noqa: F401
+from .hopfield import HopfieldNetwork, RecallInfo, to_binary, to_bipolar  # noqa: F401
 from .perceptron import Perceptron, perceptron  # noqa: F401
 from .pyramidnet import PyramidNet, pyramidnet  # noqa: F401
 from .resnet import (CifarResNet, PreActResNet, ResNet, WideResNet, preact_resnet,  # noqa: F401

@@ -4,6 +4,7 @@ from .container import ModuleDict, ModuleList, Sequential  # noqa: F401
 from .conv import Conv2d, ConvTranspose2d  # noqa: F401
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .embedding import Embedding  # noqa: F401
+from .hopfield import Hopfield, HopfieldPooling  # noqa: F401
 from .linear import Linear  # noqa: F401
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss,  # noqa: F401
                    SumSquaredErrorLoss)
