@@ -41,9 +41,11 @@ demo: install data
 test: install-test
 	$(PY) -m pytest
 
-# foveanet vs PyTorch side by side (benchmarks/README.md): about 3-5 minutes on 2 quiet cores
+# foveanet vs PyTorch side by side (benchmarks/README.md): the CNNs, then the recurrent layers;
+# about 5-8 minutes on 2 quiet cores
 bench: install-test
 	$(PY) benchmarks/compare.py --json benchmarks/compare.json
+	$(PY) benchmarks/rnn_compare.py --json benchmarks/rnn_compare.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,190 @@
+"""foveanet's recurrent layers vs PyTorch's on the CPU, side by side: the same layers, weights,
+sequences, dtype and threads.
+
+    .venv/bin/python benchmarks/rnn_compare.py [--cases lstm1-t35-b32,...] [--repeats N]
+                                               [--json out.json] [--quick] [--threads 2]
+
+Cases (input size 256, hidden size 256, float32, time-major (T, B, 256) input):
+
+==============  ======================================
+lstm1-t35-b32   1-layer LSTM, 35 steps, batch 32
+lstm1-t100-b64  1-layer LSTM, 100 steps, batch 64
+lstm2-t35-b64   2-layer LSTM, 35 steps, batch 64
+lstm2-t100-b32  2-layer LSTM, 100 steps, batch 32
+gru1-t100-b64   1-layer GRU, 100 steps, batch 64
+gru2-t35-b32    2-layer GRU, 35 steps, batch 32
+==============  ======================================
+
+For each case, in the same process and interleaved (compare.py's ``interleaved``: alternating
+repeats, a pause between the libraries, the quiet-CPU gate), it times
+
+- training: forward, then backward of the output against a fixed upstream gradient (the same
+  array for both), the parameters' gradients cleared before each step;
+- inference: forward under no_grad.
+
+Before timing, both run the same sequence from the same weights (the foveanet layer's
+``state_dict`` copied into PyTorch's, same names) and must agree: output and final states within
+1e-4 of their largest magnitude, every parameter gradient within 1e-3. The figure per library is
+the median time per step over the repeats; the ratio is PyTorch's time over foveanet's (> 1:
+foveanet is faster). PyTorch runs its LSTM through oneDNN on this CPU (float32, no projection);
+its GRU and RNN through its native step loop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import foveanet as fv  # noqa: E402
+from compare import GATE, interleaved, machine_info  # noqa: E402
+
+CASES = {
+    "lstm1-t35-b32": ("LSTM", 1, 35, 32),
+    "lstm1-t100-b64": ("LSTM", 1, 100, 64),
+    "lstm2-t35-b64": ("LSTM", 2, 35, 64),
+    "lstm2-t100-b32": ("LSTM", 2, 100, 32),
+    "gru1-t100-b64": ("GRU", 1, 100, 64),
+    "gru2-t35-b32": ("GRU", 2, 35, 32),
+}
+SIZE = 256
+
+
+def layers(kind, num_layers):
+    import torch
+
+    fv.manual_seed(0)
+    ours = getattr(fv.nn, kind)(SIZE, SIZE, num_layers)
+    theirs = getattr(torch.nn, kind)(SIZE, SIZE, num_layers)
+    with torch.no_grad():
+        for k, v in ours.state_dict().items():
+            theirs.state_dict()[k].copy_(torch.from_numpy(np.array(v.data)))
+    return ours, theirs
+
+
+def check_equal_work(ours, theirs, x, up):
+    import torch
+
+    fx = fv.tensor(x)
+    fy, fh = ours(fx)
+    ty, th = theirs(torch.from_numpy(x))
+    pairs = [(fy, ty)] + list(zip(fh if isinstance(fh, tuple) else (fh,),
+                                  th if isinstance(th, tuple) else (th,)))
+    worst = 0.0
+    for a, b in pairs:
+        b = b.detach().numpy()
+        worst = max(worst, float(np.abs(a.data - b).max() / max(np.abs(b).max(), 1e-12)))
+    fy.backward(fv.tensor(up))
+    ty.backward(torch.from_numpy(up))
+    grad_err = 0.0
+    theirs_p = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        ref = theirs_p[name].grad.numpy()
+        grad_err = max(grad_err, float(np.abs(p.grad.data - ref).max() / max(np.abs(ref).max(), 1e-12)))
+    if worst > 1e-4 or grad_err > 1e-3:
+        raise SystemExit(f"the two layers disagree: outputs {worst:.2e}, gradients {grad_err:.2e}")
+    return dict(max_rel_output_error=worst, max_rel_grad_error=grad_err)
+
+
+def bench_case(name, args):
+    import torch
+
+    kind, num_layers, steps, batch = CASES[name]
+    ours, theirs = layers(kind, num_layers)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((steps, batch, SIZE), dtype=np.float32)
+    up = rng.standard_normal((steps, batch, SIZE), dtype=np.float32)
+    check = check_equal_work(ours, theirs, x, up)
+    fx, fup = fv.tensor(x), fv.tensor(up)
+    tx, tup = torch.from_numpy(x), torch.from_numpy(up)
+
+    def f_train():
+        ours.zero_grad()
+        ours(fx)[0].backward(fup)
+
+    def t_train():
+        theirs.zero_grad()
+        theirs(tx)[0].backward(tup)
+
+    def f_infer():
+        with fv.no_grad():
+            ours(fx)
+
+    def t_infer():
+        with torch.no_grad():
+            theirs(tx)
+
+    GATE["log"] = []
+    f_tr, t_tr = interleaved(f_train, t_train, args.repeats, args.warmup, args.min_time)
+    f_in, t_in = interleaved(f_infer, t_infer, args.repeats, args.warmup, args.min_time)
+    res = dict(case=name, kind=kind, num_layers=num_layers, steps=steps, batch=batch,
+               input_size=SIZE, hidden_size=SIZE, equal_work=check)
+    for lib, tr, inf in (("foveanet", f_tr, f_in), ("torch", t_tr, t_in)):
+        res[lib] = dict(train_step_s=tr, infer_step_s=inf, train_median_s=statistics.median(tr),
+                        infer_median_s=statistics.median(inf))
+    res["ratio"] = dict(train=res["torch"]["train_median_s"] / res["foveanet"]["train_median_s"],
+                        infer=res["torch"]["infer_median_s"] / res["foveanet"]["infer_median_s"])
+    return res
+
+
+def table(results):
+    head = ("case", "figure", "foveanet ms", "PyTorch ms", "PyTorch/foveanet")
+    rows = []
+    for r in results:
+        for key, label in (("train", "train step (fwd+bwd)"), ("infer", "inference (no_grad)")):
+            rows.append((r["case"], label, f"{1e3 * r['foveanet'][key + '_median_s']:.2f}",
+                         f"{1e3 * r['torch'][key + '_median_s']:.2f}", f"{r['ratio'][key]:.3f}"))
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(5)]
+    fmt = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
+                                for i, (c, w) in enumerate(zip(row, widths)))
+    line = "-" * (sum(widths) + 8)
+    return "\n".join([line, fmt(head), line] + [fmt(r) for r in rows] + [line])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--min-time", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    ap.add_argument("--quick", action="store_true", help="few, short repeats (a smoke test)")
+    ap.add_argument("--quiet-wait", type=float, default=None)
+    ap.add_argument("--quiet-busy", type=float, default=0.15)
+    args = ap.parse_args(argv)
+    args.repeats = args.repeats or (2 if args.quick else 7)
+    args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 0.5)
+    GATE["max_wait"] = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 30.0)
+    GATE["max_busy"] = args.quiet_busy
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(CASES)}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    limiter = threadpool_limits(args.threads)  # noqa: F841 - kept for the run
+    info = machine_info(args.threads)
+    print(f"{info['date']}  {info['cpu']}  numpy {info['numpy']}  torch {info['torch']}  "
+          f"threads {args.threads}  load {info['load_average']}")
+    results = []
+    for c in cases:
+        r = bench_case(c, args)
+        print(f"{c}: equal work (outputs {r['equal_work']['max_rel_output_error']:.1e}, gradients "
+              f"{r['equal_work']['max_rel_grad_error']:.1e})", flush=True)
+        results.append(r)
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(machine=info, results=results), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
