@@ -1,8 +1,9 @@
 """ONNX export: ``fv.onnx.export(model, example_input, path)``.
 
-How it works. The model runs once (twice, see below) in evaluation mode under ``no_grad`` with the
-graph tracer on (:func:`foveanet.interop.trace`), which records every primitive (a ``Function``
-subclass of ``foveanet.ops``) with its arguments and the module path it ran under. Each recorded
+How it works. The model runs once (and once more per dynamic dimension, see below) in evaluation
+mode under ``no_grad`` with the graph tracer on (:func:`foveanet.interop.trace`), which records
+every primitive (a ``Function`` subclass of ``foveanet.ops``) with its arguments and the module
+path it ran under (an ``nn.RNN`` / ``LSTM`` / ``GRU`` as one, see below). Each recorded
 node then goes through a converter, one small function per primitive in ``_CONVERTERS`` (keyed by
 the Function's class name), which emits the equivalent ONNX node or nodes. Because the tracer sees
 primitives rather than layers, a custom ``forward`` (residual additions, slicing, arithmetic with
@@ -19,12 +20,43 @@ model stays float32 (a Python float never becomes a float64 constant).
 Dynamic batch. A traced graph holds concrete shapes, and a shape copied from ``x.shape[0]`` (the
 usual ``x.reshape(x.shape[0], -1)``) would pin the batch size. So with ``dynamic_batch=True`` the
 model is traced a second time on the example batch grown by one sample and the two graphs are
-compared: a ``reshape`` target whose first entry followed the batch becomes ONNX's ``0`` ("copy
-this input dimension"), an ``expand`` keeps the dimensions its input already has, and anything
-else that changed with the batch or with the input's values (a constant computed from the input
-behind the engine's back, a data-dependent ``where`` condition) is a clear error instead of a file
-that silently gives wrong answers at another batch size. Dimension 0 of every input, and every
-output dimension that followed it, is the symbolic ``batch``.
+compared: a ``reshape`` target entry that followed the batch becomes ONNX's ``0`` ("copy this
+input dimension") where it is the input's own size there, else ``-1``, an ``expand`` keeps the
+dimensions its input already has, and anything else that changed with the batch or with the
+input's values (a constant computed from the input behind the engine's back, a data-dependent
+``where`` condition) is a clear error instead of a file that silently gives wrong answers at
+another batch size. Dimension 0 of every input, and every output dimension that followed it, is
+the symbolic ``batch``. ``dynamic_axes={"input": {0: "seq", 1: "batch"}, ...}`` names other
+dimensions instead (a sequence's length, a recurrent state's batch in dimension 1): one more trace
+per symbol, each growing that symbol's dimensions by one, all compared the same way; an output
+dimension that followed one symbol is named by it, one that followed several (a reshape's
+``batch * seq``) is dynamic without a name.
+
+Recurrent layers. An ``nn.RNN`` / ``LSTM`` / ``GRU`` module is exported whole, not as the
+primitives its ``forward`` runs: during the trace its ``forward`` records one
+:class:`RecurrentLayer` (its input, initial states and parameters), and the converter writes one
+ONNX ``RNN`` / ``LSTM`` / ``GRU`` operator per layer, both directions in one
+(``direction="bidirectional"``). The primitive (``ops.rnn.Recurrence``, one layer and one
+direction over rows in time order) would do for a fixed input, but its arguments are the rows of
+a reshaped (T B, in) matrix and a list of T step sizes, so the sequence length would be pinned in
+the file and each direction would need its own operator and a Concat; at the module level
+nothing depends on the sizes (the per-layer plumbing is Transpose, Squeeze and Reshape with
+``0``/``-1``), so batch and sequence length stay dynamic, and the graph reads as PyTorch's
+exporter writes it. The parameters stay the initializers, under their ``state_dict`` names: the
+change to ONNX's gate order (LSTM i, o, f, c for PyTorch's i, f, g, o; GRU z, r, h for r, z, n)
+is a Gather in the graph, which onnxruntime folds, and the GRU is written with
+``linear_before_reset=1``, PyTorch's candidate state. ``batch_first`` and unbatched inputs get
+Transposes / Unsqueezes around the chain; ONNX's Y (T, D, B, H) becomes the next layer's
+(T, B, D H) by a Transpose and a Reshape. Not exportable, each refused by name: ``proj_size``
+(ONNX's LSTM has no projection) and ``PackedSequence`` inputs (their batch sizes are data fixed
+at the trace). The primitive itself still converts where it runs outside such a module's
+``forward`` (the cells, a subclass's own ``forward``): one operator per call, over a fixed number
+of steps. onnxruntime's recurrent kernels run float32 only (a float64 model exports, and imports
+back, but onnxruntime refuses it).
+
+``nn.Embedding`` is a Gather (its ``max_norm``, which rewrites the weight at every call, is
+refused); ``nn.LayerNorm`` is LayerNormalization from opset 17, its parts (ReduceMean, Sub, Sqrt,
+Div, Mul, Add) before.
 
 Opsets 13 and newer are supported (13 made Softmax single-axis and moved the axes of ReduceSum,
 Squeeze and Unsqueeze to inputs; 18 did the same for the other reductions, which the converters
@@ -37,7 +69,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 
+from .. import autograd
 from ..autograd import Function, Tensor, no_grad
 from ..backend import xp
 from ..ops.pool import adaptive_matrix, window_counts
@@ -58,7 +92,7 @@ class ONNXExportError(RuntimeError):
 
 # ============================================================================== public entry point
 def export(model, example_input, path, opset=None, input_names=None, output_names=None,
-           dynamic_batch=True, optimize=False):
+           dynamic_batch=True, optimize=False, dynamic_axes=None):
     """Export ``model`` to ONNX and return the ``onnx.ModelProto``; write it to ``path`` too.
 
     ``example_input``: a Tensor (or array), or a tuple/list of them for a model with several
@@ -71,7 +105,11 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
     the file only accepts the example's shapes. ``optimize``: fold each BatchNormalization into
     the convolution before it (when that convolution feeds nothing else) and drop Identity
     nodes, as ``fv.optimize_for_inference`` does in foveanet; the outputs stay the same to
-    float32 rounding.
+    float32 rounding. ``dynamic_axes``: instead of dimension 0 of every input, the dimensions
+    named here are dynamic: ``{input name: {axis: symbol}}`` (a list of axes names them
+    ``{input}_{axis}``); a symbol shared by several inputs is one size, grown together (a
+    recurrent model: ``{"input": {0: "seq", 1: "batch"}, "h0": {1: "batch"}}``). With it,
+    ``dynamic_batch`` is not consulted.
 
     The model is run in evaluation mode under ``no_grad``; its train/eval mode is restored
     afterwards. Raises :class:`ONNXExportError` naming the operation and the module path where it
@@ -80,15 +118,16 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
     opset = _check_opset(onnx, opset)
     inputs = _as_inputs(example_input)
     input_names = _io_names(input_names, len(inputs), "input")
+    dynamic = _dynamic_axes(dynamic_axes, dynamic_batch, inputs, input_names)
     with _export_mode(model):
         graph = _trace(model, inputs, input_names)
         _check_supported(graph)
-        twin = _trace(model, _grown(inputs), input_names) if dynamic_batch else None
+        twins = [_trace_twin(model, inputs, input_names, twin) for twin in dynamic]
     output_names = _io_names(output_names, len(graph.outputs), "output")
-    if twin is not None:
+    for twin in twins:
         _check_twins(graph, twin)
     _check_size(graph)
-    proto = _Builder(onnx, opset, graph, twin, input_names, output_names).build(model)
+    proto = _Builder(onnx, opset, graph, twins, input_names, output_names).build(model)
     if optimize:
         fold_batchnorm_into_conv(proto)
     try:
@@ -237,15 +276,97 @@ def _check_size(graph):
                               f"the 2 GB a single ONNX file (a protobuf message) can hold")
 
 
-def _grown(inputs):
-    """The example inputs with their first sample appended: batch size + 1, for the second trace."""
-    out = []
-    for x in inputs:
-        if x.ndim == 0:
+@dataclass(eq=False)
+class _Twin:
+    """One dynamic dimension: the model traced again with every input dimension in ``places``
+    ((input index, axis) pairs) grown by one slice. ``sizes``: (the example's size, the grown
+    one); ``what``, ``grown`` and ``hint`` word the error messages."""
+    symbol: str
+    places: list
+    sizes: tuple
+    what: str
+    grown: str
+    hint: str
+    graph: object = None
+    default: bool = False  # the batch of dynamic_batch=True (not named in dynamic_axes)
+
+
+def _dynamic_axes(dynamic_axes, dynamic_batch, inputs, input_names) -> list:
+    """The dynamic dimensions as :class:`_Twin` s (untraced): ``dynamic_axes`` when given, else
+    the batch (dimension 0 of every input) with ``dynamic_batch``, else none."""
+    if dynamic_axes is None:
+        if not dynamic_batch:
+            return []
+        if any(x.ndim == 0 for x in inputs):
             raise ValueError("ONNX export: dynamic_batch=True needs inputs with a batch dimension; "
                              "a 0-d example input has none (pass dynamic_batch=False)")
-        out.append(Tensor(xp.concatenate([x.data, x.data[:1]], axis=0)))
-    return out
+        n = inputs[0].shape[0]
+        return [_Twin("batch", [(i, 0) for i in range(len(inputs))], (n, n + 1), "batch size",
+                      "grown by one sample", "export with dynamic_batch=False", default=True)]
+    if not isinstance(dynamic_axes, dict):
+        raise TypeError(f"ONNX export: dynamic_axes must be a dict {{input name: {{axis: "
+                        f"symbol}}}}, got {type(dynamic_axes).__name__}")
+    by_symbol: dict = {}
+    for name, axes in dynamic_axes.items():
+        if name not in input_names:
+            raise ValueError(f"ONNX export: dynamic_axes names {name!r}, which is not an input "
+                             f"(inputs: {input_names})")
+        i = input_names.index(name)
+        if isinstance(axes, (list, tuple)):
+            axes = {a: f"{name}_{a}" for a in axes}
+        if not isinstance(axes, dict):
+            raise TypeError(f"ONNX export: dynamic_axes[{name!r}] must be a dict {{axis: symbol}} "
+                            f"or a list of axes, got {type(axes).__name__}")
+        ndim = inputs[i].ndim
+        for axis, symbol in axes.items():
+            if isinstance(axis, bool) or not isinstance(axis, int) or not -ndim <= axis < ndim:
+                raise ValueError(f"ONNX export: dynamic_axes[{name!r}]: axis {axis!r} is not a "
+                                 f"dimension of the {ndim}-D example input {name!r} (shape "
+                                 f"{tuple(inputs[i].shape)})")
+            if not isinstance(symbol, str) or not symbol:
+                raise ValueError(f"ONNX export: dynamic_axes[{name!r}][{axis}]: the symbol must "
+                                 f"be a non-empty string, got {symbol!r}")
+            by_symbol.setdefault(symbol, []).append((i, axis % ndim))
+    twins = []
+    for symbol, places in by_symbol.items():
+        sizes = {inputs[i].shape[a] for i, a in places}
+        if len(sizes) > 1:
+            listing = ", ".join(f"{input_names[i]}[{a}] = {inputs[i].shape[a]}" for i, a in places)
+            raise ValueError(f"ONNX export: dynamic_axes: the dimensions named {symbol!r} must "
+                             f"have one size in the example inputs, got {listing}")
+        n = sizes.pop()
+        what = "batch size" if symbol == "batch" else f"{symbol!r} size"
+        twins.append(_Twin(symbol, places, (n, n + 1), what, f"grown by one along {symbol!r}",
+                           f"leave {symbol!r} out of dynamic_axes"))
+    return twins
+
+
+def _grown(inputs, places):
+    """The example inputs with the first slice along each dimension in ``places`` appended: that
+    size + 1, for a second trace."""
+    out = [x.data for x in inputs]
+    for i, axis in places:
+        first = xp.take(out[i], [0], axis=axis)
+        out[i] = xp.concatenate([out[i], first], axis=axis)
+    return [Tensor(a) for a in out]
+
+
+def _trace_twin(model, inputs, input_names, twin):
+    """Trace ``model`` on the inputs grown along ``twin``'s dimension; the twin with its graph."""
+    try:
+        twin.graph = _trace(model, _grown(inputs, twin.places), input_names)
+    except ONNXExportError:
+        raise
+    except Exception as e:
+        where = ", ".join(f"{input_names[i]}[{a}]" for i, a in twin.places)
+        advice = ("pass dynamic_axes to say which dimensions are dynamic (a recurrent layer's "
+                  "batch is dimension 1 of its input and states unless batch_first), or "
+                  if twin.default else "")
+        raise ONNXExportError(
+            f"ONNX export: the model fails on the example input {twin.grown} ({where}), so the "
+            f"{twin.symbol!r} size cannot be dynamic ({type(e).__name__}: {e}); "
+            f"{advice}{twin.hint}") from e
+    return twin
 
 
 class ThresholdStep(Function):
@@ -260,7 +381,7 @@ class ThresholdStep(Function):
         raise RuntimeError("ThresholdStep has no derivative; it exists for ONNX export only")
 
 
-def _perceptron_forward(module):
+def _perceptron_forward(module, path):
     """A primitive-only ``forward`` for :class:`~foveanet.models.perceptron.Perceptron`: the
     same arithmetic as its ``net_input`` (flatten, x W^T + b) followed by :class:`ThresholdStep`."""
     from ..nn import functional as F
@@ -275,10 +396,71 @@ def _perceptron_forward(module):
     return forward
 
 
+class RecurrentLayer(Function):
+    """An ``nn.RNN`` / ``LSTM`` / ``GRU`` module as one primitive, so that the exporter converts
+    the layer as a whole (see "Recurrent layers" in the module docstring).
+
+    ``apply(x, h0, c0, *weights, module=)``: the module's input and initial states (None when
+    not given) and its parameters in ``_flat_weights_names`` order (the tracer names them by
+    their ``state_dict`` keys). Forward runs the module's own ``forward`` with the tracer paused,
+    so the per-direction primitives inside are not recorded; results (output, h_n) and, for the
+    LSTM, c_n. Export only: it has no derivative."""
+
+    def forward(self, x, h0, c0, *weights, module):
+        from ..nn.layers.rnn import RNNBase
+        prev = autograd.set_hook("tracer", None)
+        try:
+            hx = None if h0 is None else (Tensor(h0), Tensor(c0)) if module.mode == "LSTM" \
+                else Tensor(h0)
+            y, state = RNNBase.forward(module, Tensor(x), hx)
+        finally:
+            autograd.set_hook("tracer", prev)
+        if module.mode == "LSTM":
+            return y.data, state[0].data, state[1].data
+        return y.data, state.data
+
+    def backward(self, g):  # pragma: no cover - export runs under no_grad
+        raise RuntimeError("RecurrentLayer has no derivative; it exists for ONNX export only")
+
+
+def _recurrent_forward(module, path):
+    """``forward`` for an ``nn.RNN`` / ``LSTM`` / ``GRU`` that records one :class:`RecurrentLayer`
+    (None, keeping the module's own, for a subclass with its own ``forward``: its primitives
+    are traced, see ``_recurrence``)."""
+    from ..nn.layers.rnn import RNNBase
+    from ..nn.utils.rnn import PackedSequence
+    if type(module).forward is not RNNBase.forward:
+        return None
+    where = f"module '{path}'" if path else "the model itself"
+    name = type(module).__name__
+
+    def forward(input, hx=None):  # noqa: A002 - the module's signature
+        if isinstance(input, PackedSequence):
+            raise ONNXExportError(
+                f"ONNX export: {name} in {where} received a PackedSequence: packed sequences "
+                f"(nn.utils.rnn) are not exported (their batch sizes are data, fixed at the "
+                f"trace); export the layer on a padded batch (T, B, ...) instead")
+        h0 = c0 = None
+        if hx is not None:
+            if module.mode != "LSTM":
+                h0 = hx
+            elif isinstance(hx, (tuple, list)) and len(hx) == 2:
+                h0, c0 = hx
+            else:  # the module's own error
+                return RNNBase.forward(module, input, hx)
+        weights = [module._parameters[n] for n in module._flat_weights_names]
+        res = RecurrentLayer.apply(input, h0, c0, *weights, module=module)
+        return (res[0], (res[1], res[2])) if module.mode == "LSTM" else (res[0], res[1])
+    return forward
+
+
 def _export_forwards():
-    """Module classes whose ``forward`` works on raw arrays, with a primitive-only replacement."""
+    """Module classes whose ``forward`` the export replaces: ``make(module, path)`` returns the
+    replacement (or None to keep the module's own). The perceptron's works on raw arrays; the
+    recurrent layers become one primitive each."""
     from ..models.perceptron import Perceptron
-    return {Perceptron: _perceptron_forward}
+    from ..nn.layers.rnn import RNNBase
+    return {Perceptron: _perceptron_forward, RNNBase: _recurrent_forward}
 
 
 @contextlib.contextmanager
@@ -291,11 +473,12 @@ def _export_mode(model):
     try:
         model.eval()
         shims = _export_forwards()
-        for m in modules:
+        for path, m in model.named_modules():
             for cls, make in shims.items():
-                if isinstance(m, cls):
+                shim = make(m, path) if isinstance(m, cls) else None
+                if shim is not None:
                     replaced.append((m, m.__dict__.get("forward")))
-                    object.__setattr__(m, "forward", make(m))
+                    object.__setattr__(m, "forward", shim)
         with no_grad():
             yield
     finally:
@@ -338,7 +521,7 @@ def _check_supported(graph):
         f"Supported: {', '.join(supported_ops())}")
 
 
-_BATCH_AWARE = {"Reshape", "Expand"}  # their converters read the twin trace's shapes
+_BATCH_AWARE = {"Reshape", "Expand", "Recurrence"}  # their converters read the twin traces
 _NOT_COMPARED = {"sink"}  # max_pool2d(return_indices=True) collects the indices here
 
 
@@ -365,13 +548,13 @@ def _same(a, b) -> bool:
         return False
 
 
-def _changed(node, what, array_a, array_b):
+def _changed(node, what, array_a, array_b, twin):
     if array_a.shape != array_b.shape:
         return ONNXExportError(
             f"ONNX export: {what} of {node.op} in {_where(node)} has shape {array_a.shape} at one "
-            f"batch size and {array_b.shape} at another: it was made from the input's shape "
-            f"outside foveanet's primitives, which would pin the batch size in the file. Build "
-            f"it from the input with foveanet operations, or export with dynamic_batch=False")
+            f"{twin.what} and {array_b.shape} at another: it was made from the input's shape "
+            f"outside foveanet's primitives, which would pin the {twin.what} in the file. Build "
+            f"it from the input with foveanet operations, or {twin.hint}")
     return ONNXExportError(
         f"ONNX export: {what} of {node.op} in {_where(node)} changes with the input's values: "
         f"it was computed from the input outside foveanet's primitives (raw arrays, .numpy(), "
@@ -379,13 +562,15 @@ def _changed(node, what, array_a, array_b):
         f"would hold this one input's result as a constant. Compute it with foveanet operations")
 
 
-def _check_twins(graph, twin):
-    """The graph at batch size n and at n + 1 must be the same graph, up to the batch."""
+def _check_twins(graph, tw):
+    """The graph at size n and at n + 1 of a dynamic dimension (the :class:`_Twin` ``tw``) must
+    be the same graph, up to that size."""
+    twin = tw.graph
     if [n.op for n in graph.nodes] != [n.op for n in twin.nodes] or \
             len(graph.outputs) != len(twin.outputs):
         raise ONNXExportError(
-            "ONNX export: the model runs different operations at different batch sizes, so no "
-            "single graph with a dynamic batch describes it; export with dynamic_batch=False")
+            f"ONNX export: the model runs different operations at different {tw.what}s, so no "
+            f"single graph with a dynamic {tw.symbol!r} describes it; {tw.hint}")
     for n1, n2 in zip(graph.nodes, twin.nodes):
         keys = [k for k in n1.kwargs if k not in _NOT_COMPARED]
         args1 = list(n1.args) + [n1.kwargs[k] for k in keys]
@@ -395,38 +580,40 @@ def _check_twins(graph, twin):
                 if a.kind != b.kind or a.name != b.name:
                     raise ONNXExportError(
                         f"ONNX export: {n1.op} in {_where(n1)} takes different tensors at "
-                        f"different batch sizes; export with dynamic_batch=False")
+                        f"different {tw.what}s; {tw.hint}")
                 if a.kind == "const":
                     if not _same_array(a.tensor.data, b.tensor.data):
                         raise _changed(n1, f"the constant tensor {a.name}", a.tensor.data,
-                                       b.tensor.data)
+                                       b.tensor.data, tw)
             elif n1.op not in _BATCH_AWARE and not _same(a, b):
                 if isinstance(a, xp.ndarray) and isinstance(b, xp.ndarray):
-                    raise _changed(n1, f"array argument {i}", a, b)
+                    raise _changed(n1, f"array argument {i}", a, b, tw)
                 raise ONNXExportError(
                     f"ONNX export: argument {i} of {n1.op} in {_where(n1)} is {a!r} for the "
-                    f"example input but {b!r} for the same input grown by one sample: it was "
+                    f"example input but {b!r} for the same input {tw.grown}: it was "
                     f"computed from the input (its shape or its values) outside foveanet's "
                     f"primitives, so the file would hold this one input's value. Compute it with "
-                    f"foveanet operations, or, if only the batch size is involved, export with "
-                    f"dynamic_batch=False")
+                    f"foveanet operations, or, if only the {tw.what} is involved, {tw.hint}")
 
 
 # ================================================================================== graph building
 class _Builder:
     """Turns a traced Graph into an ONNX ModelProto; the converters call its small helpers."""
 
-    def __init__(self, onnx, opset, graph, twin, input_names, output_names):
+    def __init__(self, onnx, opset, graph, twins, input_names, output_names):
         self.onnx, self.helper, self.nph = onnx, onnx.helper, onnx.numpy_helper
         self.opset, self.graph = opset, graph
-        self.twins = dict(zip(graph.nodes, twin.nodes)) if twin is not None else None
-        self.twin_graph = twin
+        self.twins = [(t, dict(zip(graph.nodes, t.graph.nodes))) for t in twins]
+        self.model = None
         self.nodes, self.initializers = [], []
         self.tensor_names: dict[int, str] = {}      # id(Value) -> ONNX tensor name
         self.taken = set(input_names) | set(output_names)
         self.node_names: set = set()
         self.node: Node | None = None                # the node being converted
         self.out_name = ""
+        self.outs: list = []                         # its outputs' names (several: a tuple)
+        self.read = {id(a) for n in graph.nodes for a in n.inputs} | \
+            {id(v) for v in graph.outputs}           # Values something reads
         for v, name in zip(graph.inputs, input_names):
             self.tensor_names[id(v)] = name
         # outputs are named on their producing node; a repeated or non-node output gets Identity
@@ -513,6 +700,24 @@ class _Builder:
                                                 name=self._node_name(op_type), **attrs))
         return out
 
+    def multi(self, op_type: str, inputs, outs, **attrs) -> list:
+        """Emit one ONNX node with several outputs: ``outs`` holds a name, None (a new
+        intermediate name) or "" (an optional output left out) for each; trailing empty inputs
+        and outputs are dropped. Returns the output names."""
+        outs = [self.tmp(f"{op_type}_{k}") if o is None else o for k, o in enumerate(outs)]
+        inputs, names = list(inputs), list(outs)
+        while inputs and not inputs[-1]:
+            inputs.pop()
+        while names and not names[-1]:
+            names.pop()
+        self.nodes.append(self.helper.make_node(op_type, inputs, names,
+                                                name=self._node_name(op_type), **attrs))
+        return outs
+
+    def is_read(self, v: Value) -> bool:
+        """Does a node or a graph output read the traced Value ``v``?"""
+        return id(v) in self.read
+
     def reduce(self, op_type: str, x: str, axes, keepdims: bool, out=None) -> str:
         """A Reduce* node over ``axes``: the axes are an input for ReduceSum from opset 13 and for
         the others from opset 18, an attribute before. No axes means no reduction (ONNX would
@@ -524,9 +729,20 @@ class _Builder:
             return self.op(op_type, [x, self.ints(axes)], out, keepdims=int(keepdims))
         return self.op(op_type, [x], out, axes=axes, keepdims=int(keepdims))
 
-    def twin(self) -> Node | None:
-        """The current node in the second trace (batch size + 1); None without a dynamic batch."""
-        return None if self.twins is None else self.twins[self.node]
+    def twin_nodes(self) -> list:
+        """(twin, node) for the current node in each second trace (one per dynamic dimension,
+        grown by one); empty when every size is static."""
+        return [(t, nodes[self.node]) for t, nodes in self.twins]
+
+    def module_at(self, scope: str):
+        """The submodule at path ``scope`` of the exported model (None for the model itself or
+        a path it does not have)."""
+        if not scope or self.model is None:
+            return None
+        try:
+            return self.model.get_submodule(scope)
+        except (AttributeError, KeyError, ValueError):
+            return None
 
     def fail(self, message: str):
         return ONNXExportError(f"ONNX export: {self.node.op} in {_where(self.node)}: {message}")
@@ -534,26 +750,30 @@ class _Builder:
     # ------------------------------------------------------------------------------------ build
     def build(self, model):
         helper = self.helper
+        self.model = model
         for node in self.graph.nodes:
             self.node = node
-            out = self.tensor_names.get(id(node.output))
-            if out is None:
-                out = self.fresh(node.output.name)
-                self.tensor_names[id(node.output)] = out
-            else:
-                self.taken.add(out)
-            self.out_name = out
-            _CONVERTERS[node.op](self, node, out)
-        self.node, self.out_name = None, ""
+            names = []
+            for v in node.outputs or [node.output]:
+                name = self.tensor_names.get(id(v))
+                if name is None:
+                    name = self.fresh(v.name)
+                    self.tensor_names[id(v)] = name
+                else:
+                    self.taken.add(name)
+                names.append(name)
+            self.outs, self.out_name = names, names[0]
+            _CONVERTERS[node.op](self, node, names[0])
+        self.node, self.out_name, self.outs = None, "", []
         for v, name in self.pending_outputs:
             self.nodes.append(helper.make_node("Identity", [self.value(v)], [name],
                                                name=self._node_name("Identity")))
         inputs = [helper.make_tensor_value_info(name, self.onnx_type(v.dtype),
-                                                self._dims(v, self._twin_value(v, "inputs")))
-                  for v, name in zip(self.graph.inputs, self.input_names)]
+                                                self._dims(k, "inputs"))
+                  for k, (v, name) in enumerate(zip(self.graph.inputs, self.input_names))]
         outputs = [helper.make_tensor_value_info(name, self.onnx_type(v.dtype),
-                                                 self._dims(v, self._twin_value(v, "outputs")))
-                   for v, name in zip(self.graph.outputs, self.output_names)]
+                                                 self._dims(k, "outputs"))
+                   for k, (v, name) in enumerate(zip(self.graph.outputs, self.output_names))]
         from ..version import __version__
         title = type(model).__name__
         graph = helper.make_graph(self.nodes, title, inputs, outputs, self.initializers,
@@ -565,19 +785,21 @@ class _Builder:
         proto.ir_version = helper.find_min_ir_version_for(opsets)
         return proto
 
-    def _twin_value(self, v, which):
-        if self.twin_graph is None:
-            return None
-        return getattr(self.twin_graph, which)[getattr(self.graph, which).index(v)]
-
-    def _dims(self, v, twin_v):
-        """Static sizes, with 'batch' where the size followed the batch between the two traces."""
-        if twin_v is None:
-            return list(v.shape)
-        n1, n2 = self.graph.inputs[0].shape[0], self.twin_graph.inputs[0].shape[0]
+    def _dims(self, k, which):
+        """The sizes of graph input or output ``k``: static where no second trace changed them,
+        the symbol ('batch', ...) where exactly one did and the size followed its dimension, and
+        unnamed (None) where it changed otherwise (a reshape's batch * seq)."""
+        v = getattr(self.graph, which)[k]
+        others = [(t, getattr(t.graph, which)[k].shape) for t, _ in self.twins]
         dims = []
-        for d1, d2 in zip(v.shape, twin_v.shape):
-            dims.append(d1 if d1 == d2 else "batch" if (d1, d2) == (n1, n2) else None)
+        for j, d1 in enumerate(v.shape):
+            moved = [(t, shape[j]) for t, shape in others if shape[j] != d1]
+            if not moved:
+                dims.append(d1)
+            elif len(moved) == 1 and (d1, moved[0][1]) == moved[0][0].sizes:
+                dims.append(moved[0][0].symbol)
+            else:
+                dims.append(None)
         return dims
 
 
@@ -890,19 +1112,29 @@ def _reshape(b, node, out):
     dimension) when it is the input's batch, else -1 (inferred); more than one such entry cannot
     be written as a constant shape."""
     x, shape = node.args[0], list(node.args[1])
-    twin = b.twin()
-    if twin is not None:
-        shape2, xin2 = list(twin.args[1]), twin.args[0].shape
-        moved = [i for i, (s1, s2) in enumerate(zip(shape, shape2)) if s1 != s2]
-        if len(shape) != len(shape2) or len(moved) > 1:
-            raise b.fail(f"the target shape {tuple(shape)} changes with the batch size in more "
-                         f"than one place ({tuple(shape2)} at the next batch size); reshape so "
-                         f"that only one dimension depends on the batch, or export with "
-                         f"dynamic_batch=False")
-        if moved:
-            i = moved[0]
-            copies = i == 0 and x.shape and x.shape[0] == shape[0] and xin2[0] == shape2[0]
-            shape[i] = 0 if copies else -1
+    twins = b.twin_nodes()
+    moved = set()
+    for tw, twin in twins:
+        shape2 = list(twin.args[1])
+        if len(shape) != len(shape2):  # pragma: no cover - the same op gives the same rank
+            raise b.fail(f"the target shape {tuple(shape)} has another rank at the next "
+                         f"{tw.what} ({tuple(shape2)}); {tw.hint}")
+        moved |= {i for i, (s1, s2) in enumerate(zip(shape, shape2)) if s1 != s2}
+
+    def copies(i):  # the entry is the input's own size there, in every trace: ONNX's 0
+        return i < len(x.shape) and x.shape[i] == shape[i] and \
+            all(t.args[0].shape[i] == t.args[1][i] for _, t in twins)
+    inferred = sorted(i for i in moved if not copies(i))
+    if len(inferred) > 1:
+        one = twins[0][0] if len(twins) == 1 else None
+        what, hint = (one.what, one.hint) if one else ("dynamic sizes",
+                                                       "make fewer dimensions dynamic")
+        raise b.fail(f"the target shape {tuple(shape)} changes with the {what} in more than "
+                     f"one place that is not the input's own size there (entries {inferred}); "
+                     f"only one can be inferred (-1): reshape so that only one dimension "
+                     f"depends on it, or {hint}")
+    for i in moved:
+        shape[i] = -1 if i in inferred else 0
     b.op("Reshape", [b.arg(0), b.ints(shape)], out)
 
 
@@ -913,13 +1145,12 @@ def _expand(b, node, out):
     x, shape = node.args[0], list(node.args[1])
     lead = len(shape) - len(x.shape)
     target = [1 if i >= lead and x.shape[i - lead] == s else s for i, s in enumerate(shape)]
-    twin = b.twin()
-    if twin is not None:
+    for tw, twin in b.twin_nodes():
         x2, shape2 = twin.args[0], list(twin.args[1])
         target2 = [1 if i >= lead and x2.shape[i - lead] == s else s for i, s in enumerate(shape2)]
         if target != target2:
-            raise b.fail(f"the expanded shape {tuple(shape)} changes with the batch size along a "
-                         f"dimension the input does not have; export with dynamic_batch=False")
+            raise b.fail(f"the expanded shape {tuple(shape)} changes with the {tw.what} along a "
+                         f"dimension the input does not have; {tw.hint}")
     b.op("Expand", [b.arg(0), b.ints(target)], out)
 
 
@@ -1036,3 +1267,223 @@ def _getitem(b, node, out):
         else:
             y = b.op("Unsqueeze", [y, b.ints(new_axes)], o)
 
+
+
+# -------------------------------------------------------------------------------- recurrent layers
+# ONNX's gate order differs from PyTorch's (the engine's): LSTM i, o, f, c against i, f, g, o;
+# GRU z, r, h against r, z, n. ONNX block j is PyTorch block _ONNX_GATES[mode][j].
+_ONNX_GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2)}
+_ONNX_RNN = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
+_OP_MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
+
+
+def _onnx_weights(b, mode, hidden, directions):
+    """ONNX's W (D, G H, in), R (D, G H, H) and B (D, 2 G H) (None without biases) from each
+    direction's PyTorch (w_ih, w_hh, b_ih, b_hh) ONNX names: a Gather with the gate permutation
+    (a (1, G H) index, so it adds the direction axis too; an Unsqueeze for the RNN, which has
+    one gate), then a Concat of the directions. The parameters stay the initializers, under
+    their state_dict names."""
+    order = _ONNX_GATES.get(mode)
+    index = None
+    if order is not None:
+        perm = xp.concatenate([xp.arange(hidden, dtype=xp.int64) + k * hidden for k in order])
+        index = b.const(perm.reshape(1, -1), hint="gate_order")
+
+    def lift(name):  # (G H, ...) -> (1, G H, ...) in ONNX's gate order
+        if index is None:
+            return b.op("Unsqueeze", [name, b.ints([0])])
+        return b.op("Gather", [name, index], axis=0)
+
+    def stack(parts, axis=0):
+        return parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=axis)
+
+    def lift_bias(name, dtype):  # a missing b_hh (a GRU step given b_ih alone) is zeros
+        if name is not None:
+            return lift(name)
+        return b.const(xp.zeros((1, len(order or (0,)) * hidden)), dtype, hint="zero_bias")
+
+    w = stack([lift(d[0]) for d in directions])
+    r = stack([lift(d[1]) for d in directions])
+    bias = None
+    if directions[0][2] is not None:
+        dt = b.node.output.dtype
+        bias = stack([b.op("Concat", [lift(d[2]), lift_bias(d[3], dt)], axis=1)
+                      for d in directions])
+    return w, r, bias
+
+
+def _emit_recurrent(b, mode, hidden, directions, x, h0, c0, outs, reverse=False):
+    """One ONNX RNN / GRU / LSTM node over ``x`` (T, B, in) (layout 0); ``h0``/``c0`` (D, B, H)
+    names or None (zeros); ``outs``: names for Y, Y_h (and Y_c), None for a new one, "" to leave
+    it out. GRU gets linear_before_reset=1, PyTorch's (and the engine's) candidate state."""
+    w, r, bias = _onnx_weights(b, mode, hidden, directions)
+    attrs = {"hidden_size": int(hidden)}
+    if len(directions) == 2:
+        attrs["direction"] = "bidirectional"
+    elif reverse:
+        attrs["direction"] = "reverse"
+    if mode == "GRU":
+        attrs["linear_before_reset"] = 1
+    if mode == "RNN_RELU":
+        attrs["activations"] = ["Relu"] * len(directions)
+    inputs = [x, w, r, bias or "", "", h0 or ""]
+    if mode == "LSTM":
+        inputs.append(c0 or "")
+    return b.multi(_ONNX_RNN[mode], inputs, outs, **attrs)
+
+
+def _no_projection(b, what):
+    raise b.fail(f"{what}: ONNX's LSTM has no projection (proj_size, weight_hr), so a projected "
+                 f"LSTM cannot be exported; use proj_size=0")
+
+
+@converts("RecurrentLayer")
+def _recurrent_layer(b, node, out):
+    """A whole ``nn.RNN`` / ``LSTM`` / ``GRU``: one ONNX operator per layer (both directions
+    in it: direction="bidirectional"), chained. Per layer, Y (T, D, B, H) becomes the next
+    input (T, B, D H) by a Squeeze (one direction) or Transpose + Reshape [0, 0, -1] (two);
+    the initial states are Slices of h0/c0 (omitted: zeros); h_n/c_n are the layers' Y_h/Y_c
+    concatenated. batch_first transposes in and out; an unbatched (T, in) input gets a batch
+    axis of one. Nothing depends on the sizes, so batch and sequence length stay dynamic."""
+    m = node.kwargs["module"]
+    name = type(m).__name__
+    if m.proj_size:
+        _no_projection(b, f"{name} with proj_size={m.proj_size}")
+    mode, lstm = m.mode, m.mode == "LSTM"
+    layers, dirs, hidden = m.num_layers, m.num_directions, m.hidden_size
+    x_val, h_val, c_val = node.args[:3]
+    params = {n: v for n, v in zip(m._flat_weights_names, node.args[3:])}
+    unbatched = x_val.tensor.ndim == 2
+    x = b.arg(0)
+    states = [None if v is None else b.value(v) for v in (h_val, c_val)]
+    if unbatched:
+        x = b.op("Unsqueeze", [x, b.ints([1])])
+        states = [None if s is None else b.op("Unsqueeze", [s, b.ints([1])]) for s in states]
+    elif m.batch_first:
+        x = b.op("Transpose", [x], perm=[1, 0, 2])
+    y_out, h_out = b.outs[0], b.outs[1]
+    c_out = b.outs[2] if lstm else None
+    want = [b.is_read(v) for v in node.outputs]
+    direct = layers == 1 and not unbatched  # the one layer's Y_h / Y_c are h_n / c_n
+    finals = {1: [], 2: []}
+    for layer in range(layers):
+        directions = []
+        for d in range(dirs):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            directions.append(tuple(b.value(params[p + sfx]) if p + sfx in params else None
+                                    for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+        inits = [s if s is None or layers == 1 else
+                 b.op("Slice", [s, b.ints([layer * dirs]), b.ints([(layer + 1) * dirs]),
+                                b.ints([0])]) for s in states]
+        outs = [None]
+        for k in (1, 2) if lstm else (1,):
+            outs.append((h_out if k == 1 else c_out) if direct else "" if not want[k] else None)
+        y, *hc = _emit_recurrent(b, mode, hidden, directions, x, inits[0], inits[1], outs)
+        for k, name_k in zip((1, 2), hc):
+            finals[k].append(name_k)
+        last = layer == layers - 1 and not unbatched and not m.batch_first
+        target = y_out if last else None
+        if dirs == 1:
+            x = b.op("Squeeze", [y, b.ints([1])], target)
+        else:
+            y = b.op("Transpose", [y], perm=[0, 2, 1, 3])
+            x = b.op("Reshape", [y, b.ints([0, 0, -1])], target)
+    if unbatched:
+        b.op("Squeeze", [x, b.ints([1])], y_out)
+    elif m.batch_first:
+        b.op("Transpose", [x], y_out, perm=[1, 0, 2])
+    for k, target in ((1, h_out), (2, c_out)):
+        if k == 2 and not lstm or direct or not want[k]:
+            continue
+        state = finals[k][0] if layers == 1 else b.op("Concat", finals[k],
+                                                       None if unbatched else target, axis=0)
+        if unbatched:
+            b.op("Squeeze", [state, b.ints([1])], target)
+
+
+@converts("Recurrence")
+def _recurrence(b, node, out):
+    """The engine's one-layer, one-direction primitive, where it runs outside an ``nn.RNN`` /
+    ``LSTM`` / ``GRU`` module's own forward (the cells, ``ops.rnn.recurrence``, a subclass's
+    forward): one ONNX operator over a padded batch of a fixed number of steps, rows (T B, in)
+    in, rows (T B, H) and the final states out. Initial states given as arrays must be zeros
+    (ONNX's default); packed batches (steps of different sizes) are refused."""
+    x, w_ih, w_hh, b_ih, b_hh, h0, c0, w_hr = node.args
+    kw = node.kwargs
+    mode = _OP_MODES[kw["mode"]]
+    if w_hr is not None:
+        _no_projection(b, "a projected LSTM step (w_hr)")
+    sizes = xp.asarray(kw["sizes"])
+    steps, batch = len(sizes), int(sizes[0])
+    if (sizes != batch).any():
+        raise b.fail(f"a packed batch (steps of {sorted(set(sizes.tolist()), reverse=True)} "
+                     f"rows): packed sequences are not exported; export a padded batch")
+    for tw, twin in b.twin_nodes():
+        if len(twin.kwargs["sizes"]) != steps:
+            raise b.fail(f"the number of time steps changes with the {tw.what} ({steps}, then "
+                         f"{len(twin.kwargs['sizes'])}): this primitive is exported with a fixed "
+                         f"number of steps; an nn.RNN / LSTM / GRU module exports a dynamic "
+                         f"sequence length")
+    states = []
+    for k, s in ((5, h0), (6, c0)):
+        plain = [n.args[k] for n in [node] + [t for _, t in b.twin_nodes()]
+                 if n.args[k] is not None and not isinstance(n.args[k], Value)]
+        if any(xp.any(xp.asarray(a) != 0) for a in plain):
+            raise b.fail("an initial state given as a plain array that is not zero cannot be "
+                         "exported; pass it as a Tensor computed from the inputs")
+        if s is None or not isinstance(s, Value):
+            states.append(None)  # zeros: ONNX's default
+        else:
+            states.append(b.op("Unsqueeze", [b.arg(k), b.ints([0])]))
+    hidden = w_hh.shape[1]
+    xs = b.op("Unsqueeze", [b.arg(0), b.ints([0])]) if steps == 1 else \
+        b.op("Reshape", [b.arg(0), b.ints([steps, -1, x.shape[1]])])
+    direction = [tuple(None if v is None else b.value(v) for v in (w_ih, w_hh, b_ih, b_hh))]
+    want = [b.is_read(v) for v in node.outputs]
+    lstm = mode == "LSTM"
+    outs = [None] + [None if want[k] else "" for k in ((1, 2) if lstm else (1,))]
+    y, *hc = _emit_recurrent(b, mode, hidden, direction, xs, states[0], states[1], outs,
+                             reverse=bool(kw.get("reverse", False)))
+    b.op("Reshape", [y, b.ints([-1, hidden])], b.outs[0])
+    for k, name_k in zip((1, 2), hc):
+        if want[k]:
+            b.op("Squeeze", [name_k, b.ints([0])], b.outs[k])
+
+
+# ------------------------------------------------------------------------ embedding, layer norm
+@converts("Embedding")
+def _embedding(b, node, out):
+    """weight[indices] along axis 0: Gather. ``max_norm`` rescales the looked-up rows of the
+    weight in place at every call, which a file with fixed weights cannot do: refused."""
+    from ..nn.layers.embedding import Embedding as EmbeddingLayer
+    m = b.module_at(node.scope)
+    if isinstance(m, EmbeddingLayer) and m.max_norm is not None:
+        raise b.fail(f"max_norm={m.max_norm} renormalises the looked-up rows of the weight in "
+                     f"place at every call, which ONNX's Gather cannot do; renormalise the weight "
+                     f"once and set max_norm=None before exporting")
+    b.op("Gather", [b.arg(1), b.arg(0)], out, axis=0)
+
+
+@converts("LayerNorm")
+def _layer_norm(b, node, out):
+    """LayerNormalization (opset 17 and newer; a missing weight is ones), else its parts:
+    d = x - mean(x), d / sqrt(mean(d^2) + eps), times the weight, plus the bias."""
+    x, weight, bias, ndim, eps = node.args
+    dt = x.dtype
+    if b.opset >= 17:
+        scale = b.arg(1) if weight is not None else \
+            b.const(xp.ones(x.shape[len(x.shape) - ndim:]), dt)
+        b.op("LayerNormalization", [b.arg(0), scale] + ([b.arg(2)] if bias is not None else []),
+             out, axis=-int(ndim), epsilon=float(eps))
+        return
+    axes = list(range(-int(ndim), 0))
+    xn = b.arg(0)
+    d = b.op("Sub", [xn, b.reduce("ReduceMean", xn, axes, True)])
+    var = b.reduce("ReduceMean", b.op("Mul", [d, d]), axes, True)
+    rest = [v for v in (weight, bias) if v is not None]
+    y = b.op("Div", [d, b.op("Sqrt", [b.op("Add", [var, b.const(eps, dt)])])],
+             None if rest else out)
+    if weight is not None:
+        y = b.op("Mul", [y, b.arg(1)], None if bias is not None else out)
+    if bias is not None:
+        b.op("Add", [y, b.arg(2)], out)

@@ -743,6 +743,247 @@ def InstanceNormalization(node, x, scale, bias):
     return (x - m) / ops.sqrt(v + eps) * ops.reshape(scale, shape) + ops.reshape(bias, shape)
 
 
+def LayerNormalization(node, x, scale, bias=None):
+    """LayerNormalization (opset 17): standardise over the axes ``axis`` (default -1) to the last
+    with their mean and biased variance, epsilon (1e-5), then Y = xhat * Scale + B (broadcast);
+    ``stash_type`` 1 (the default) computes the statistics of a half-precision input in float32.
+    Outputs Y, and the optional Mean and InvStdDev (shape X.shape[:axis] + 1s, in the statistics'
+    type). Only Y wanted and Scale/B of the normalised shape (or broadcasting to it): fv's fused
+    layer_norm; else the same in parts."""
+    axis = _axis(node.attr("axis", -1), x.ndim)
+    eps = float(node.attr("epsilon", 1e-5))
+    shape = tuple(x.shape[axis:])
+    dtype = x.dtype
+    work = x
+    if node.attr("stash_type", 1) == 1 and dtype.itemsize < 4:
+        work = ops.cast(x, xp.float32)
+    params = [None if t is None else t if t.dtype == work.dtype else ops.cast(t, work.dtype)
+              for t in (scale, bias)]
+    stats = any(node.outputs[1:])
+
+    def fits(t):  # broadcasts to the normalised shape without growing it
+        return t is None or (t.ndim <= len(shape) and
+                             xp.broadcast_shapes(tuple(t.shape), shape) == shape)
+    if not stats and shape and all(fits(t) for t in params):
+        w, b = [None if t is None else t if tuple(t.shape) == shape else ops.expand(t, shape)
+                for t in params]
+        y = F.layer_norm(work, shape, w, b, eps)
+        return y if y.dtype == dtype else ops.cast(y, dtype)
+    axes = tuple(range(axis, x.ndim))
+    mean = ops.mean(work, dim=axes, keepdim=True)
+    d = work - mean
+    inv_std = 1.0 / ops.sqrt(ops.mean(d * d, dim=axes, keepdim=True) + eps)
+    y = d * inv_std * params[0]
+    if params[1] is not None:
+        y = y + params[1]
+    return (y if y.dtype == dtype else ops.cast(y, dtype)), mean, inv_std
+
+
+# -------------------------------------------------------------------------------------- recurrent
+# ONNX's gate order -> the engine's (PyTorch's): the engine's gate block k is ONNX's block
+# _FROM_ONNX[op][k] (LSTM i, o, f, c -> i, f, g, o; GRU z, r, h -> r, z, n).
+_FROM_ONNX = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}
+_RNN_ACTIVATIONS = {"LSTM": (("sigmoid", "tanh", "tanh"),), "GRU": (("sigmoid", "tanh"),),
+                    "RNN": (("tanh",), ("relu",))}  # the first: ONNX's default
+_DIRECTIONS = ("forward", "reverse", "bidirectional")
+
+
+def _directions(node) -> int:
+    return 2 if node.attr("direction", "forward") == "bidirectional" else 1
+
+
+def _activations(node) -> list:
+    """Each direction's activation names (lower case); a bidirectional node given one
+    direction's list uses it for both."""
+    op, dirs = node.op_type, _directions(node)
+    acts = node.attr("activations")
+    per = len(_RNN_ACTIVATIONS[op][0])
+    if acts is None:
+        return [_RNN_ACTIVATIONS[op][0]] * dirs
+    acts = [str(a).lower() for a in acts]
+    if len(acts) == per and dirs == 2:
+        acts = acts * 2
+    return [tuple(acts[d * per:(d + 1) * per]) for d in range(dirs)]
+
+
+def _check_recurrent(node):
+    """RNN / GRU / LSTM: the settings foveanet's recurrent primitive runs. The default
+    activations only (and Relu for RNN); no cell clipping, no coupled input-forget gate, no
+    peepholes, no activation parameters."""
+    op = node.op_type
+    direction = node.attr("direction", "forward")
+    if direction not in _DIRECTIONS:
+        return f"direction={direction!r}: must be one of {', '.join(_DIRECTIONS)}"
+    hidden = node.attr("hidden_size")
+    if hidden is not None and hidden < 1:
+        return f"hidden_size={hidden}: must be at least 1"
+    if node.attr("clip") is not None:
+        return f"clip={node.attr('clip')} (cell clipping) is not supported"
+    if op == "LSTM" and node.attr("input_forget", 0):
+        return "input_forget=1 (coupled input and forget gates) is not supported"
+    if op == "LSTM" and len(node.inputs) > 7 and node.inputs[7]:
+        return "peepholes (input P) are not supported"
+    for key in ("activation_alpha", "activation_beta"):
+        if node.attr(key) is not None:
+            return f"{key}={list(node.attr(key))} is not supported (activations take no parameters)"
+    acts = node.attr("activations")
+    if acts is not None:
+        per, dirs = len(_RNN_ACTIVATIONS[op][0]), _directions(node)
+        if len(acts) not in (per, per * dirs):
+            return (f"activations={list(acts)}: {op} takes {per} per direction ({per * dirs} "
+                    f"for this node)")
+        allowed = " or ".join(str(list(a)) for a in _RNN_ACTIVATIONS[op])
+        for got in _activations(node):
+            if got not in _RNN_ACTIVATIONS[op]:
+                return (f"activations={list(acts)} are not supported ({op} runs {allowed}, "
+                        "case-insensitive)")
+    return None
+
+
+def _gate_rows(op, hidden):
+    """Row indices that take an ONNX (G H, ...) weight to the engine's gate order."""
+    return xp.concatenate([xp.arange(hidden, dtype=xp.int64) + k * hidden for k in _FROM_ONNX[op]])
+
+
+def _gru_reset_before(x, w, r, b_ih, b_hh, h, lens, reverse):
+    """ONNX's default GRU (linear_before_reset=0), which resets the state before the recurrent
+    product: n = tanh(W_n x + Wb_n + R_n (r * h) + Rb_n) (PyTorch's GRU, the engine's primitive,
+    puts r after it: r * (R_n h + Rb_n)). A loop of fv ops, one step at a time, so it trains too;
+    ``w``, ``r``, ``b_*`` are in the engine's gate order (r, z, n). x (T, B, in) -> Y (T, B, H)
+    and the final h."""
+    steps, batch = x.shape[0], x.shape[1]
+    hid = r.shape[1]
+    gx = ops.reshape(F.linear(ops.reshape(x, (steps * batch, x.shape[2])), w, b_ih),
+                     (steps, batch, 3 * hid))
+    r_rz, r_n = r[:2 * hid], r[2 * hid:]
+    b_rz, b_n = (None, None) if b_hh is None else (b_hh[:2 * hid], b_hh[2 * hid:])
+    h = h if isinstance(h, Tensor) else _wrap(h)
+    zero = _zero(x)
+    ys = [None] * steps
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        g = gx[t]
+        rz = F.sigmoid(g[:, :2 * hid] + F.linear(h, r_rz, b_rz))
+        reset, z = rz[:, :hid], rz[:, hid:]
+        n = F.tanh(g[:, 2 * hid:] + F.linear(reset * h, r_n, b_n))
+        new = n + z * (h - n)  # (1 - z) n + z h
+        if lens is None:
+            h = ys[t] = new
+        else:  # a sequence past its end keeps its state and outputs zeros
+            live = (t < lens)[:, None]
+            h, ys[t] = ops.where(live, new, h), ops.where(live, new, zero)
+    return ops.stack(ys, 0), h
+
+
+def _recurrent(node, x, w, r, b=None, seq_lens=None, h0=None, c0=None, *_):
+    """RNN / GRU / LSTM (every opset; ``layout`` from 14): X (T, B, in) (layout 1:
+    (B, T, in)), W (D, G H, in), R (D, G H, H), B (D, 2 G H) (Wb then Rb), sequence_lens (B,),
+    initial_h / initial_c (D, B, H) (layout 1: (B, D, H)); direction forward, reverse or
+    bidirectional. Outputs Y (T, D, B, H) (layout 1: (B, T, D, H)), Y_h, and Y_c for the LSTM;
+    past a sequence's length Y is 0 and the state stays its last.
+
+    Each direction is the engine's recurrent primitive (``ops.rnn.Recurrence``) with the weights
+    taken to its gate order (ONNX's LSTM i, o, f, c and GRU z, r, h become PyTorch's i, f, g, o
+    and r, z, n); sequences of different lengths run packed, sorted longest first, as
+    ``nn.utils.rnn`` packs them. A GRU with linear_before_reset=0 (ONNX's default, not PyTorch's)
+    runs :func:`_gru_reset_before`. Everything is fv ops, so the weights train."""
+    op = node.op_type
+    lstm = op == "LSTM"
+    layout = int(node.attr("layout", 0)) if node.opset >= 14 else 0
+    if x.ndim != 3:
+        want = "(batch, seq, input)" if layout else "(seq, batch, input)"
+        raise ValueError(f"X must be 3-D {want}, got shape {tuple(x.shape)}")
+    if layout:
+        x = ops.transpose(x, 0, 1)
+        h0 = None if h0 is None else ops.transpose(h0, 0, 1)
+        c0 = None if c0 is None else ops.transpose(c0, 0, 1)
+    steps, batch, size = x.shape
+    dirs, gates = _directions(node), {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    if r.ndim != 3:
+        raise ValueError(f"R must be 3-D (directions, {gates} * hidden, hidden), got shape "
+                         f"{tuple(r.shape)}")
+    hid = r.shape[2]
+    declared = node.attr("hidden_size")
+    if declared is not None and declared != hid:
+        raise ValueError(f"hidden_size={declared} does not match R of shape {tuple(r.shape)}")
+    expect = {"W": (w, (dirs, gates * hid, size)), "R": (r, (dirs, gates * hid, hid)),
+              "B": (b, (dirs, 2 * gates * hid)), "initial_h": (h0, (dirs, batch, hid)),
+              "initial_c": (c0, (dirs, batch, hid))}
+    for what, (t, shape) in expect.items():
+        if t is not None and tuple(t.shape) != shape:
+            note = " (after layout 1's transpose)" if layout and what.startswith("initial") else ""
+            raise ValueError(f"{what} has shape {tuple(t.shape)}{note}; for X of shape "
+                             f"{tuple(x.shape)} (time first), {dirs} direction(s) and hidden "
+                             f"size {hid} it should be {shape}")
+        if t is not None and t.dtype != x.dtype:
+            raise ValueError(f"{what} is {t.dtype} but X is {x.dtype}")
+    # the gates of every step (the largest array the primitive makes), sized by X and R alone
+    _check_alloc(node, (steps, batch, dirs * gates * hid), x.dtype)
+    lens = None
+    if seq_lens is not None:
+        lens = xp.asarray(seq_lens.data).astype(xp.int64).reshape(-1)
+        if lens.shape != (batch,) or (lens.size and (lens.min() < 1 or lens.max() > steps)):
+            raise ValueError(f"sequence_lens {lens.tolist()} must hold one length from 1 to "
+                             f"{steps} (the steps of X) per sequence of the batch of {batch}")
+        if (lens == steps).all():
+            lens = None
+    lbr = bool(node.attr("linear_before_reset", 0))
+    loop = op == "GRU" and not lbr
+    rows = ops.reshape(x, (steps * batch, size))
+    sizes = xp.full(steps, batch, dtype=xp.int64)
+    order = inv = index = None
+    if lens is not None and not loop:  # packed: sorted longest first, step by step
+        order = xp.argsort(-lens, kind="stable").astype(xp.int64)
+        inv = xp.argsort(order).astype(xp.int64)
+        sizes = (lens[order][None, :] > xp.arange(steps)[:, None]).sum(axis=1).astype(xp.int64)
+        index = xp.concatenate([t * batch + order[:n] for t, n in enumerate(sizes)])
+        rows = ops.rnn.gather_rows(rows, index)
+    perm = _gate_rows(op, hid)
+    modes = [op.lower()] * dirs
+    if op == "RNN":
+        modes = ["rnn_relu" if a == ("relu",) else "rnn_tanh" for a in _activations(node)]
+    ys, hs, cs = [], [], []
+    for d in range(dirs):
+        reverse = d == 1 or node.attr("direction", "forward") == "reverse"
+        w_d, r_d = w[d][perm], r[d][perm]
+        b_ih = b_hh = None
+        if b is not None:
+            b_ih, b_hh = b[d][perm], b[d][perm + gates * hid]
+        h_d = xp.zeros((batch, hid), dtype=x.dtype) if h0 is None else h0[d]
+        c_d = None
+        if lstm:
+            c_d = xp.zeros((batch, hid), dtype=x.dtype) if c0 is None else c0[d]
+        if loop:
+            y, h = _gru_reset_before(x, w_d, r_d, b_ih, b_hh, h_d, lens, reverse)
+            ys.append(y)
+            hs.append(h)
+            continue
+        if order is not None:
+            h_d = h_d[order]
+            c_d = None if c_d is None else c_d[order]
+        res = ops.rnn.Recurrence.apply(rows, w_d, r_d, b_ih, b_hh, h_d, c_d, None, mode=modes[d],
+                                       sizes=sizes, reverse=reverse)
+        y, h = res[0], res[1]
+        c = res[2] if lstm else None
+        if order is not None:  # back to the batch's order, zeros past each sequence's end
+            y = ops.rnn.scatter_rows(y, index, steps * batch)
+            h = h[inv]
+            c = None if c is None else c[inv]
+        ys.append(ops.reshape(y, (steps, batch, hid)))
+        hs.append(h)
+        cs.append(c)
+    y = ops.stack(ys, 1)
+    h = ops.stack(hs, 0)
+    c = ops.stack(cs, 0) if lstm else None
+    if layout:
+        y = ops.permute(y, 2, 0, 1, 3)
+        h = ops.transpose(h, 0, 1)
+        c = None if c is None else ops.transpose(c, 0, 1)
+    return (y, h, c) if lstm else (y, h)
+
+
+RNN = GRU = LSTM = _recurrent
+
+
 def LRN(node, x):
     """LRN: the window of channel c is [c - floor((size-1)/2), c + ceil((size-1)/2)]; fv's
     local_response_norm (PyTorch's) puts size // 2 channels before, which differs for an even
@@ -1266,6 +1507,7 @@ OPS = {
     "Size": Size, "Gather": Gather, "Slice": Slice, "Expand": Expand, "Tile": Tile, "Pad": Pad,
     "Clip": Clip, "Cast": Cast, "CastLike": CastLike, "Constant": Constant,
     "ConstantOfShape": ConstantOfShape, "Range": Range, "Upsample": Upsample, "Resize": Resize,
+    "LayerNormalization": LayerNormalization, "RNN": RNN, "GRU": GRU, "LSTM": LSTM,
 }
 
 # Input positions that hold settings rather than data (shapes, axes, scales, bounds, ratios): a
@@ -1448,7 +1690,8 @@ _FLAGS = {"keepdims": _REDUCTIONS, "noop_with_empty_axes": _REDUCTIONS,
           "ceil_mode": ("MaxPool", "AveragePool"), "count_include_pad": ("AveragePool",),
           "storage_order": ("MaxPool",), "transA": ("Gemm",), "transB": ("Gemm",),
           "allowzero": ("Reshape",), "spatial": ("BatchNormalization",),
-          "antialias": ("Resize",),
+          "antialias": ("Resize",), "layout": ("RNN", "GRU", "LSTM"),
+          "linear_before_reset": ("GRU",), "input_forget": ("LSTM",),
           "broadcast": ("Add", "Sub", "Mul", "Div", "Pow", "Equal", "Less", "Greater", "And", "Or",
                         "Xor")}
 
@@ -1473,4 +1716,5 @@ CHECKS = {"Resize": _check_resize, "Upsample": _check_resize, "Conv": _check_win
           "BatchNormalization": _check_batchnorm, "Pad": _check_pad, "Split": _check_split,
           "Transpose": _check_axes_list("perm"), "Squeeze": _check_axes_list("axes", 13),
           "Unsqueeze": _check_axes_list("axes", 13), "Slice": _check_slice,
-          "ConstantOfShape": _check_constant_of_shape, "Cast": _check_cast, "LRN": _check_lrn}
+          "ConstantOfShape": _check_constant_of_shape, "Cast": _check_cast, "LRN": _check_lrn,
+          "RNN": _check_recurrent, "GRU": _check_recurrent, "LSTM": _check_recurrent}

@@ -230,6 +230,12 @@ def _trace_once(model, x):
                                 f"{exc}") from exc
     finally:
         handle.remove()
+    for n in graph.nodes:
+        if len(n.outputs) > 1:  # a plan step has one result
+            raise OptimizationError(
+                f"optimize_for_inference: {_where(n)} returns {len(n.outputs)} results (a "
+                "recurrent layer); primitives with several results are not compiled into a "
+                "plan: run the model itself")
     counter = iter(range(len(graph.outputs)))
 
     def template(o):  # the tracer's flattening order: tensors, lists/tuples, dict values

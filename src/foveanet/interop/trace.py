@@ -9,6 +9,11 @@ tensor it touched as a :class:`Value` (a graph input, a parameter or buffer name
 primitives rather than modules, custom ``forward`` code is traced like any built-in layer; what it
 cannot see is arithmetic done on raw arrays behind the engine's back, which therefore must not
 feed the result (``Graph.outputs`` names what did).
+
+A primitive with several results (a recurrent layer's output and final states) is one Node with
+one Value per result (``Node.outputs``; ``Node.output`` is the first). A primitive that receives a
+graph input's array rather than the Tensor (``embedding`` takes its indices' array) is traced as
+reading that input, as batch norm's running statistics are traced as the buffers.
 """
 from __future__ import annotations
 
@@ -42,13 +47,16 @@ class Value:
 @dataclass(eq=False)
 class Node:
     """One primitive as it ran. ``args`` holds a Value for each Tensor argument and the plain
-    value (int, tuple, array, ...) for the rest, in the order ``Function.apply`` received them."""
+    value (int, tuple, array, ...) for the rest, in the order ``Function.apply`` received them.
+    ``outputs``: one Value per result (a Function that returns a tuple has several); ``output`` is
+    the first."""
     fn: Function
     args: tuple
     kwargs: dict
     output: Value
     scope: str
     users: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
 
     @property
     def op(self) -> str:
@@ -61,7 +69,8 @@ class Node:
 
     def __repr__(self):
         ins = ", ".join(a.name if isinstance(a, Value) else repr(a) for a in self.args)
-        return f"{self.output.name} = {self.op}({ins}) [{self.scope or '<root>'}]"
+        outs = ", ".join(v.name for v in self.outputs) or self.output.name
+        return f"{outs} = {self.op}({ins}) [{self.scope or '<root>'}]"
 
 
 class Graph:
@@ -137,7 +146,10 @@ class _Tracer:
         op = type(fn).__name__
         name = f"{scope}/{op}" if scope else op
         node = Node(fn, vargs, dict(kwargs), None, scope)
-        node.output = self.add(result, "node", name, node)
+        results = result if type(result) is tuple else (result,)
+        node.outputs = [self.add(r, "node", name if i == 0 else f"{name}:{i}", node)
+                        for i, r in enumerate(results)]
+        node.output = node.outputs[0]
         for a in vargs:
             if isinstance(a, Value) and a.producer is not None:
                 a.producer.users.append(node)
@@ -168,6 +180,8 @@ def trace(model, *inputs, input_names=None) -> Graph:
     names += ["input" if i == 0 else f"input_{i}" for i in range(len(names), len(inputs))]
     t = _Tracer(model)
     graph_inputs = [t.add(x, "input", n) for x, n in zip(inputs, names)]
+    for x in inputs:  # a primitive given an input's array (embedding's indices) reads the input
+        t.arrays.setdefault(id(x.data), x)
     handles = []
     me = threading.get_ident()  # the hooks are on the model: another thread's calls don't count
     for path, mod in model.named_modules():
