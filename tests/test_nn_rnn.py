@@ -457,3 +457,29 @@ def test_recurrence_is_one_function_with_several_results():
     assert c.grad_fn.inputs[0].grad_fn is fn
     (c.sum()).backward()  # a gradient through one result only
     assert all(p.grad is not None and np.any(p.grad.data) for p in m.parameters())
+
+
+def test_checkpointed_chunks_give_plain_bptt_gradients():
+    """The lecture's memory warning answered without changing the numbers: an LSTM run over a
+    sequence in checkpointed chunks (states passed from chunk to chunk, not detached) gets
+    the gradients of the whole sequence in one graph."""
+    fv.manual_seed(0)
+    lstm = fv.nn.LSTM(3, 5, num_layers=2)
+    x, u = fv.randn(24, 2, 3), fv.randn(24, 2, 5)
+    y, _ = lstm(x)
+    (y * u).sum().backward()
+    plain = {n: p.grad.data.copy() for n, p in lstm.named_parameters()}
+    lstm.zero_grad()
+
+    def chunk(xs, us, h, c):
+        y, (h, c) = lstm(xs, (h, c))
+        return (y * us).sum(), h, c
+
+    h = c = fv.zeros(2, 2, 5)
+    losses = []
+    for t0 in range(0, 24, 5):
+        loss, h, c = fv.utils.checkpoint(chunk, x[t0:t0 + 5], u[t0:t0 + 5], h, c)
+        losses.append(loss)
+    fv.stack(losses).sum().backward()
+    for n, p in lstm.named_parameters():
+        np.testing.assert_allclose(p.grad.data, plain[n], rtol=1e-5, atol=1e-6, err_msg=n)
