@@ -4,12 +4,16 @@ one direction over the whole sequence, forward or backward.
 Each step is one product through NumPy's own ``cblas_?gemm`` (a ctypes function passed in at each
 call, as in ``_addmm_kernels``) and one fused pass over the gates; no Python runs between steps.
 
-Rows. The input of a layer is a matrix of rows in time order, the rows of time step t being
-``offsets[t] : offsets[t] + sizes[t]`` and ``sizes`` never increasing (a padded batch: every
-size is B; a packed one: the sequences sorted longest first). At step t only the first
-``sizes[t]`` rows of the state are updated; the others keep theirs: in the forward direction the
-final state of a sequence that has ended, in the reverse direction the initial state of one that
-has not yet begun. So the final states come out at each sequence's own end.
+Layout: feature-major. Every array holds one column per row of the layer's input (one sample at
+one time step) and one row per feature: the gates (G H, N), the output (P, N), the states
+(P, B) and (H, B). The columns of time step t are ``offsets[t] : offsets[t] + sizes[t]``,
+``sizes`` never increasing (a padded batch: every size is B; a packed one: the sequences sorted
+longest first). So each step's product is ``W_hh (G H, P) @ h (P, n)``, the weights as BLAS's
+first operand: OpenBLAS takes these shapes 1.4-1.75x faster that way than as ``h @ W_hh^T``
+(benchmarks/RESULTS.md, "Recurrent products: the weights first"). At step t only the first
+``sizes[t]`` columns of the state are updated; the others keep theirs: in the forward direction
+the final state of a sequence that has ended, in the reverse direction the initial state of one
+that has not yet begun. So the final states come out at each sequence's own end.
 
 The float32 gates use a rational tanh (Eigen's ``ptanh_float``, within ~2 ulp of tanh) and
 sigmoid(x) = (1 + tanh(x / 2)) / 2, which vectorise; float64 uses the exact ``math`` functions.
@@ -67,183 +71,200 @@ def _sigmoid(x):
 
 
 @njit(**FLAGS)
-def _copy_rows(dst, src, n):
-    for b in range(n):
-        dst[b, :] = src[b, :]
+def _copy_cols(dst, c0, src, s0, n):
+    """dst[:, c0:c0 + n] = src[:, s0:s0 + n]."""
+    for q in range(dst.shape[0]):
+        d, s = dst[q], src[q]
+        for b in range(n):
+            d[c0 + b] = s[s0 + b]
 
 
 # ------------------------------------------------------------------------------------------ LSTM
 @njit(**FLAGS)
 def lstm_forward(gemm, gates, w_hh, w_hr, m, y, h, c, hp, cp, sizes, offsets, reverse, save):
-    """gates (N, 4H): on entry x W_ih^T + b_ih + b_hh, on return the activations (i, f, g, o).
-    w_hh (4H, P); w_hr (P, H), or (0, 0) without a projection; m (B, H): scratch for o tanh(c)
-    before the projection; y (N, P): the output; h (B, P), c (B, H): the initial states on entry,
-    the final ones on return; hp (N, P), cp (N, H): the states before each step (when save)."""
-    steps, hid, p = sizes.shape[0], c.shape[1], h.shape[1]
+    """gates (4H, N): on entry W_ih x + b_ih + b_hh, on return the activations (i, f, g, o).
+    w_hh (4H, P); w_hr (P, H), or (0, 0) without a projection; m (H, B): scratch for o tanh(c)
+    before the projection; y (P, N): the output; h (P, B), c (H, B): the initial states on
+    entry, the final ones on return; hp (P, N), cp (H, N): the states before each step (when
+    save)."""
+    steps, hid, p, bsz, ncol = sizes.shape[0], c.shape[0], h.shape[0], h.shape[1], gates.shape[1]
     g4, proj, isz = 4 * hid, w_hr.shape[0] > 0, gates.itemsize
     one, zero = gates.dtype.type(1), gates.dtype.type(0)
     for k in range(steps):
         t = steps - 1 - k if reverse else k
         n, r0 = sizes[t], offsets[t]
         if save:
-            _copy_rows(hp[r0:r0 + n], h, n)
-            _copy_rows(cp[r0:r0 + n], c, n)
-        gemm(ROW_MAJOR, NO_TRANS, TRANS, n, g4, p, one, h.ctypes.data, p, w_hh.ctypes.data, p,
-             one, gates.ctypes.data + r0 * g4 * isz, g4)
-        for b in range(n):
-            g, cb = gates[r0 + b], c[b]
-            out = m[b] if proj else y[r0 + b]
-            for j in range(hid):
-                ig, fg = sigmoid(g[j]), sigmoid(g[hid + j])
-                gg, og = tanh(g[2 * hid + j]), sigmoid(g[3 * hid + j])
-                cn = fg * cb[j] + ig * gg
-                cb[j] = cn
-                out[j] = og * tanh(cn)
-                g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j] = ig, fg, gg, og
+            _copy_cols(hp, r0, h, 0, n)
+            _copy_cols(cp, r0, c, 0, n)
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, g4, n, p, one, w_hh.ctypes.data, p, h.ctypes.data,
+             bsz, one, gates.ctypes.data + r0 * isz, ncol)
+        for j in range(hid):
+            gi, gf = gates[j, r0:r0 + n], gates[hid + j, r0:r0 + n]
+            gg, go = gates[2 * hid + j, r0:r0 + n], gates[3 * hid + j, r0:r0 + n]
+            cj = c[j]
+            out = m[j] if proj else y[j, r0:r0 + n]
+            for b in range(n):
+                ig, fg, g_, og = sigmoid(gi[b]), sigmoid(gf[b]), tanh(gg[b]), sigmoid(go[b])
+                cn = fg * cj[b] + ig * g_
+                cj[b] = cn
+                out[b] = og * tanh(cn)
+                gi[b], gf[b], gg[b], go[b] = ig, fg, g_, og
         if proj:
-            gemm(ROW_MAJOR, NO_TRANS, TRANS, n, p, hid, one, m.ctypes.data, hid, w_hr.ctypes.data,
-                 hid, zero, y.ctypes.data + r0 * p * isz, p)
-        _copy_rows(h, y[r0:r0 + n], n)
+            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, p, n, hid, one, w_hr.ctypes.data, hid,
+                 m.ctypes.data, bsz, zero, y.ctypes.data + r0 * isz, ncol)
+        _copy_cols(h, 0, y, r0, n)
 
 
 @njit(**FLAGS)
 def lstm_backward(gemm, gates, cp, w_hh, w_hr, gy, dh, dc, dg, dm, mh, dhs, sizes, offsets,
                   reverse):
-    """gates (N, 4H): the activations; cp (N, H): the cell state before each step; gy (N, P): the
-    output's gradient; dh (B, P), dc (B, H): on entry the final states' gradients, on return the
-    initial ones'; dg (N, 4H): out, the gradient of the gates before their activations; with a
-    projection, dm (B, H) scratch, mh (N, H) out: o tanh(c), dhs (N, P) out: each step's dh."""
-    steps, hid, p = sizes.shape[0], dc.shape[1], dh.shape[1]
+    """gates (4H, N): the activations; cp (H, N): the cell state before each step; gy (P, N):
+    the output's gradient; dh (P, B), dc (H, B): on entry the final states' gradients, on return
+    the initial ones'; dg (4H, N): out, the gradient of the gates before their activations; with
+    a projection, dm (H, B) scratch, mh (H, N) out: o tanh(c), dhs (P, N) out: each step's dh."""
+    steps, hid, p, bsz, ncol = sizes.shape[0], dc.shape[0], dh.shape[0], dh.shape[1], gates.shape[1]
     g4, proj, isz = 4 * hid, w_hr.shape[0] > 0, gates.itemsize
     one, zero = gates.dtype.type(1), gates.dtype.type(0)
     for k in range(steps - 1, -1, -1):
         t = steps - 1 - k if reverse else k
         n, r0 = sizes[t], offsets[t]
-        for b in range(n):
-            dh[b, :] += gy[r0 + b, :]
+        for q in range(p):
+            dq, gq = dh[q], gy[q]
+            for b in range(n):
+                dq[b] += gq[r0 + b]
         src = dh
         if proj:
-            _copy_rows(dhs[r0:r0 + n], dh, n)
-            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, hid, p, one, dh.ctypes.data, p,
-                 w_hr.ctypes.data, hid, zero, dm.ctypes.data, hid)
+            _copy_cols(dhs, r0, dh, 0, n)
+            gemm(ROW_MAJOR, TRANS, NO_TRANS, hid, n, p, one, w_hr.ctypes.data, hid,
+                 dh.ctypes.data, bsz, zero, dm.ctypes.data, bsz)
             src = dm
-        for b in range(n):
-            g, cpb, d, dcb, dmb = gates[r0 + b], cp[r0 + b], dg[r0 + b], dc[b], src[b]
-            for j in range(hid):
-                ig, fg, gg, og = g[j], g[hid + j], g[2 * hid + j], g[3 * hid + j]
-                tc = tanh(fg * cpb[j] + ig * gg)
-                dmj = dmb[j]
-                dcj = dcb[j] + dmj * og * (one - tc * tc)
-                d[j] = dcj * gg * ig * (one - ig)
-                d[hid + j] = dcj * cpb[j] * fg * (one - fg)
-                d[2 * hid + j] = dcj * ig * (one - gg * gg)
-                d[3 * hid + j] = dmj * tc * og * (one - og)
-                dcb[j] = dcj * fg
+        for j in range(hid):
+            gi, gf = gates[j, r0:r0 + n], gates[hid + j, r0:r0 + n]
+            gg, go = gates[2 * hid + j, r0:r0 + n], gates[3 * hid + j, r0:r0 + n]
+            di, df = dg[j, r0:r0 + n], dg[hid + j, r0:r0 + n]
+            dgg, do = dg[2 * hid + j, r0:r0 + n], dg[3 * hid + j, r0:r0 + n]
+            cpj, dcj, dmj = cp[j, r0:r0 + n], dc[j], src[j]
+            for b in range(n):
+                ig, fg, g_, og = gi[b], gf[b], gg[b], go[b]
+                tc = tanh(fg * cpj[b] + ig * g_)
+                d_m = dmj[b]
+                d_c = dcj[b] + d_m * og * (one - tc * tc)
+                di[b] = d_c * g_ * ig * (one - ig)
+                df[b] = d_c * cpj[b] * fg * (one - fg)
+                dgg[b] = d_c * ig * (one - g_ * g_)
+                do[b] = d_m * tc * og * (one - og)
+                dcj[b] = d_c * fg
             if proj:
-                mb = mh[r0 + b]
-                for j in range(hid):
-                    mb[j] = g[3 * hid + j] * tanh(g[hid + j] * cpb[j] + g[j] * g[2 * hid + j])
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, p, g4, one, dg.ctypes.data + r0 * g4 * isz, g4,
-             w_hh.ctypes.data, p, zero, dh.ctypes.data, p)
+                mj = mh[j, r0:r0 + n]
+                for b in range(n):
+                    mj[b] = go[b] * tanh(gf[b] * cpj[b] + gi[b] * gg[b])
+        gemm(ROW_MAJOR, TRANS, NO_TRANS, p, n, g4, one, w_hh.ctypes.data, p,
+             dg.ctypes.data + r0 * isz, ncol, zero, dh.ctypes.data, bsz)
 
 
 # ------------------------------------------------------------------------------------------- GRU
 @njit(**FLAGS)
 def gru_forward(gemm, gates, w_hh, b_hh, hw, y, h, hp, hn, sizes, offsets, reverse, save):
-    """gates (N, 3H): on entry x W_ih^T + b_ih, on return the activations (r, z, n); b_hh (3H,);
-    hw (B, 3H): scratch for h W_hh^T + b_hh; y (N, H): the output; h (B, H): the initial state on
-    entry, the final one on return; hp (N, H): the state before each step, hn (N, H): W_hn h +
+    """gates (3H, N): on entry W_ih x + b_ih, on return the activations (r, z, n); b_hh (3H,);
+    hw (3H, B): scratch for W_hh h + b_hh; y (H, N): the output; h (H, B): the initial state on
+    entry, the final one on return; hp (H, N): the state before each step, hn (H, N): W_hn h +
     b_hn of each step (when save)."""
-    steps, hid = sizes.shape[0], h.shape[1]
+    steps, hid, bsz = sizes.shape[0], h.shape[0], h.shape[1]
     g3 = 3 * hid
     one = gates.dtype.type(1)
     for k in range(steps):
         t = steps - 1 - k if reverse else k
         n, r0 = sizes[t], offsets[t]
         if save:
-            _copy_rows(hp[r0:r0 + n], h, n)
-        for b in range(n):
-            hw[b, :] = b_hh
-        gemm(ROW_MAJOR, NO_TRANS, TRANS, n, g3, hid, one, h.ctypes.data, hid, w_hh.ctypes.data,
-             hid, one, hw.ctypes.data, g3)
-        for b in range(n):
-            g, a, hb, yb = gates[r0 + b], hw[b], h[b], y[r0 + b]
-            for j in range(hid):
-                r = sigmoid(g[j] + a[j])
-                z = sigmoid(g[hid + j] + a[hid + j])
-                nn = tanh(g[2 * hid + j] + r * a[2 * hid + j])
-                hnew = (one - z) * nn + z * hb[j]
-                g[j], g[hid + j], g[2 * hid + j] = r, z, nn
-                yb[j] = hnew
-                hb[j] = hnew
+            _copy_cols(hp, r0, h, 0, n)
+        for q in range(g3):
+            hw[q, :n] = b_hh[q]
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, g3, n, hid, one, w_hh.ctypes.data, hid,
+             h.ctypes.data, bsz, one, hw.ctypes.data, bsz)
+        for j in range(hid):
+            gr, gz, gn = gates[j, r0:r0 + n], gates[hid + j, r0:r0 + n], gates[2 * hid + j, r0:r0 + n]
+            ar, az, an = hw[j], hw[hid + j], hw[2 * hid + j]
+            hj, yj = h[j], y[j, r0:r0 + n]
+            for b in range(n):
+                r = sigmoid(gr[b] + ar[b])
+                z = sigmoid(gz[b] + az[b])
+                nn = tanh(gn[b] + r * an[b])
+                hnew = (one - z) * nn + z * hj[b]
+                gr[b], gz[b], gn[b] = r, z, nn
+                yj[b] = hnew
+                hj[b] = hnew
             if save:
-                hn[r0 + b, :] = a[2 * hid:]
+                hnj = hn[j]
+                for b in range(n):
+                    hnj[r0 + b] = an[b]
 
 
 @njit(**FLAGS)
 def gru_backward(gemm, gates, hp, hn, w_hh, gy, dh, dgx, dgh, sizes, offsets, reverse):
-    """gates (N, 3H): the activations; hp, hn (N, H) as saved by ``gru_forward``; gy (N, H): the
-    output's gradient; dh (B, H): on entry the final state's gradient, on return the initial
-    one's; dgx, dgh (N, 3H) out: the gradients of x W_ih^T + b_ih and of h W_hh^T + b_hh."""
-    steps, hid = sizes.shape[0], dh.shape[1]
+    """gates (3H, N): the activations; hp, hn (H, N) as saved by ``gru_forward``; gy (H, N): the
+    output's gradient; dh (H, B): on entry the final state's gradient, on return the initial
+    one's; dgx, dgh (3H, N) out: the gradients of W_ih x + b_ih and of W_hh h + b_hh."""
+    steps, hid, bsz, ncol = sizes.shape[0], dh.shape[0], dh.shape[1], gates.shape[1]
     g3 = 3 * hid
     one = gates.dtype.type(1)
     for k in range(steps - 1, -1, -1):
         t = steps - 1 - k if reverse else k
         n, r0 = sizes[t], offsets[t]
-        for b in range(n):
-            g, hpb, hnb, gyb, db = gates[r0 + b], hp[r0 + b], hn[r0 + b], gy[r0 + b], dh[b]
-            dx, dhh = dgx[r0 + b], dgh[r0 + b]
-            for j in range(hid):
-                r, z, nn = g[j], g[hid + j], g[2 * hid + j]
-                d = db[j] + gyb[j]
+        for j in range(hid):
+            gr, gz, gn = gates[j, r0:r0 + n], gates[hid + j, r0:r0 + n], gates[2 * hid + j, r0:r0 + n]
+            hpj, hnj, gyj, dj = hp[j, r0:r0 + n], hn[j, r0:r0 + n], gy[j, r0:r0 + n], dh[j]
+            xr, xz, xn = dgx[j, r0:r0 + n], dgx[hid + j, r0:r0 + n], dgx[2 * hid + j, r0:r0 + n]
+            hr, hz, hnn = dgh[j, r0:r0 + n], dgh[hid + j, r0:r0 + n], dgh[2 * hid + j, r0:r0 + n]
+            for b in range(n):
+                r, z, nn = gr[b], gz[b], gn[b]
+                d = dj[b] + gyj[b]
                 dnp = d * (one - z) * (one - nn * nn)
-                drp = dnp * hnb[j] * r * (one - r)
-                dzp = d * (hpb[j] - nn) * z * (one - z)
-                dx[j], dx[hid + j], dx[2 * hid + j] = drp, dzp, dnp
-                dhh[j], dhh[hid + j], dhh[2 * hid + j] = drp, dzp, dnp * r
-                db[j] = d * z
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, hid, g3, one, dgh.ctypes.data + r0 * g3 * dgh.itemsize,
-             g3, w_hh.ctypes.data, hid, one, dh.ctypes.data, hid)
+                drp = dnp * hnj[b] * r * (one - r)
+                dzp = d * (hpj[b] - nn) * z * (one - z)
+                xr[b], xz[b], xn[b] = drp, dzp, dnp
+                hr[b], hz[b], hnn[b] = drp, dzp, dnp * r
+                dj[b] = d * z
+        gemm(ROW_MAJOR, TRANS, NO_TRANS, hid, n, g3, one, w_hh.ctypes.data, hid,
+             dgh.ctypes.data + r0 * dgh.itemsize, ncol, one, dh.ctypes.data, bsz)
 
 
 # -------------------------------------------------------------------------------- plain RNN (Elman)
 @njit(**FLAGS)
 def rnn_forward(gemm, pre, w_hh, h, hp, sizes, offsets, reverse, relu, save):
-    """pre (N, H): on entry x W_ih^T + b_ih + b_hh, on return the output tanh(...) or relu(...);
-    h (B, H): the initial state on entry, the final one on return; hp (N, H): the state before
+    """pre (H, N): on entry W_ih x + b_ih + b_hh, on return the output tanh(...) or relu(...);
+    h (H, B): the initial state on entry, the final one on return; hp (H, N): the state before
     each step (when save)."""
-    steps, hid = sizes.shape[0], h.shape[1]
+    steps, hid, bsz, ncol = sizes.shape[0], h.shape[0], h.shape[1], pre.shape[1]
     one, zero = pre.dtype.type(1), pre.dtype.type(0)
     for k in range(steps):
         t = steps - 1 - k if reverse else k
         n, r0 = sizes[t], offsets[t]
         if save:
-            _copy_rows(hp[r0:r0 + n], h, n)
-        gemm(ROW_MAJOR, NO_TRANS, TRANS, n, hid, hid, one, h.ctypes.data, hid, w_hh.ctypes.data,
-             hid, one, pre.ctypes.data + r0 * hid * pre.itemsize, hid)
-        for b in range(n):
-            row, hb = pre[r0 + b], h[b]
-            for j in range(hid):
-                v = row[j]
+            _copy_cols(hp, r0, h, 0, n)
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, hid, n, hid, one, w_hh.ctypes.data, hid,
+             h.ctypes.data, bsz, one, pre.ctypes.data + r0 * pre.itemsize, ncol)
+        for j in range(hid):
+            row, hj = pre[j, r0:r0 + n], h[j]
+            for b in range(n):
+                v = row[b]
                 v = (v if v > zero else zero) if relu else tanh(v)
-                row[j] = v
-                hb[j] = v
+                row[b] = v
+                hj[b] = v
 
 
 @njit(**FLAGS)
 def rnn_backward(gemm, y, w_hh, gy, dh, dg, sizes, offsets, reverse, relu):
-    """y (N, H): the output; gy (N, H): its gradient; dh (B, H): on entry the final state's
-    gradient, on return the initial one's; dg (N, H) out: the gradient before the activation."""
-    steps, hid = sizes.shape[0], dh.shape[1]
+    """y (H, N): the output; gy (H, N): its gradient; dh (H, B): on entry the final state's
+    gradient, on return the initial one's; dg (H, N) out: the gradient before the activation."""
+    steps, hid, bsz, ncol = sizes.shape[0], dh.shape[0], dh.shape[1], y.shape[1]
     one, zero = y.dtype.type(1), y.dtype.type(0)
     for k in range(steps - 1, -1, -1):
         t = steps - 1 - k if reverse else k
         n, r0 = sizes[t], offsets[t]
-        for b in range(n):
-            yb, gyb, db, d = y[r0 + b], gy[r0 + b], dh[b], dg[r0 + b]
-            for j in range(hid):
-                v = db[j] + gyb[j]
-                d[j] = (v if yb[j] > zero else zero) if relu else v * (one - yb[j] * yb[j])
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, hid, hid, one, dg.ctypes.data + r0 * hid * dg.itemsize,
-             hid, w_hh.ctypes.data, hid, zero, dh.ctypes.data, hid)
+        for j in range(hid):
+            yj, gyj, dj, d = y[j, r0:r0 + n], gy[j, r0:r0 + n], dh[j], dg[j, r0:r0 + n]
+            for b in range(n):
+                v = dj[b] + gyj[b]
+                d[b] = (v if yj[b] > zero else zero) if relu else v * (one - yj[b] * yj[b])
+        gemm(ROW_MAJOR, TRANS, NO_TRANS, hid, n, hid, one, w_hh.ctypes.data, hid,
+             dg.ctypes.data + r0 * dg.itemsize, ncol, zero, dh.ctypes.data, bsz)

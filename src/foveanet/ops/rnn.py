@@ -79,50 +79,55 @@ class Recurrence(Function):
         bias = None
         if b_ih is not None:
             bias = b_ih if gru else b_ih + b_hh  # the GRU's b_hn sits inside r * (W_hn h + b_hn)
-        # the input's part of every step's gates: one product for all rows (the bias inside it)
-        x = _c(x)
-        gates = _blas.addmm(x, w_ih, bias) if bias is not None else None
-        if gates is None:
-            gates = x @ w_ih.T
-            if bias is not None:
-                gates += bias
         save = is_grad_enabled() and any(self.needs_input_grad)
-        n, hid = x.shape[0], w_hh.shape[1] if not lstm else (c0.shape[1])
-        p = h0.shape[1]
-        self.batch = h0.shape[0]
-        h = h0.astype(dt, copy=True)
-        y = xp.empty((n, p), dtype=dt) if not mode.startswith("rnn") else gates
-        c = c0.astype(dt, copy=True) if lstm else None
-        empty = xp.zeros((0, 0), dtype=dt)
-        hp = xp.empty((n, p), dtype=dt) if save else empty
-        cp = xp.empty((n, hid), dtype=dt) if save and lstm else empty
-        hn = xp.empty((n, hid), dtype=dt) if save and gru else empty
+        self.batch, self.w_ih_dtype = h0.shape[0], w_ih.dtype
         w_hh = _c(w_hh)
-        w_hr = empty if w_hr is None else _c(w_hr)
+        w_hr = xp.zeros((0, 0), dtype=dt) if w_hr is None else _c(w_hr)
         fast = _compiled(dt)
+        self.fast = fast is not None
         if fast is not None:
-            k, gemm = fast
-            if lstm:
-                m = xp.empty((h.shape[0], hid), dtype=dt) if w_hr.size else empty
-                k.lstm_forward(gemm, gates, w_hh, w_hr, m, y, h, c, hp, cp, sizes, offsets,
-                               self.reverse, save)
-            elif gru:
-                b = xp.zeros(3 * hid, dtype=dt) if b_hh is None else _c(b_hh.astype(dt, copy=False))
-                hw = xp.empty((h.shape[0], 3 * hid), dtype=dt)
-                k.gru_forward(gemm, gates, w_hh, b, hw, y, h, hp, hn, sizes, offsets,
-                              self.reverse, save)
-            else:
-                k.rnn_forward(gemm, gates, w_hh, h, hp, sizes, offsets, self.reverse,
-                              mode == "rnn_relu", save)
+            y, h, c, saved = self._compiled_forward(fast, x, w_ih, w_hh, bias, b_hh, w_hr, h0, c0,
+                                                    save)
         else:
-            self._numpy_forward(gates, w_hh, b_hh, w_hr, y, h, c, hp, cp, hn, save)
-        self.w_ih_dtype = w_ih.dtype
+            y, h, c, saved = self._numpy_forward(x, w_ih, w_hh, bias, b_hh, w_hr, h0, c0, save)
         if save:
             self.x, self.w_ih, self.w_hh, self.w_hr = x, w_ih, w_hh, w_hr
-            self.gates, self.hp, self.cp, self.hn = gates, hp, cp, hn
+            self.gates, self.hp, self.cp, self.hn = saved
             self.y = y if mode.startswith("rnn") else None
             self.has_bias = b_ih is not None
         return (y, h, c) if lstm else (y, h)
+
+    def _compiled_forward(self, fast, x, w_ih, w_hh, bias, b_hh, w_hr, h0, c0, save):
+        """The compiled loop, on feature-major arrays (see ``_rnn_kernels``); returns row views
+        (transposes) of them: y (N, P), h_n, c_n, and the saved (gates, hp, cp, hn)."""
+        k, gemm = fast
+        mode, dt = self.mode, x.dtype
+        lstm, gru = mode == "lstm", mode == "gru"
+        gates = w_ih @ x.T  # (G H, N): the input's part of every step, one product
+        if bias is not None:
+            gates += bias[:, None]
+        n, p = x.shape[0], h0.shape[1]
+        hid = c0.shape[1] if lstm else w_hh.shape[1]
+        h = xp.array(h0.T, dtype=dt, order="C")  # copies: the loop updates the states in place
+        c = xp.array(c0.T, dtype=dt, order="C") if lstm else None
+        empty = xp.zeros((0, 0), dtype=dt)
+        hp = xp.empty((p, n), dtype=dt) if save else empty
+        cp = xp.empty((hid, n), dtype=dt) if save and lstm else empty
+        hn = xp.empty((hid, n), dtype=dt) if save and gru else empty
+        y = gates if mode.startswith("rnn") else xp.empty((p, n), dtype=dt)
+        if lstm:
+            m = xp.empty((hid, self.batch), dtype=dt) if w_hr.size else empty
+            k.lstm_forward(gemm, gates, w_hh, w_hr, m, y, h, c, hp, cp, self.sizes, self.offsets,
+                           self.reverse, save)
+        elif gru:
+            b = xp.zeros(3 * hid, dtype=dt) if b_hh is None else _c(b_hh.astype(dt, copy=False))
+            hw = xp.empty((3 * hid, self.batch), dtype=dt)
+            k.gru_forward(gemm, gates, w_hh, b, hw, y, h, hp, hn, self.sizes, self.offsets,
+                          self.reverse, save)
+        else:
+            k.rnn_forward(gemm, gates, w_hh, h, hp, self.sizes, self.offsets, self.reverse,
+                          mode == "rnn_relu", save)
+        return y.T, h.T, (c.T if lstm else None), (gates.T, hp.T, cp.T, hn.T)
 
     # --------------------------------------------------------------------------- NumPy's loop
     def _steps(self):
@@ -131,9 +136,24 @@ class Recurrence(Function):
         for t in order:
             yield int(self.sizes[t]), int(self.offsets[t])
 
-    def _numpy_forward(self, gates, w_hh, b_hh, w_hr, y, h, c, hp, cp, hn, save):
-        mode = self.mode
-        hid = w_hh.shape[1] if mode != "lstm" else c.shape[1]
+    def _numpy_forward(self, x, w_ih, w_hh, bias, b_hh, w_hr, h0, c0, save):
+        """The same loop step by step in NumPy, on rows (N, features)."""
+        mode, dt = self.mode, x.dtype
+        gates = _blas.addmm(_c(x), w_ih, bias) if bias is not None else None
+        if gates is None:
+            gates = x @ w_ih.T
+            if bias is not None:
+                gates += bias
+        n, p = x.shape[0], h0.shape[1]
+        lstm = mode == "lstm"
+        hid = c0.shape[1] if lstm else w_hh.shape[1]
+        h = h0.astype(dt, copy=True)
+        c = c0.astype(dt, copy=True) if lstm else None
+        empty = xp.zeros((0, 0), dtype=dt)
+        hp = xp.empty((n, p), dtype=dt) if save else empty
+        cp = xp.empty((n, hid), dtype=dt) if save and lstm else empty
+        hn = xp.empty((n, hid), dtype=dt) if save and mode == "gru" else empty
+        y = gates if mode.startswith("rnn") else xp.empty((n, p), dtype=dt)
         for n, r0 in self._steps():
             rows = slice(r0, r0 + n)
             if save:
@@ -164,6 +184,7 @@ class Recurrence(Function):
                 g += h[:n] @ w_hh.T
                 g[...] = xp.maximum(g, 0) if mode == "rnn_relu" else xp.tanh(g)  # g is y's rows
             h[:n] = y[rows]
+        return y, h, c, (gates, hp, cp, hn)
 
     def _numpy_backward(self, gy, dh, dc, dg, dgh, mh, dhs):
         mode, gates, w_hh, w_hr = self.mode, self.gates, self.w_hh, self.w_hr
@@ -205,30 +226,21 @@ class Recurrence(Function):
         n, p = self.hp.shape
         b = self.batch
         hid = self.cp.shape[1] if lstm else self.w_hh.shape[1]
-        gy = xp.zeros((n, p), dtype=dt) if gy is None else _c(gy.astype(dt, copy=False))
-        dh = xp.zeros((b, p), dtype=dt) if gh is None else gh.astype(dt, copy=True)
-        dc = (xp.zeros((b, hid), dtype=dt) if gc is None else gc.astype(dt, copy=True)) if lstm \
-            else None
-        dg = xp.empty_like(self.gates)
-        dgh = xp.empty_like(self.gates) if gru else None
         proj = lstm and self.w_hr.size
-        mh = xp.empty((n, hid), dtype=dt) if proj else xp.zeros((0, 0), dtype=dt)
-        dhs = xp.empty((n, p), dtype=dt) if proj else xp.zeros((0, 0), dtype=dt)
-        fast = _compiled(dt)
-        if fast is not None:
-            k, gemm = fast
-            if lstm:
-                dm = xp.empty((b, hid), dtype=dt) if proj else mh
-                k.lstm_backward(gemm, self.gates, self.cp, self.w_hh, self.w_hr, gy, dh, dc, dg,
-                                dm, mh, dhs, self.sizes, self.offsets, self.reverse)
-            elif gru:
-                k.gru_backward(gemm, self.gates, self.hp, self.hn, self.w_hh, gy, dh, dg, dgh,
-                               self.sizes, self.offsets, self.reverse)
-            else:
-                k.rnn_backward(gemm, self.y, self.w_hh, gy, dh, dg, self.sizes, self.offsets,
-                               self.reverse, mode == "rnn_relu")
+        if self.fast:
+            dg, dgh, mh, dhs, dh, dc = self._compiled_backward(gy, gh, gc, n, p, b, hid, proj)
         else:
+            gy = xp.zeros((n, p), dtype=dt) if gy is None else _c(gy.astype(dt, copy=False))
+            dh = xp.zeros((b, p), dtype=dt) if gh is None else gh.astype(dt, copy=True)
+            dc = (xp.zeros((b, hid), dtype=dt) if gc is None else gc.astype(dt, copy=True)) \
+                if lstm else None
+            dg = xp.empty_like(self.gates)
+            dgh = xp.empty_like(self.gates) if gru else None
+            mh = xp.empty((n, hid), dtype=dt) if proj else None
+            dhs = xp.empty((n, p), dtype=dt) if proj else None
             self._numpy_backward(gy, dh, dc, dg, dgh, mh, dhs)
+        # the input's and the weights' gradients: four products over all rows (row views of the
+        # compiled loop's feature-major arrays go to BLAS as they are, transposed)
         need = self.needs_input_grad
         dgh = dg if dgh is None else dgh
         dx = dg @ self.w_ih if need[0] else None
@@ -238,6 +250,35 @@ class Recurrence(Function):
         db_hh = dgh.sum(axis=0) if self.has_bias and need[4] else None
         dw_hr = dhs.T @ mh if proj and need[7] else None
         return dx, dw_ih, dw_hh, db_ih, db_hh, dh, dc, dw_hr
+
+    def _compiled_backward(self, gy, gh, gc, n, p, b, hid, proj):
+        """The compiled reverse loop on feature-major arrays; row views of its results."""
+        k, gemm = _compiled(self.x.dtype)
+        mode, dt = self.mode, self.x.dtype
+        lstm, gru = mode == "lstm", mode == "gru"
+        gy = xp.zeros((p, n), dtype=dt) if gy is None else xp.ascontiguousarray(gy.T, dtype=dt)
+        dh = xp.zeros((p, b), dtype=dt) if gh is None else xp.array(gh.T, dtype=dt, order="C")
+        dc = None
+        if lstm:
+            dc = xp.zeros((hid, b), dtype=dt) if gc is None else xp.array(gc.T, dtype=dt, order="C")
+        gates = self.gates.T  # the feature-major arrays the forward loop filled
+        dg = xp.empty_like(gates)
+        dgh = xp.empty_like(gates) if gru else None
+        empty = xp.zeros((0, 0), dtype=dt)
+        mh = xp.empty((hid, n), dtype=dt) if proj else empty
+        dhs = xp.empty((p, n), dtype=dt) if proj else empty
+        if lstm:
+            dm = xp.empty((hid, b), dtype=dt) if proj else empty
+            k.lstm_backward(gemm, gates, self.cp.T, self.w_hh, self.w_hr, gy, dh, dc, dg, dm, mh,
+                            dhs, self.sizes, self.offsets, self.reverse)
+        elif gru:
+            k.gru_backward(gemm, gates, self.hp.T, self.hn.T, self.w_hh, gy, dh, dg, dgh,
+                           self.sizes, self.offsets, self.reverse)
+        else:
+            k.rnn_backward(gemm, self.y.T, self.w_hh, gy, dh, dg, self.sizes, self.offsets,
+                           self.reverse, mode == "rnn_relu")
+        return (dg.T, None if dgh is None else dgh.T, mh.T if proj else None,
+                dhs.T if proj else None, dh.T, None if dc is None else dc.T)
 
 
 def recurrence(x, w_ih, w_hh, b_ih, b_hh, h0, c0=None, w_hr=None, mode="lstm", sizes=None,
