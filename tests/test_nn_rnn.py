@@ -451,10 +451,13 @@ def test_packing_errors():
 def test_recurrence_is_one_function_with_several_results():
     m = fv.nn.LSTM(2, 3)
     y, (h, c) = m(fv.randn(4, 1, 2))
-    fn = y.grad_fn.inputs[0].grad_fn  # y reshapes the rows (T B, H) to (T, B, H)
+    fn = h.grad_fn.inputs[0].grad_fn  # h_n stacks the layer's second result
     assert fn.name == "RecurrenceBackward"
-    assert h.grad_fn.inputs[0].grad_fn is fn  # h_n stacks the same Function's second result
-    assert c.grad_fn.inputs[0].grad_fn is fn
+    assert c.grad_fn.inputs[0].grad_fn is fn  # c_n the same Function's third
+    back = y.grad_fn  # y views the rows (T B, H) as (T, B, H): back through the views to fn
+    while back is not fn and back.inputs:
+        back = back.inputs[0].grad_fn
+    assert back is fn
     (c.sum()).backward()  # a gradient through one result only
     assert all(p.grad is not None and np.any(p.grad.data) for p in m.parameters())
 

@@ -81,8 +81,11 @@ def _copy_cols(dst, c0, src, s0, n):
 
 # ------------------------------------------------------------------------------------------ LSTM
 @njit(**FLAGS)
-def lstm_forward(gemm, gates, w_hh, w_hr, m, y, h, c, hp, cp, sizes, offsets, reverse, save):
-    """gates (4H, N): on entry W_ih x + b_ih + b_hh, on return the activations (i, f, g, o).
+def lstm_forward(gemm, gates, bias, w_hh, w_hr, m, y, h, c, hp, cp, sizes, offsets, reverse,
+                 save):
+    """gates (4H, N): on entry W_ih x, on return the activations (i, f, g, o); bias (4H,):
+    b_ih + b_hh, added in the gates' pass (a pass of its own over the gates cost ~10% of an
+    inference).
     w_hh (4H, P); w_hr (P, H), or (0, 0) without a projection; m (H, B): scratch for o tanh(c)
     before the projection; y (P, N): the output; h (P, B), c (H, B): the initial states on
     entry, the final ones on return; hp (P, N), cp (H, N): the states before each step (when
@@ -103,8 +106,10 @@ def lstm_forward(gemm, gates, w_hh, w_hr, m, y, h, c, hp, cp, sizes, offsets, re
             gg, go = gates[2 * hid + j, r0:r0 + n], gates[3 * hid + j, r0:r0 + n]
             cj = c[j]
             out = m[j] if proj else y[j, r0:r0 + n]
+            bi, bf, bg, bo = bias[j], bias[hid + j], bias[2 * hid + j], bias[3 * hid + j]
             for b in range(n):
-                ig, fg, g_, og = sigmoid(gi[b]), sigmoid(gf[b]), tanh(gg[b]), sigmoid(go[b])
+                ig, fg = sigmoid(gi[b] + bi), sigmoid(gf[b] + bf)
+                g_, og = tanh(gg[b] + bg), sigmoid(go[b] + bo)
                 cn = fg * cj[b] + ig * g_
                 cj[b] = cn
                 out[b] = og * tanh(cn)
@@ -164,8 +169,8 @@ def lstm_backward(gemm, gates, cp, w_hh, w_hr, gy, dh, dc, dg, dm, mh, dhs, size
 
 # ------------------------------------------------------------------------------------------- GRU
 @njit(**FLAGS)
-def gru_forward(gemm, gates, w_hh, b_hh, hw, y, h, hp, hn, sizes, offsets, reverse, save):
-    """gates (3H, N): on entry W_ih x + b_ih, on return the activations (r, z, n); b_hh (3H,);
+def gru_forward(gemm, gates, b_ih, w_hh, b_hh, hw, y, h, hp, hn, sizes, offsets, reverse, save):
+    """gates (3H, N): on entry W_ih x, on return the activations (r, z, n); b_ih, b_hh (3H,);
     hw (3H, B): scratch for W_hh h + b_hh; y (H, N): the output; h (H, B): the initial state on
     entry, the final one on return; hp (H, N): the state before each step, hn (H, N): W_hn h +
     b_hn of each step (when save)."""
@@ -185,10 +190,11 @@ def gru_forward(gemm, gates, w_hh, b_hh, hw, y, h, hp, hn, sizes, offsets, rever
             gr, gz, gn = gates[j, r0:r0 + n], gates[hid + j, r0:r0 + n], gates[2 * hid + j, r0:r0 + n]
             ar, az, an = hw[j], hw[hid + j], hw[2 * hid + j]
             hj, yj = h[j], y[j, r0:r0 + n]
+            br, bz, bn = b_ih[j], b_ih[hid + j], b_ih[2 * hid + j]
             for b in range(n):
-                r = sigmoid(gr[b] + ar[b])
-                z = sigmoid(gz[b] + az[b])
-                nn = tanh(gn[b] + r * an[b])
+                r = sigmoid(gr[b] + br + ar[b])
+                z = sigmoid(gz[b] + bz + az[b])
+                nn = tanh(gn[b] + bn + r * an[b])
                 hnew = (one - z) * nn + z * hj[b]
                 gr[b], gz[b], gn[b] = r, z, nn
                 yj[b] = hnew
@@ -230,8 +236,9 @@ def gru_backward(gemm, gates, hp, hn, w_hh, gy, dh, dgx, dgh, sizes, offsets, re
 
 # -------------------------------------------------------------------------------- plain RNN (Elman)
 @njit(**FLAGS)
-def rnn_forward(gemm, pre, w_hh, h, hp, sizes, offsets, reverse, relu, save):
-    """pre (H, N): on entry W_ih x + b_ih + b_hh, on return the output tanh(...) or relu(...);
+def rnn_forward(gemm, pre, bias, w_hh, h, hp, sizes, offsets, reverse, relu, save):
+    """pre (H, N): on entry W_ih x, on return the output tanh(... + bias) or relu(...), bias (H,)
+    = b_ih + b_hh;
     h (H, B): the initial state on entry, the final one on return; hp (H, N): the state before
     each step (when save)."""
     steps, hid, bsz, ncol = sizes.shape[0], h.shape[0], h.shape[1], pre.shape[1]
@@ -244,9 +251,9 @@ def rnn_forward(gemm, pre, w_hh, h, hp, sizes, offsets, reverse, relu, save):
         gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, hid, n, hid, one, w_hh.ctypes.data, hid,
              h.ctypes.data, bsz, one, pre.ctypes.data + r0 * pre.itemsize, ncol)
         for j in range(hid):
-            row, hj = pre[j, r0:r0 + n], h[j]
+            row, hj, bj = pre[j, r0:r0 + n], h[j], bias[j]
             for b in range(n):
-                v = row[b]
+                v = row[b] + bj
                 v = (v if v > zero else zero) if relu else tanh(v)
                 row[b] = v
                 hj[b] = v

@@ -104,8 +104,8 @@ class Recurrence(Function):
         mode, dt = self.mode, x.dtype
         lstm, gru = mode == "lstm", mode == "gru"
         gates = w_ih @ x.T  # (G H, N): the input's part of every step, one product
-        if bias is not None:
-            gates += bias[:, None]
+        g = gates.shape[0]
+        bias = xp.zeros(g, dtype=dt) if bias is None else _c(bias.astype(dt, copy=False))
         n, p = x.shape[0], h0.shape[1]
         hid = c0.shape[1] if lstm else w_hh.shape[1]
         h = xp.array(h0.T, dtype=dt, order="C")  # copies: the loop updates the states in place
@@ -117,15 +117,15 @@ class Recurrence(Function):
         y = gates if mode.startswith("rnn") else xp.empty((p, n), dtype=dt)
         if lstm:
             m = xp.empty((hid, self.batch), dtype=dt) if w_hr.size else empty
-            k.lstm_forward(gemm, gates, w_hh, w_hr, m, y, h, c, hp, cp, self.sizes, self.offsets,
-                           self.reverse, save)
+            k.lstm_forward(gemm, gates, bias, w_hh, w_hr, m, y, h, c, hp, cp, self.sizes,
+                           self.offsets, self.reverse, save)
         elif gru:
             b = xp.zeros(3 * hid, dtype=dt) if b_hh is None else _c(b_hh.astype(dt, copy=False))
             hw = xp.empty((3 * hid, self.batch), dtype=dt)
-            k.gru_forward(gemm, gates, w_hh, b, hw, y, h, hp, hn, self.sizes, self.offsets,
+            k.gru_forward(gemm, gates, bias, w_hh, b, hw, y, h, hp, hn, self.sizes, self.offsets,
                           self.reverse, save)
         else:
-            k.rnn_forward(gemm, gates, w_hh, h, hp, self.sizes, self.offsets, self.reverse,
+            k.rnn_forward(gemm, gates, bias, w_hh, h, hp, self.sizes, self.offsets, self.reverse,
                           mode == "rnn_relu", save)
         return y.T, h.T, (c.T if lstm else None), (gates.T, hp.T, cp.T, hn.T)
 

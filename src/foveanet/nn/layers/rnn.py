@@ -227,7 +227,11 @@ class RNNBase(Module):
                                     input.unsorted_indices)
         else:
             steps = len(sizes)
-            output = inp.reshape(steps, batch, inp.shape[-1])
+            if inp.data.flags.f_contiguous and not inp.data.flags.c_contiguous:
+                # the compiled loop's feature-major output: (T, B, F) as a view, without a copy
+                output = inp.T.reshape(inp.shape[-1], steps, batch).permute(1, 2, 0)
+            else:
+                output = inp.reshape(steps, batch, inp.shape[-1])
             if kind == "unbatched":
                 output, h_n = output.squeeze(1), h_n.squeeze(1)
                 c_n = c_n.squeeze(1) if lstm else None
