@@ -30,10 +30,11 @@ def _images(root, counts, size=(5, 5), seed=0):
 
 
 def test_every_known_name_is_described_and_resolved():
-    assert set(DATASETS) == {"fashion-mnist", "mnist", "cifar10", "cifar100", *TOY_DATASETS}
+    assert set(DATASETS) == {"fashion-mnist", "mnist", "cifar10", "cifar100", *TOY_DATASETS,
+                             "co2", "sunspots"}
     for spec, want in [("Fashion_MNIST", ("fashion-mnist", "fashion-mnist")),
                        ("CIFAR-10", ("cifar10", "cifar10")), ("spirals", ("toy", "spiral")),
-                       ("reg_plane", ("toy", "reg-plane"))]:
+                       ("reg_plane", ("toy", "reg-plane")), ("CO2", ("series", "co2"))]:
         assert registry.resolve(spec) == want
 
 

@@ -7,7 +7,10 @@ tuning the default run means editing the numbers below and nothing else. The ima
 for the data set's channels and (square) size. ``TOY_RECIPE`` holds the values that replace it
 for feature vectors: the 2-D toy data sets (``--dataset circle|xor|gauss|spiral``) and CSV
 tables (``--dataset FILE.csv``): a small MLP, no image augmentation, more epochs of smaller
-batches. ``SCHEDULES`` says how each ``--scheduler`` is parameterised from the run's length.
+batches. ``FORECAST_RECIPE`` replaces it for forecasting (``--task forecast``, the series
+``co2`` and ``sunspots``): a small LSTM forecaster on windows of the series (``window`` past
+values, ``FORECAST_WINDOWS`` per known series, -> ``horizon`` values ahead). ``SCHEDULES`` says
+how each ``--scheduler`` is parameterised from the run's length.
 
 Keys (the names of ``config.json`` in a run directory, and of the command-line options with
 ``_`` for ``-``):
@@ -45,6 +48,7 @@ threads            BLAS threads (``fv.set_num_threads``)
 limit_train        use only this many training images (None: all), for quick runs
 limit_test         evaluate on only this many test images (None: all)
 toy_n, toy_noise   toy sets: points in the training and in the test set; Playground's noise / 100
+window, horizon    forecasting: past values a window holds; values ahead it forecasts
 =================  ===============================================================================
 """
 from __future__ import annotations
@@ -54,7 +58,8 @@ import os
 
 from .data import DATASETS
 
-__all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "MODEL_RECIPES", "SCHEDULES", "recipe_for"]
+__all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "FORECAST_RECIPE", "FORECAST_WINDOWS", "MODEL_RECIPES",
+           "SCHEDULES", "recipe_for"]
 
 DEFAULT_RECIPE = {
     "model": "cnn_bn",
@@ -95,6 +100,55 @@ TOY_RECIPE = {
     "augment": "none",
 }
 
+# For forecasting (--task forecast; the series co2 and sunspots) these values replace
+# DEFAULT_RECIPE's; the window is FORECAST_WINDOWS' for a known series (a year of CO2's weeks, two
+# solar cycles of sunspot years), else FORECAST_RECIPE's.
+FORECAST_RECIPE = {
+    "model": "lstm_forecaster",
+    "model_options": {"hidden": 32},
+    "epochs": 30,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "augment": "none",
+    "window": 24,
+    "horizon": 1,
+}
+FORECAST_WINDOWS = {"co2": 52, "sunspots": 22}
+
+# A character-level language model (--task language_model, --model char_lstm|char_gru|char_rnn,
+# --text FILE): its own recipe, not laid over DEFAULT_RECIPE (no images, no augmentation, no
+# test set). dataset "stdlib" is the Python standard library's sources (foveanet.data.text;
+# max_chars None: its 2,000,000-character cap, or the whole --text file); bptt is the window of
+# truncated back-propagation through time; steps_per_epoch None: an epoch is one pass over the
+# training text; clip_grad_norm clips the gradient's norm before every update; val_split is the
+# last part of the text, by position. The options are read by foveanet.cli.train_language.
+LANGUAGE_MODEL_RECIPE = {
+    "task": {"name": "language_model"},
+    "model": "char_lstm",
+    "model_options": {"embedding_dim": 64, "hidden": 256, "layers": 2},
+    "dropout": None,
+    "dataset": "stdlib",
+    "max_chars": None,
+    "bptt": 100,
+    "steps_per_epoch": None,
+    "epochs": 5,
+    "batch_size": 32,
+    "optimizer": "adam",
+    "lr": 2e-3,
+    "momentum": None,
+    "weight_decay": 0.0,
+    "scheduler": "cosine",
+    "scheduler_interval": "batch",
+    "clip_grad_norm": 5.0,
+    "l1": 0.0,
+    "l2": 0.0,
+    "val_split": 0.1,
+    "seed": 0,
+    "threads": 2,
+}
+__all__ += ["LANGUAGE_MODEL_RECIPE"]
+
 # Models that learn by a rule of their own replace some defaults (options given on the command
 # line still win). The perceptron learns by Rosenblatt's rule: plain SGD with lr 1 on
 # E = 1/2 sum (y - d)^2 through its straight-through step (see models/perceptron.py), on-line
@@ -131,15 +185,19 @@ def _is_path(name: str) -> bool:
     return _is_table(name) or "/" in name or os.sep in name or os.path.isdir(name)
 
 
-def recipe_for(dataset: str | None = None, model: str | None = None) -> dict:
+def recipe_for(dataset: str | None = None, model: str | None = None,
+               task: str | None = None) -> dict:
     """A deep copy of the recipe for ``dataset``: ``DEFAULT_RECIPE``, with ``TOY_RECIPE`` laid
-    over it for feature vectors (the toy sets, a ``.csv`` file) and ``MODEL_RECIPES[model]``
-    over that for models with a learning rule of their own. A known name is lower-cased; a path
-    is kept as it is."""
+    over it for feature vectors (the toy sets, a ``.csv`` file), or ``FORECAST_RECIPE`` for
+    ``task='forecast'``, and ``MODEL_RECIPES[model]`` over that for models with a learning rule
+    of their own. A known name is lower-cased; a path is kept as it is."""
     recipe = copy.deepcopy(DEFAULT_RECIPE)
     given = dataset or recipe["dataset"]
     name = given if _is_path(given) else given.lower()
-    if name in ("circle", "xor", "gauss", "spiral") or _is_table(name):
+    if task == "forecast":
+        recipe.update(copy.deepcopy(FORECAST_RECIPE))
+        recipe["window"] = FORECAST_WINDOWS.get(name, recipe["window"])
+    elif name in ("circle", "xor", "gauss", "spiral") or _is_table(name):
         recipe.update(copy.deepcopy(TOY_RECIPE))
     if model is not None and model.lower().replace("-", "_") in MODEL_RECIPES:
         recipe.update(copy.deepcopy(MODEL_RECIPES[model.lower().replace("-", "_")]))

@@ -16,6 +16,16 @@
 the output of ``foveanet.train.evaluation.predict_loader`` (what ``foveanet train`` and
 ``foveanet evaluate --report`` call).
 
+A forecasting run (``foveanet.train.forecast``) has its own: ``write_forecast_report`` writes
+``forecast.png`` (the test forecasts against the truth, beside the naive last-value forecast),
+``forecast.csv`` (each test window's truth, forecast and naive forecast), ``curves.png`` (loss and
+RMSE per epoch) and ``report.md`` (the test MAE and RMSE beside the naive forecast's, the series,
+its split and normalisation).
+
+A language-model run (``foveanet.train.language``) has its own too: ``write_language_model_report``
+writes ``curves.png`` (cross entropy and bits per character per epoch) and ``report.md`` (the
+validation bits per character, the text read, the history, a generated sample).
+
 Whatever is not passed is read back from the run directory (``config.json``, ``history.jsonl``
 (or the checkpoint's history: ``foveanet.train.run.read_history``), ``results.json``), so
 ``foveanet evaluate --report`` can regenerate the report later; a plot whose data is missing is
@@ -33,7 +43,8 @@ from .train.run import read_history
 
 __all__ = ["write_report", "write_run_report", "decision_boundary", "render_markdown",
            "plot_curves", "plot_confusion_matrix", "plot_misclassified", "plot_decision_regions",
-           "read_history"]
+           "read_history", "write_forecast_report", "render_forecast_markdown", "plot_forecast",
+           "plot_forecast_curves"]
 
 CURVES = "curves.png"
 CONFUSION = "confusion_matrix.png"
@@ -403,3 +414,448 @@ def write_run_report(run_dir, config, history, results, predictions, model=None)
                       predictions=[] if none else predictions["mis_preds"])
     records = list(history) if history is not None else None
     return write_report(run_dir, config=config, history=records, results=results, **kwargs)
+
+
+# ---------------------------------------------------------------------------- forecasting runs
+FORECAST_PLOT = "forecast.png"
+
+
+def _series_axis(config):
+    series = (config or {}).get("series") or {}
+    unit = series.get("unit") or ""
+    label = series.get("label") or series.get("column") or "value"
+    return (series.get("time_label") or "time step",
+            f"{label} ({unit})" if unit else label, unit)
+
+
+def plot_forecast(pred, config=None, zoom: int = 100) -> bytes:
+    """The test forecasts against the truth (PNG bytes): the whole test span (truth, the model's
+    forecast one step ahead and, for a horizon H > 1, H steps ahead), then its last ``zoom``
+    steps with the naive last-value forecast beside the model's (and, for H > 1, whole H-step
+    forecasts from every H-th window), and for H > 1 the RMSE per step ahead, model against naive.
+    ``pred``: ``foveanet.train.forecast.predict_forecast``'s arrays."""
+    from .backend import xp
+    target, fc, naive = pred["target"], pred["forecast"], pred["naive"]
+    n, h = target.shape
+    times = pred.get("times")
+    if times is None:
+        times = xp.arange(n, dtype=xp.float64)[:, None] + xp.arange(h)[None, :]
+    xlabel, ylabel, unit = _series_axis(config)
+    u = f" {unit}" if unit else ""
+    whole = n > zoom  # a panel for the whole span, above the zoom on its end
+    panels = [1.0] * (1 + whole) + [0.7] * (h > 1)
+    fig = _figure(11, 1.0 + 3.2 * sum(panels), layout="constrained")
+    axes = list(xp.atleast_1d(fig.subplots(len(panels), 1, height_ratios=panels)))
+    if not whole:
+        axes.insert(0, None)
+    # the truth at every target time of the test span (each time's value, from any window)
+    t_all, v_all = xp.concatenate([times[:, 0], times[-1, 1:]]), \
+        xp.concatenate([target[:, 0], target[-1, 1:]])
+
+    def err(key, k=None):
+        e = pred[key] - target if k is None else pred[key][:, k] - target[:, k]
+        return float(xp.abs(e).mean()), float(xp.sqrt((e * e).mean()))
+    mae, rmse = err("forecast")
+    n_mae, n_rmse = err("naive")
+
+    title = (f"model MAE {mae:.4g}{u}, RMSE {rmse:.4g}{u}; naive last-value forecast MAE "
+             f"{n_mae:.4g}{u}, RMSE {n_rmse:.4g}{u}")
+    ax = axes[0] if whole else _NoAxes()
+    ax.plot(t_all, v_all, "-", color="black", lw=1.2, label="truth")
+    ax.plot(times[:, 0], fc[:, 0], "-", color="tab:blue", lw=1.0, alpha=0.9,
+            label="model, 1 step ahead")
+    if h > 1:
+        ax.plot(times[:, -1], fc[:, -1], "-", color="tab:orange", lw=1.0, alpha=0.8,
+                label=f"model, {h} steps ahead")
+    ax.set_title(f"Test span: {n} windows; {title}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+
+    ax = axes[1]
+    k0 = max(0, n - zoom)
+    sel = slice(k0, n)
+    keep = t_all >= times[k0, 0]
+    ax.plot(t_all[keep], v_all[keep], "o-", color="black", ms=2.5, lw=1.0, label="truth")
+    ax.plot(times[sel, 0], naive[sel, 0], "--", color="tab:gray", lw=1.0,
+            label="naive: the window's last value")
+    ax.plot(times[sel, 0], fc[sel, 0], "-", color="tab:blue", lw=1.2, label="model, 1 step ahead")
+    if h > 1:
+        for j, i in enumerate(range(k0, n, h)):
+            ax.plot(times[i], fc[i], "-", color="tab:orange", lw=1.0, alpha=0.9,
+                    label=f"model, steps 1..{h} from one window" if j == 0 else None)
+    ax.set_title(f"The last {n - k0} test windows" if whole else
+                 f"Test span: {n} windows; {title}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+
+    if h > 1:
+        ax = axes[2]
+        steps = xp.arange(1, h + 1)
+        model_rmse = [err("forecast", k)[1] for k in range(h)]
+        naive_rmse = [err("naive", k)[1] for k in range(h)]
+        ax.bar(steps - 0.2, model_rmse, 0.4, color="tab:blue", label="model")
+        ax.bar(steps + 0.2, naive_rmse, 0.4, color="tab:gray", label="naive")
+        ax.set_xticks(steps)
+        ax.set_xlabel("steps ahead")
+        ax.set_ylabel(f"test RMSE ({unit})" if unit else "test RMSE")
+        ax.set_title("Test RMSE per step ahead")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    name = (config or {}).get("dataset", "")
+    fig.suptitle(f"Forecasts of {os.path.basename(str(name)) or 'the series'} against the truth",
+                 fontsize=11)
+    return _png(fig)
+
+
+class _NoAxes:
+    """Stands in for a panel that is not drawn: every call does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def plot_forecast_curves(history, unit: str = "") -> bytes:
+    """Loss (MSE of the normalised values) and RMSE (in the series' units) per epoch, training
+    against validation (PNG bytes)."""
+    fig = _figure(10, 4)
+    ax_loss, ax_rmse = fig.subplots(1, 2)
+    for ax, metric, title in ((ax_loss, "loss", "Loss (MSE, normalised values)"),
+                              (ax_rmse, "rmse", "RMSE" + (f" ({unit})" if unit else ""))):
+        for split, style in (("train", "o-"), ("val", "s--")):
+            xs, ys = _series(history, f"{split}_{metric}")
+            if xs:
+                ax.plot(xs, ys, style, ms=3, label="training" if split == "train" else "validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric if metric == "loss" else (unit or "RMSE"))
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    return _png(fig)
+
+
+def render_forecast_markdown(config, history, results, plots) -> str:
+    """The text of a forecasting run's report.md: the test MAE and RMSE beside the naive
+    last-value forecast's, per step ahead, the series, the configuration, the history."""
+    config, history, results = config or {}, history or [], results or {}
+    test = results.get("test") or {}
+    series = config.get("series") or {}
+    unit = test.get("unit") or series.get("unit") or ""
+    u = f" {unit}" if unit else ""
+    title = f"{config.get('model', 'model')} forecasting {config.get('dataset', 'a series')}"
+    lines = [f"# foveanet run: {title}", ""]
+    if test.get("mae") is not None:
+        which = ("weights of the epoch with the lowest validation loss"
+                 if results.get("checkpoint", "best") == "best" else "last weights")
+        skill = test.get("skill")
+        lines += [f"**Test MAE {_fmt(test['mae'])}{u}, RMSE {_fmt(test['rmse'])}{u}**; the naive "
+                  f"last-value forecast on the same {test.get('num_samples', '?')} windows: MAE "
+                  f"{_fmt(test['naive_mae'])}{u}, RMSE {_fmt(test['naive_rmse'])}{u}"
+                  + (f" (the model's RMSE is {100 * abs(skill):.1f}% "
+                     f"{'lower' if skill >= 0 else 'higher'})" if skill is not None else "")
+                  + f". With the {which} (epoch {results.get('epoch')} of "
+                  f"{results.get('epochs', len(history))}).", ""]
+    if results.get("status") and results["status"] != "completed":
+        lines += [f"Run status: {results['status']}.", ""]
+
+    if series:
+        lines += ["## Series", ""]
+        split = series.get("split") or {}
+        rows = [("series", f"`{series.get('name')}`, column `{series.get('column')}`"),
+                ("values", f"{series.get('length')} ({series.get('step')}ly)"
+                 if series.get("step") in ("week", "year") else str(series.get("length"))),
+                ("span", f"{_fmt_time(series.get('start'))} to {_fmt_time(series.get('end'))}")]
+        for name in ("train", "val", "test"):
+            if name in split:
+                p = split[name]
+                rows.append((f"{name} windows", f"{p['windows']} (targets {_fmt_time(p['first'])} "
+                             f"to {_fmt_time(p['last'])})"))
+        rows += [("window -> horizon", f"{config.get('window')} -> {config.get('horizon')}"),
+                 ("normalisation (training part)", f"(v - {series.get('offset', 0):.6g}) / "
+                  f"{series.get('scale', 1):.6g}")]
+        rows += [("note", n) for n in series.get("notes") or []]
+        lines += _md_table(["", ""], rows)
+        lines.append("")
+
+    if test.get("mae") is not None:
+        lines += ["## Test results", ""]
+        lines += _md_table(["", "MAE", "RMSE"], [
+            ("model", f"{_fmt(test['mae'])}{u}", f"{_fmt(test['rmse'])}{u}"),
+            ("naive (last value)", f"{_fmt(test['naive_mae'])}{u}",
+             f"{_fmt(test['naive_rmse'])}{u}")],
+            ["---", "---:", "---:"])
+        per = test.get("per_step") or {}
+        if test.get("horizon", 1) > 1 and per:
+            lines += ["", "Per step ahead:", ""]
+            rows = [(k + 1, _fmt(per["mae"][k]), _fmt(per["naive_mae"][k]), _fmt(per["rmse"][k]),
+                     _fmt(per["naive_rmse"][k])) for k in range(len(per["mae"]))]
+            lines += _md_table(["step", "MAE", "naive MAE", "RMSE", "naive RMSE"], rows,
+                               ["---:"] * 5)
+        lines += ["", f"Test loss (MSE of the normalised values): {_fmt(test.get('loss'))}. Each "
+                  "window's forecast, truth and naive forecast: `forecast.csv`.", ""]
+
+    lines += ["## Configuration", ""]
+    keys = [k for k in _CONFIG_ORDER if k in config and config[k] is not None and k not in
+            ("limit_train", "limit_test", "toy_n", "toy_noise", "num_classes", "stratify")]
+    keys[keys.index("dataset") + 1:keys.index("dataset") + 1] = [
+        k for k in ("data_options", "window", "horizon") if config.get(k) not in (None, {})]
+    keys += [k for k in ("created", "foveanet_version") if k in config]
+    lines += _md_table(["setting", "value"], [(k, f"`{config[k]}`") for k in keys])
+    if config.get("command"):
+        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
+    lines.append("")
+
+    if history:
+        lines += ["## Training history", ""]
+        best = results.get("epoch") if results.get("checkpoint") == "best" else None
+        headers = ["epoch", "train loss", "train RMSE", "val loss", "val MAE", "val RMSE", "lr",
+                   "time"]
+        rows = [[f"**{r.get('epoch')}**" if r.get("epoch") == best else r.get("epoch"),
+                 _fmt(r.get("train_loss")), _fmt(r.get("train_rmse")), _fmt(r.get("val_loss")),
+                 _fmt(r.get("val_mae")), _fmt(r.get("val_rmse")),
+                 f"{r['lr']:.3g}" if r.get("lr") is not None else "-",
+                 _duration(r.get("epoch_time"))] for r in history]
+        lines += _md_table(headers, rows, ["---:"] * len(headers))
+        if best is not None:
+            lines += ["", "Bold: the epoch with the lowest validation loss, whose weights "
+                      "(`best.safetensors`) were tested."]
+        lines.append("")
+
+    lines += ["## Timing", ""]
+    train_time = results.get("train_time")
+    if train_time is None and history:
+        train_time = sum(r.get("train_time") or 0.0 for r in history)
+    lines += _md_table(["", ""], [
+        ("wall time (training and test, last command)", _duration(results.get("wall_time"))),
+        ("training time (all epochs)", _duration(train_time))], ["---", "---:"])
+    lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        captions = {FORECAST_PLOT: "Test forecasts against the truth",
+                    CURVES: "Loss and RMSE per epoch"}
+        for p in plots:
+            cap = captions.get(p, p)
+            lines += [f"### {cap}", "", f"![{cap}]({p})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _fmt_time(t):
+    if t is None:
+        return "-"
+    if isinstance(t, float) and not float(t).is_integer():
+        return f"{t:.2f}"
+    return str(int(t)) if isinstance(t, (int, float)) else str(t)
+
+
+def write_forecast_report(run_dir, config=None, history=None, results=None,
+                          predictions=None) -> list:
+    """A forecasting run's report: ``forecast.png`` and ``forecast.csv`` from ``predictions``
+    (``predict_forecast``'s arrays; without them the existing files are kept), ``curves.png``
+    (loss and RMSE per epoch) and ``report.md``. What is not given is read back from the run
+    directory, as ``write_report`` does. Returns the paths written."""
+    from .train.forecast import write_forecast_csv
+    from .train.io import atomic_write_bytes, atomic_write_text
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
+        config = _read_json(os.path.join(run_dir, "config.json"))
+    history = [dict(r) for r in (read_history(run_dir) if history is None else history)]
+    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
+        results = _read_json(os.path.join(run_dir, "results.json"))
+    config, results = config or {}, results or {}
+    written = []
+
+    def put(name, data):
+        path = os.path.join(run_dir, name)
+        atomic_write_bytes(path, data)
+        written.append(path)
+
+    if predictions is not None:
+        put(FORECAST_PLOT, plot_forecast(predictions, config))
+        written.append(write_forecast_csv(run_dir, predictions))
+    if history:
+        put(CURVES, plot_forecast_curves(history, _series_axis(config)[2]))
+    plots = [p for p in (FORECAST_PLOT, CURVES) if os.path.isfile(os.path.join(run_dir, p))]
+    path = os.path.join(run_dir, REPORT)
+    atomic_write_text(path, render_forecast_markdown(config, history, results, plots))
+    written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------ language-model runs
+# A language-model run (``foveanet.train.language``, ``foveanet train --task language_model``)
+# has its own report: ``curves.png`` (cross entropy and bits per character per epoch, training
+# against validation) and ``report.md`` (the validation bits per character of the kept weights,
+# the text the model read, the configuration, the history, a generated sample, the timing).
+_LM_CONFIG_ORDER = ["model", "model_options", "dropout", "dataset", "max_chars", "val_split",
+                    "bptt", "steps_per_epoch", "epochs", "batch_size", "optimizer", "lr",
+                    "momentum", "weight_decay", "scheduler", "scheduler_interval",
+                    "clip_grad_norm", "l1", "l2", "seed", "threads", "num_classes"]
+
+
+def plot_language_model_curves(history) -> bytes:
+    """Cross entropy (nats per character) and bits per character per epoch, training against
+    validation (PNG bytes)."""
+    fig = _figure(10, 4)
+    axes = fig.subplots(1, 2)
+    for ax, key, title, unit in ((axes[0], "loss", "Loss (cross entropy)", "nats per character"),
+                                 (axes[1], "bits_per_char", "Bits per character",
+                                  "bits per character")):
+        for split, style in (("train", "o-"), ("val", "s--")):
+            xs, ys = _series(history, f"{split}_{key}")
+            if xs:
+                ax.plot(xs, ys, style, label="training" if split == "train" else "validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(unit)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        epochs = [r.get("epoch") for r in history if r.get("epoch") is not None]
+        if epochs and max(epochs) <= 20:
+            ax.set_xticks(range(1, max(epochs) + 1))
+    return _png(fig)
+
+
+def _fence(text: str) -> str:
+    """A Markdown code fence longer than any run of backticks in ``text``."""
+    longest, run = 0, 0
+    for c in text:
+        run = run + 1 if c == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def render_language_model_markdown(config, history, results, plots) -> str:
+    """The text of a language-model run's report.md (``plots``: the file names to link)."""
+    config, history, results = config or {}, history or [], results or {}
+    val = results.get("val") or {}
+    text = config.get("text") or {}
+    bptt = config.get("bptt")
+    title = f"{config.get('model', 'model')} on {os.path.basename(str(config.get('dataset', 'text')))}"
+    lines = [f"# foveanet run: {title} (language model)", ""]
+    which = ("weights of the epoch with the lowest validation loss"
+             if results.get("checkpoint", "best") == "best" else "last weights")
+    if val.get("bits_per_char") is not None:
+        lines += [f"**Validation {val['bits_per_char']:.4f} bits per character** (cross entropy "
+                  f"{_fmt(val.get('loss'))} nats, perplexity {_fmt(val.get('perplexity'))}, "
+                  f"next-character accuracy {_fmt(val.get('accuracy'), True)}), with the {which} "
+                  f"(epoch {results.get('epoch')} of {results.get('epochs', len(history))}).", ""]
+    if results.get("status") and results["status"] != "completed":
+        lines += [f"Run status: {results['status']}.", ""]
+
+    if text:
+        lines += ["## Text", ""]
+        source = ("the Python standard library's sources" if text.get("source") == "stdlib"
+                  else f"`{text.get('source')}`")
+        rows = [("source", source), ("characters", f"{text.get('characters', 0):,}"),
+                ("bytes (UTF-8)", f"{text.get('bytes', 0):,}"), ("files", text.get("files", "-")),
+                ("vocabulary", f"{config.get('num_classes', '-')} characters"),
+                ("SHA-256", f"`{text.get('sha256', '-')}`")]
+        if text.get("python"):
+            rows.insert(1, ("Python", f"{text['python']} ({text.get('root', '')})"))
+        if text.get("max_chars"):
+            rows.append(("cap", f"the first {text['max_chars']:,} characters"))
+        lines += _md_table(["", ""], rows, ["---", "---"])
+        split = results.get("split") or {}
+        if split:
+            lines += ["", f"The first {split.get('train', 0):,} characters train and the last "
+                      f"{split.get('val', 0):,} validate (by position); the file list is in "
+                      "`corpus.json`."]
+        lines.append("")
+
+    lines += ["## Configuration", ""]
+    keys = [k for k in _LM_CONFIG_ORDER if k in config and config[k] is not None]
+    keys += [k for k in ("created", "foveanet_version") if k in config]
+    lines += _md_table(["setting", "value"], [(k, f"`{config[k]}`") for k in keys])
+    if config.get("command"):
+        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
+    lines.append("")
+
+    if history:
+        lines += ["## Training history", ""]
+        has_val = any(r.get("val_loss") is not None for r in history)
+        headers = ["epoch", "train loss", "train bits/char"]
+        if has_val:
+            headers += ["val loss", "val bits/char", "val perplexity", "val acc"]
+        headers += ["lr", "time", "characters/s"]
+        best = results.get("epoch") if results.get("checkpoint") == "best" else None
+        rows = []
+        for r in history:
+            row = [f"**{r.get('epoch')}**" if r.get("epoch") == best else r.get("epoch"),
+                   _fmt(r.get("train_loss")), _fmt(r.get("train_bits_per_char"))]
+            if has_val:
+                row += [_fmt(r.get("val_loss")), _fmt(r.get("val_bits_per_char")),
+                        _fmt(r.get("val_perplexity")), _fmt(r.get("val_accuracy"), True)]
+            cps = r.get("images_per_sec") * bptt if r.get("images_per_sec") and bptt else None
+            row += [f"{r['lr']:.3g}" if r.get("lr") is not None else "-",
+                    _duration(r.get("epoch_time")), f"{cps:.0f}" if cps else "-"]
+            rows.append(row)
+        lines += _md_table(headers, rows, ["---:"] * len(headers))
+        if best is not None:
+            lines += ["", "Bold: the epoch with the lowest validation loss, whose weights "
+                      "(`best.safetensors`) `foveanet sample` uses."]
+        lines.append("")
+
+    sample = results.get("sample") or {}
+    if sample.get("text") is not None:
+        body = sample.get("prompt", "") + sample["text"]
+        fence = _fence(body)
+        last = " --checkpoint last" if results.get("checkpoint") == "last" else ""
+        lines += ["## Sample", "",
+                  f"`foveanet sample RUN_DIR --prompt {sample.get('prompt', '')!r} --length "
+                  f"{len(sample['text'])} --temperature {sample.get('temperature')} --seed "
+                  f"{sample.get('seed')}{last}` (the prompt, then the generated characters):", "",
+                  fence, body, fence, ""]
+
+    lines += ["## Timing", ""]
+    train_time = results.get("train_time")
+    if train_time is None and history:
+        train_time = sum(r.get("train_time") or 0.0 for r in history)
+    cps = results.get("characters_per_sec")
+    lines += _md_table(["", ""], [
+        ("wall time (training, sample and report, last command)",
+         _duration(results.get("wall_time"))),
+        ("training time (all epochs)", _duration(train_time)),
+        ("training speed", f"{cps:.0f} characters/s" if cps else "-")], ["---", "---:"])
+    lines.append("")
+
+    if plots:
+        lines += ["## Plots", ""]
+        for p in plots:
+            cap = "Loss and bits per character per epoch" if p == CURVES else p
+            lines += [f"### {cap}", "", f"![{cap}]({p})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_language_model_report(run_dir, config=None, history=None, results=None) -> list:
+    """Write a language-model run's ``curves.png`` and ``report.md`` into ``run_dir`` (what is
+    not passed is read back from it, as for ``write_report``); returns the paths written."""
+    from .train.io import atomic_write_bytes, atomic_write_text
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
+        config = _read_json(os.path.join(run_dir, "config.json"))
+    if history is None:
+        history = read_history(run_dir)
+    history = [dict(r) for r in history]
+    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
+        results = _read_json(os.path.join(run_dir, "results.json"))
+    written = []
+    if history:
+        path = os.path.join(run_dir, CURVES)
+        atomic_write_bytes(path, plot_language_model_curves(history))
+        written.append(path)
+    plots = [CURVES] if os.path.isfile(os.path.join(run_dir, CURVES)) else []
+    path = os.path.join(run_dir, REPORT)
+    atomic_write_text(path, render_language_model_markdown(config, history, results, plots))
+    written.append(path)
+    return written
+
+
+__all__ += ["write_language_model_report", "render_language_model_markdown",
+            "plot_language_model_curves"]

@@ -1,4 +1,4 @@
-"""The ``foveanet`` command line: train, evaluate, predict, export, summary, models.
+"""The ``foveanet`` command line: train, evaluate, predict, export, summary, models, sample.
 
 ::
 
@@ -16,9 +16,11 @@
     foveanet train --from model.onnx --freeze features --num-classes 10   # transfer learning
     foveanet summary lenet5 --input-shape 1,32,32
     foveanet models
+    foveanet train --task language_model --text novel.txt   # a character LSTM (train_language)
+    foveanet sample runs/char_lstm-stdlib-20250101-120000 --prompt "def " --temperature 0.8
 
 One module per command (``train``, ``evaluate``, ``predict``, ``export``, ``summary``,
-``models``), each with ``add_parser(subparsers)`` and ``command(args) -> exit status``; they parse
+``models``, ``sample``; ``train_language`` is the language-model side of ``train``), each with ``add_parser(subparsers)`` and ``command(args) -> exit status``; they parse
 their options and call the library: ``foveanet.train.run`` (the run directory, ``load_run``, the
 configuration and the model built from it), ``foveanet.train.evaluation``, ``fv.optim.create``,
 ``foveanet.data.images``, ``foveanet.report``. ``common`` holds what they share.
@@ -48,7 +50,7 @@ from ..data import DatasetError
 from ..data.images import prepare_image
 from ..train import CheckpointError
 from ..train.run import ConfigError, RunError, build_model, load_run_config
-from . import evaluate, export, models, predict, summary, train
+from . import evaluate, export, models, predict, sample, summary, train
 from .common import PROG, Formatter, UsageError, usage_text, version
 from .train import resolve_config
 
@@ -56,7 +58,7 @@ __all__ = ["main", "build_parser", "UsageError", "RunError", "resolve_config", "
            "prepare_image", "load_run_config"]
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export,
-            "summary": summary, "models": models}
+            "summary": summary, "models": models, "sample": sample}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -200,8 +200,13 @@ def run_report(run_dir, config, history, results, pred, model) -> list:
     """Write the run's report from ``predict_loader``'s output ``pred``: misclassified pictures
     for an image run, the decision regions for 2-D points (``pred`` made with
     ``keep_inputs=True``), and no misclassified plot for other feature vectors (a CSV row is
-    no picture). Returns the paths written."""
-    from ..report import write_report, write_run_report
+    no picture); for a forecasting run (``pred``: ``predict_forecast``'s arrays) the forecast
+    plot against the truth and ``forecast.csv``. Returns the paths written."""
+    from ..report import write_forecast_report, write_report, write_run_report
+    from ..train.forecast import is_forecast
+    if is_forecast(config):
+        return write_forecast_report(run_dir, config, None if history is None else list(history),
+                                     results, pred)
     if len(config["input_shape"]) == 3:
         return write_run_report(run_dir, config, history, results, pred, None)
     if takes_points(config):

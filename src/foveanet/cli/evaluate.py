@@ -7,6 +7,7 @@ import sys
 
 from ..backend import set_num_threads
 from ..train.evaluation import compute_test_metrics, predict_loader
+from ..train.forecast import forecast_metrics, is_forecast, predict_forecast
 from ..train.run import data_files_note, load_run, make_loader, read_results, write_results
 from .common import Formatter, add_checkpoint, add_run_dir, out, run_report, table, takes_points
 
@@ -17,10 +18,11 @@ examples:
   foveanet evaluate runs/mlp --report            also rewrite report.md and the plots
 
 Prints the test loss, accuracy, top-5 accuracy, the per-class accuracy and the confusion
-matrix (rows: true class, columns: predicted class). The test set is the run's own (the same
---limit-test subset as during training), read as config.json says: the data set's name or path
-and its --data-option settings (an image folder's or a CSV file's held-out part is drawn the
-same way again).
+matrix (rows: true class, columns: predicted class); for a forecasting run the test MAE and
+RMSE beside those of the naive last-value forecast, per step ahead. The test set is the run's
+own (the same --limit-test subset as during training; a series' last part in time), read as
+config.json says: the data set's name or path and its --data-option settings (an image
+folder's or a CSV file's held-out part is drawn the same way again).
 """
 
 
@@ -57,6 +59,21 @@ def print_metrics(test: dict, rich_ok: bool) -> None:
           [[f"{i} {name}"] + list(row) for i, (name, row) in enumerate(zip(classes, cm))], rich_ok)
 
 
+def print_forecast_metrics(test: dict, rich_ok: bool) -> None:
+    """The tables of ``forecast_metrics``' result: the model against the naive forecast, overall
+    and per step ahead."""
+    unit = f" ({test['unit']})" if test.get("unit") else ""
+    g = lambda v: f"{v:.4g}"  # noqa: E731
+    table(f"Test forecasts{unit}: {test['num_samples']} windows", ["", "MAE", "RMSE"],
+          [("model", g(test["mae"]), g(test["rmse"])),
+           ("naive (last value)", g(test["naive_mae"]), g(test["naive_rmse"]))], rich_ok)
+    per = test["per_step"]
+    if test["horizon"] > 1:
+        table("Per step ahead", ["step", "MAE", "naive MAE", "RMSE", "naive RMSE"],
+              [(k + 1, g(per["mae"][k]), g(per["naive_mae"][k]), g(per["rmse"][k]),
+                g(per["naive_rmse"][k])) for k in range(test["horizon"])], rich_ok)
+
+
 def command(args) -> int:
     run = load_run(args.run_dir, checkpoint=args.checkpoint)
     cfg = run.config
@@ -66,11 +83,16 @@ def command(args) -> int:
     note = data_files_note(cfg, "test", test_set)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    pred = predict_loader(model, make_loader(test_set, cfg, False), keep_inputs=takes_points(cfg))
-    test = compute_test_metrics(pred, run.classes)
+    if is_forecast(cfg):
+        pred = predict_forecast(model, make_loader(test_set, cfg, False), run.task)
+        test = forecast_metrics(pred, (cfg.get("series") or {}).get("unit", ""))
+    else:
+        pred = predict_loader(model, make_loader(test_set, cfg, False),
+                              keep_inputs=takes_points(cfg))
+        test = compute_test_metrics(pred, run.classes)
     out(f"{run.run_dir}: {cfg['model']} on {run.dataset}, {run.weights} (epoch {run.epoch}), "
-        f"{test['num_samples']} test samples")
-    print_metrics(test, sys.stdout.isatty())
+        f"{test['num_samples']} test {'windows' if is_forecast(cfg) else 'samples'}")
+    (print_forecast_metrics if is_forecast(cfg) else print_metrics)(test, sys.stdout.isatty())
     if args.report:
         results = read_results(run.run_dir) or {}
         results.update(checkpoint=args.checkpoint, epoch=run.epoch, test=test)

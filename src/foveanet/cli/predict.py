@@ -7,7 +7,7 @@ import json
 import math
 
 from ..backend import xp
-from ..train.run import load_run
+from ..train.run import RunError, load_run
 from .common import Formatter, UsageError, add_checkpoint, add_run_dir, out, positive_int
 
 EPILOG = """\
@@ -17,6 +17,8 @@ examples:
   foveanet predict runs/spiral-run 1.5,-2 0,0    toy runs take x,y points
   foveanet predict --top 1 runs/spiral-run -- -1.5,2 0,0   (after --, points may start with -)
   foveanet predict runs/iris-run 5.1,3.5,1.4,0.2   CSV runs take rows of the feature columns
+  foveanet predict runs/sunspots-run 10,30,...     forecasting runs take windows of past values
+                                                   and print the values ahead
 
 How a picture is prepared: it is converted to grey (models with 1 input channel) or RGB
 (3 channels: CIFAR, image folders), padded to a square with its border colour, resized to the
@@ -67,8 +69,42 @@ def _points(items, dataset, features=2, names=None):
     return xp.asarray(pts, dtype=xp.float32)
 
 
+def forecast_command(run, args) -> int:
+    """A forecasting run's predictions: each argument is a window of past values
+    (comma-separated, in the series' units); prints the values ahead."""
+    size = run.input_shape[0]
+    rows = []
+    for item in args.images:
+        try:
+            rows.append([float(v) for v in item.split(",")])
+        except ValueError:
+            rows.append([])
+        if len(rows[-1]) != size or not all(math.isfinite(v) for v in rows[-1]):
+            raise UsageError(f"{item if len(item) <= 40 else item[:37] + '...'!r}: a forecasting "
+                             f"run on {run.dataset} takes windows of {size} past values: give them "
+                             "comma-separated")
+    values = run.forecast(xp.asarray(rows, dtype=xp.float64),
+                          model=run.optimized_model() if args.optimize else None)
+    results = [{"window": item, "forecast": [float(v) for v in row]}
+               for item, row in zip(args.images, values)]
+    if args.json:
+        out(json.dumps(results, indent=1))
+        return 0
+    unit = (run.config.get("series") or {}).get("unit") or ""
+    for r in results:
+        shown = ", ".join(f"{v:.5g}" for v in r["forecast"])
+        out(f"{r['window'] if len(r['window']) <= 40 else r['window'][:37] + '...'}: next "
+            f"{len(r['forecast'])}: {shown}{' ' + unit if unit else ''}")
+    return 0
+
+
 def command(args) -> int:
     run = load_run(args.run_dir, checkpoint=args.checkpoint)
+    if run.task.name == "forecast":
+        return forecast_command(run, args)
+    if run.is_language_model:
+        raise RunError(f"{run.run_dir}: a language-model run classifies no inputs: generate "
+                       f"text with foveanet sample {run.run_dir} --prompt TEXT", run.run_dir)
     model = run.optimized_model() if args.optimize else run.model
     classes = run.classes
     k = min(args.top, len(classes))

@@ -20,11 +20,14 @@ from ..backend import set_num_threads, xp
 from ..data import DATASETS as KNOWN_DATASETS
 from ..data import REGRESSION, DatasetError
 from ..data.registry import resolve
+from ..data.series import SERIES, is_series_name
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..recipes import DEFAULT_RECIPE, SCHEDULES, recipe_for
-from ..train import Trainer, TrainingDiverged
+from ..train import Trainer, TrainingDiverged, tasks
 from ..train.checkpoint import JSON_FILE
 from ..train.evaluation import compute_test_metrics, predict_loader
+from ..train.forecast import (Forecast, forecast_metrics, is_forecast, predict_forecast,
+                              series_option)
 from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN_FORMAT_VERSION,
                          TOY_DATASETS, ConfigError, RunError, augmentation, build_model,
                          build_optimizer, build_scheduler, canonical_model, check_data_options,
@@ -36,9 +39,13 @@ from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN
 from .common import (Formatter, UsageError, fraction, momentum, nonneg_float, nonneg_int, out,
                      parse_data_options, parse_model_options, positive_float, positive_int,
                      probability, run_report, takes_points, usage_text, version)
+from . import train_language
 
-# the known names --dataset trains on: the registry's, less the regression sets
-CLASSIFICATION_SETS = tuple(n for n in KNOWN_DATASETS if n not in REGRESSION)
+# the known names --dataset trains on: the registry's, less the regression sets and the series
+CLASSIFICATION_SETS = tuple(n for n in KNOWN_DATASETS if n not in REGRESSION and n not in SERIES)
+# what --task trains: classifiers (the default), forecasters (a series: --dataset co2, sunspots
+# or FILE.csv)
+TASKS = ("classification", "forecast", "language_model")  # language_model: train_language.py
 # options of `train` that are not part of a run's configuration: they may differ on --resume
 ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out")
 
@@ -57,6 +64,8 @@ examples:
   foveanet train --dataset iris.csv --data-option label_column=species   a CSV table
   foveanet train --limit-train 2000 --limit-test 500 --epochs 1     a quick smoke run
   foveanet train --resume runs/lenet --epochs 20 continue (and extend) an interrupted run
+  foveanet train --dataset co2 --window 52 --horizon 4    forecast weekly CO2 4 weeks ahead
+  foveanet train --dataset sales.csv --task forecast --data-option column=units   a CSV column
 
 --dataset takes a known name (fashion-mnist, mnist, cifar10, cifar100; the toy sets circle,
 xor, gauss, spiral), a directory of images (ImageFolder: one sub-folder per class, or train/
@@ -70,6 +79,16 @@ size=N, mode=RGB|L, test_fraction, seed (folders); label_column, feature_columns
 header=auto|true|false, delimiter, test_fraction, seed (CSV); n, noise (toy sets). Regression
 data (reg-plane, reg-gauss, a CSV with task=regression) is trained from Python:
 fv.train.Trainer(model, optimizer, task='regression').
+
+Forecasting (--task forecast; implied by the series co2 and sunspots, which statsmodels ships:
+pip install 'foveanet[timeseries]'): windows of --window past values -> the next --horizon
+values, split in time (training, then --val-split for validation, then --data-option
+test_fraction, default 0.2, for the test; never shuffled across a boundary), normalised by the
+training part's mean and deviation. A CSV series is one column (--data-option column=NAME or
+an index; default the last), with optional time_column=NAME (numbers or ISO dates, for the
+plot), missing=interpolate (fill empty cells linearly; otherwise they are errors) and
+delimiter. The report sets the test MAE and RMSE (in the series' units) beside those of the
+naive forecast (the window's last value) and plots the forecasts against the truth.
 
 Defaults come from foveanet.recipes.DEFAULT_RECIPE (the CNN, for every image data set, at its
 channels and size; TOY_RECIPE, a small MLP without augmentation, for the toy sets and CSV
@@ -109,7 +128,8 @@ def add_parser(sub):
     g = t.add_argument_group("data")
     g.add_argument("--dataset", type=dataset_spec, metavar="SPEC",
                    help=f"a known name ({', '.join(CLASSIFICATION_SETS)}), a directory of images "
-                   f"(one folder per class) or a .csv file (default {R['dataset']})")
+                   f"(one folder per class), a .csv file, or a series to forecast "
+                   f"({', '.join(SERIES)}) (default {R['dataset']})")
     g.add_argument("--data-option", metavar="KEY=VALUE", action="append", dest="data_option",
                    help="an option of the data set, e.g. size=32, label=coarse, label_column=y, "
                    "test_fraction=0.25 (repeatable; see below)")
@@ -126,6 +146,17 @@ def add_parser(sub):
                    help="train on a random subset of N images (quick runs)")
     g.add_argument("--limit-test", type=positive_int, metavar="N", dest="limit_test",
                    help="test on a random subset of N images")
+    g = t.add_argument_group("task and forecasting")
+    g.add_argument("--task", choices=TASKS,
+                   help="classification (default) or forecast (a series: co2, sunspots or one "
+                   "column of a .csv file; implied by co2 and sunspots); language_model: see "
+                   "'language model' below")
+    g.add_argument("--window", type=positive_int, metavar="W",
+                   help="forecast: past values each window holds (default 52 for co2, 22 for "
+                   "sunspots, else 24)")
+    g.add_argument("--horizon", type=positive_int, metavar="H",
+                   help="forecast: values ahead each window forecasts (default 1)")
+    train_language.add_arguments(t)  # --text, --bptt, ... (--task language_model)
     g = t.add_argument_group("optimisation")
     g.add_argument("--epochs", type=positive_int, metavar="N", help=f"default {R['epochs']}")
     g.add_argument("--batch-size", type=positive_int, metavar="N", dest="batch_size",
@@ -165,7 +196,8 @@ def dataset_spec(text):
         if message.startswith("unknown data set"):
             message = (f"invalid choice: {text!r} (give a known name: "
                        f"{', '.join(CLASSIFICATION_SETS)}; a directory with "
-                       "one folder of images per class; or a .csv file)")
+                       "one folder of images per class; a .csv file; or a series to forecast: "
+                       f"{', '.join(SERIES)})")
         raise argparse.ArgumentTypeError(message) from None
     return os.path.abspath(key) if kind in ("folder", "csv") else key
 
@@ -212,17 +244,56 @@ def toy_options(name, options: dict) -> dict:
     return cfg
 
 
-def data_options_config(name, items) -> dict:
+def data_options_config(name, items, task: str = "classification") -> dict:
     """The configuration entries of ``--data-option`` items for data set ``name``: ``toy_n`` /
     ``toy_noise`` for a toy set, nothing for Fashion-MNIST/MNIST (they take none), else
-    ``data_options`` (checked against what the data set takes; kept as strings)."""
+    ``data_options`` (checked against what the data set, or for ``task='forecast'`` the series,
+    takes; kept as strings)."""
     options = parse_data_options(items)
     if name in TOY_DATASETS:
         return toy_options(name, options)
     if name in IMAGE_DATASETS:
         check_data_options(name, options)  # refuses any: these sets take none
         return {}
+    if task == "forecast":
+        for key, value in options.items():
+            try:
+                series_option(name, key, value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(str(exc), "data_options", f"{key}={value}") from None
+        return {"data_options": options}
     return {"data_options": check_data_options(name, options)}
+
+
+def run_task(given: dict) -> str:
+    """What a new run trains, from the options given: 'forecast' (--task forecast, or the series
+    co2 and sunspots) or 'classification'. UsageError for --task or --window/--horizon that do
+    not fit the data set."""
+    name = str(given.get("dataset") or DEFAULT_RECIPE["dataset"])
+    task = given.get("task") or ("forecast" if is_series_name(name) else "classification")
+    if task == "forecast" and not (is_series_name(name) or is_table(name)):
+        raise UsageError(f"--task forecast: --dataset {dataset_label(name)} is not a series: give "
+                         f"{', '.join(SERIES)} or a .csv file (its column: --data-option "
+                         "column=NAME)")
+    if task != "forecast":
+        if is_series_name(name):
+            raise UsageError(f"--task {task}: {name} is a series: forecast it (--task forecast)")
+        for opt in ("window", "horizon"):
+            if opt in given:
+                raise UsageError(f"--{opt} applies to forecasting: give --task forecast (a series: "
+                                 f"{', '.join(SERIES)} or a .csv file)")
+    return task
+
+
+def check_forecast(cfg, given) -> None:
+    """UsageError for options that a forecasting run does not take."""
+    for opt in ("limit_train", "limit_test"):
+        if opt in given:
+            raise UsageError(f"--{opt.replace('_', '-')}: a series is split in time, not sampled; "
+                             "shorten it with --val-split and --data-option test_fraction=F")
+    if _augment_given(cfg["augment"]):
+        raise UsageError(f"--augment {cfg['augment']!r}: augmentation applies to image data sets, "
+                         f"not to the windows of a series (use --augment none)")
 
 
 def check_classification(name, data_options) -> None:
@@ -237,8 +308,14 @@ def dataset_config(cfg) -> dict:
     will read it; UsageError for a --data-option value the data set refuses, and for what the
     models cannot take (regression data, images of several sizes or not square) and an option
     would fix. Other problems of the data (a bad CSV row, an unreadable image) stay
-    DatasetErrors: runtime errors."""
+    DatasetErrors: runtime errors. A forecasting run's also include ``series`` (``foveanet.train.
+    run.forecast_info``)."""
     name = cfg["dataset"]
+    if is_forecast(cfg):
+        try:
+            return data_info(cfg)
+        except ConfigError as exc:
+            raise UsageError(usage_text(exc)) from None
     if name in IMAGE_DATASETS or name in TOY_DATASETS:
         return data_info(cfg)
     kind = data_kind(name)
@@ -276,10 +353,16 @@ def dataset_config(cfg) -> dict:
 def resolve_config(given: dict) -> dict:
     """The full configuration of a new run from the options given on the command line (``given``:
     only the options that were given) and the recipe for the data set."""
-    recipe = recipe_for(given.get("dataset"), given.get("model"))
+    task = run_task(given)
+    recipe = recipe_for(given.get("dataset"), given.get("model"), task)
     # regression data first: no other option matters for a data set that is refused
-    check_classification(recipe["dataset"], parse_data_options(given.get("data_option")))
+    if task != "forecast":
+        check_classification(recipe["dataset"], parse_data_options(given.get("data_option")))
     cfg = {k: given.get(k, v) for k, v in recipe.items()}
+    if task == "forecast":
+        check_forecast(cfg, given)
+        # the task's offset and scale are the training part's, known once the series is read
+        cfg["task"] = {"name": "forecast", "horizon": cfg["horizon"]}
     source = given.get("from_")
     if source is None:
         for opt in ("freeze", "num_classes"):
@@ -308,7 +391,7 @@ def resolve_config(given: dict) -> dict:
                          f"not to the feature vectors of {dataset_label(cfg['dataset'])!r} (use "
                          "--augment none)")
     try:
-        cfg.update(data_options_config(cfg["dataset"], given.get("data_option")))
+        cfg.update(data_options_config(cfg["dataset"], given.get("data_option"), task))
     except ConfigError as exc:
         raise UsageError(usage_text(exc)) from None
     augmentation(cfg["augment"])  # a bad spec is a usage error now, not after loading data
@@ -338,12 +421,18 @@ def config_lines(cfg: dict, given: dict) -> list:
         keys += ["toy_n", "toy_noise"]
     if "data_options" in cfg:
         keys.insert(keys.index("data_dir"), "data_options")
+    if is_forecast(cfg):
+        keys[keys.index("dataset"):keys.index("dataset") + 1] = ["task", "dataset", "window",
+                                                                 "horizon"]
+        keys = [k for k in keys if k not in ("limit_train", "limit_test")]
     flag = {"model_options": "model_option", "data_options": "data_option"}
     # a toy set's --data-option n / noise set toy_n / toy_noise
     toy_given = {f"toy_{k}" for k in parse_data_options(given.get("data_option"))}
     lines = []
     for k in keys:
         v = cfg.get(k)
+        if k == "task" and isinstance(v, dict):
+            v = v.get("name")
         src = "  (command line)" if flag.get(k, k) in given or k in toy_given else ""
         lines.append(f"  {k:<19}{v if not isinstance(v, float) else f'{v:g}'}{src}")
     return lines
@@ -396,6 +485,13 @@ def check_resume_options(cfg, given, completed):
         if key == "data_option":
             check_resume_data_options(cfg, value)
             continue
+        if key == "task":
+            have = "forecast" if is_forecast(cfg) else "classification"
+            if value != have:
+                raise UsageError(f"--task {value} contradicts the run's config.json (a {have} "
+                                 "run); a resumed run keeps its configuration (only --epochs may "
+                                 "change)")
+            continue
         if key == "model_option":
             for k, v in parse_model_options(value).items():
                 have = cfg["model_options"].get(k)
@@ -436,10 +532,24 @@ def new_run_data(cfg, train_set, test_set) -> None:
         cfg["feature_names"] = names
 
 
+def forecast_lines(test: dict, where: str) -> list:
+    """The summary of a forecasting run's test metrics: the model's MAE and RMSE beside the naive
+    last-value forecast's on the same windows."""
+    unit = f" {test['unit']}" if test.get("unit") else ""
+    skill = test.get("skill")
+    verdict = ("" if skill is None else f"; RMSE {100 * abs(skill):.1f}% "
+               f"{'below' if skill >= 0 else 'above'} the naive forecast's")
+    return [f"test MAE {test['mae']:.4g}{unit}, RMSE {test['rmse']:.4g}{unit} ({where})",
+            f"naive last-value forecast on the same {test['num_samples']} windows: MAE "
+            f"{test['naive_mae']:.4g}{unit}, RMSE {test['naive_rmse']:.4g}{unit}{verdict}"]
+
+
 # ------------------------------------------------------------------------------- command
 def command(args) -> int:
     t_start = time.perf_counter()
     given = {k: v for k, v in vars(args).items() if k != "command" and not k.startswith("_")}
+    if train_language.wanted(given):  # a language model's run: its own flow
+        return train_language.command(args, given, t_start)
 
     resume_dir = given.get("resume")
     checkpoint_exists = False
@@ -468,6 +578,9 @@ def command(args) -> int:
         model = build_model(cfg)
         check_model_fits(model, cfg)
     except ConfigError as exc:
+        if is_forecast(cfg):
+            raise UsageError(f"{usage_text(exc)}\na forecaster takes windows of {cfg['window']} "
+                             "values: use --model lstm_forecaster (or mlp)") from None
         if cfg["dataset"] in TOY_DATASETS:
             raise UsageError(f"{usage_text(exc)}\nthe toy sets are 2-D points: use an MLP "
                              "(--model mlp)") from None
@@ -490,13 +603,18 @@ def command(args) -> int:
                 print(f"note: {note}", file=sys.stderr)
     elif cfg["dataset"] in IMAGE_DATASETS:
         cfg["data_files"] = {"train": data_files(train_set), "test": data_files(test_set)}
+    elif is_forecast(cfg):  # the task's normalisation: the training part's (data.series)
+        cfg["task"] = Forecast(cfg["horizon"], train_set.offset, train_set.scale).config()
     elif cfg["dataset"] not in TOY_DATASETS:
         new_run_data(cfg, train_set, test_set)
     train_loader = make_loader(train_set, cfg, True)
     val_loader = make_loader(val_set, cfg, False) if val_set is not None else None
     test_loader = make_loader(test_set, cfg, False)
     out(f"data: {len(train_set)} training, {len(val_set) if val_set is not None else 0} "
-        f"validation, {len(test_set)} test samples; {len(train_loader)} batches per epoch")
+        f"validation, {len(test_set)} test {'windows' if is_forecast(cfg) else 'samples'}; "
+        f"{len(train_loader)} batches per epoch")
+    for note in (cfg.get("series") or {}).get("notes", []):
+        out(f"note: {cfg['dataset'] if is_series_name(cfg['dataset']) else 'the series'}: {note}")
     optimizer = build_optimizer(model, cfg)
     scheduler, interval = build_scheduler(optimizer, cfg, len(train_loader), SCHEDULES)
 
@@ -511,7 +629,8 @@ def command(args) -> int:
                       scheduler=scheduler, scheduler_interval=interval,
                       l1=cfg["l1"], l2=cfg["l2"],
                       progress="plain" if given.get("no_progress") else "auto",
-                      run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"])
+                      run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"],
+                      task=tasks.from_config(cfg["task"]) if is_forecast(cfg) else None)
     cfg["task"] = trainer.task.config()  # what fv.load_run(...).task rebuilds
     os.makedirs(run_dir, exist_ok=True)
     write_run_config(run_dir, cfg)
@@ -543,10 +662,14 @@ def command(args) -> int:
     else:
         which, best_epoch, val_loss = "last", trainer.epoch, None
         where = f"last epoch {epochs_done} of {epochs_done}, no validation set"
-    pred = predict_loader(model, test_loader, keep_inputs=takes_points(cfg))
+    if is_forecast(cfg):
+        pred = predict_forecast(model, test_loader, trainer.task)
+        test = forecast_metrics(pred, cfg["series"].get("unit", ""))
+    else:
+        pred = predict_loader(model, test_loader, keep_inputs=takes_points(cfg))
+        test = compute_test_metrics(pred, cfg["classes"])
     results = {"checkpoint": which, "epoch": best_epoch, "epochs": epochs_done,
-               "val_loss": val_loss, "status": history.status,
-               "test": compute_test_metrics(pred, cfg["classes"])}
+               "val_loss": val_loss, "status": history.status, "test": test}
     wall = time.perf_counter() - t_start
     train_time = sum(e.get("train_time") or 0.0 for e in history)
     seen = sum((e.get("images_per_sec") or 0.0) * (e.get("train_time") or 0.0) for e in history)
@@ -554,9 +677,12 @@ def command(args) -> int:
                    images_per_sec=seen / train_time if train_time > 0 else None)
     write_results(run_dir, results)
     run_report(run_dir, cfg, history, results, pred, model)
-    acc = results["test"]["accuracy"]
-    out(f"test accuracy: {100 * acc:.2f}% ({where})")
+    if is_forecast(cfg):
+        for line in forecast_lines(test, where):
+            out(line)
+    else:
+        out(f"test accuracy: {100 * results['test']['accuracy']:.2f}% ({where})")
     out(f"run directory: {run_dir}")
     out(f"wall time: {time.perf_counter() - t_start:.1f}s (training {train_time:.1f}s, "
-        f"{results['images_per_sec'] or 0:.0f} images/s)")
+        f"{results['images_per_sec'] or 0:.0f} {'windows' if is_forecast(cfg) else 'images'}/s)")
     return 0

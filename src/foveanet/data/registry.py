@@ -18,7 +18,12 @@ A spec is one of:
 - a directory: an ``ImageFolder``. When it has ``train/`` and ``test/`` (or ``val/``)
   sub-folders, those are the splits (with the same class folders); otherwise it is one set, split
   by the held-out rule below;
-- a file ending in ``.csv``: a ``CSVDataset``, split by the held-out rule.
+- a file ending in ``.csv``: a ``CSVDataset``, split by the held-out rule;
+- a time series, 'co2' or 'sunspots' (``foveanet.data.series``: the files statsmodels ships):
+  windows of ``window`` past values (default 24) and the ``horizon`` values after them (default
+  1), split in time: ``train=True`` gives the windows before the last ``test_fraction`` (default
+  0.2) of the series, ``train=False`` those in it (``forecast_splits`` also holds out a
+  validation part). Its info's task is 'forecast'.
 
 The held-out rule: the test split is ``test_fraction`` (default 0.2) of the samples, drawn with
 ``foveanet.Generator(seed)`` (default seed 0): stratified by class (each class's share within one
@@ -42,6 +47,7 @@ from .idx import DatasetError
 from .sources import MNIST, FashionMNIST
 from .splits import train_val_split
 from .tabular import TASKS, CSVDataset
+from .series import SERIES, forecast_splits, load_series
 from .toy import REGRESSION, ToyDataset
 from .toy import canonical_name as _toy_name
 
@@ -62,6 +68,7 @@ DATASETS = {
     "spiral": "Playground 2-D points: two spirals, 2 classes",
     "reg-plane": "Playground 2-D points: a plane, regression",
     "reg-gauss": "Playground 2-D points: six Gaussian bumps, regression",
+    **{name: info["description"] for name, info in SERIES.items()},
 }
 
 
@@ -126,12 +133,14 @@ OPTIONS = {  # kind -> {option: converter of its value}
     "folder": {"size": _to_size, "mode": _choice("RGB", "L"), **_SPLIT},
     "csv": {"label_column": _to_column, "feature_columns": _to_columns, "header": _to_header,
             "task": _choice(*TASKS), "delimiter": str, **_SPLIT},
+    "series": {"window": _to_int, "horizon": _to_int, "test_fraction": _to_float},
 }
 
 
 def resolve(spec):
     """(kind, key) of a spec: ('fashion-mnist' | 'mnist' | 'cifar10' | 'cifar100', name),
-    ('toy', name), ('folder', Path) or ('csv', Path). Raises ``DatasetError`` for anything else."""
+    ('toy', name), ('series', name), ('folder', Path) or ('csv', Path). Raises ``DatasetError``
+    for anything else."""
     text = os.fspath(spec).strip()
     if not text:
         raise DatasetError(f"no data set given: give one of {', '.join(DATASETS)}, a directory "
@@ -140,6 +149,8 @@ def resolve(spec):
     key = _IMAGE_ALIASES.get(key, key)
     if key in _IMAGE_SETS:
         return key, key
+    if key in SERIES:
+        return "series", key
     try:
         return "toy", _toy_name(key)
     except ValueError:
@@ -229,9 +240,18 @@ def _open(kind, key, train, root, download, opts):
         return ToyDataset(key, seed=seed if train else seed + 1, **opts)
     if kind == "folder":
         return _folder(key, train, opts)
+    if kind == "series":
+        return _series(key, opts)[0 if train else 1]
     test_fraction, seed = opts.pop("test_fraction", 0.2), opts.pop("seed", 0)
     full = CSVDataset(key, **opts)
     return _held_out(full, train, test_fraction, seed, stratify=full.task == "classification")
+
+
+def _series(key, opts):
+    """(the windows before the test part, the test part's windows) of a known series."""
+    train, _, test = forecast_splits(load_series(key), opts.get("window", 24),
+                                     opts.get("horizon", 1), 0.0, opts.get("test_fraction", 0.2))
+    return train, test
 
 
 def dataset_info(spec, root=None, **options) -> dict:
@@ -261,6 +281,8 @@ def _describe(kind, key, opts) -> dict:
         task = "regression" if key in REGRESSION else "classification"
         classes = None if task == "regression" else ["negative (-1)", "positive (+1)"]
         return _info(key, classes, [2], task)
+    if kind == "series":
+        return _info(key, None, [opts.get("window", 24)], "forecast")
     if kind == "folder":
         opts.pop("test_fraction", None)
         opts.pop("seed", None)

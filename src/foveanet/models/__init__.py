@@ -4,10 +4,12 @@
 from . import alexnet, densenet, perceptron, pyramidnet, resnet, simple, vgg  # noqa: F401
 from .registry import create, list_models, lookup, model_options, register_model  # noqa: F401
 from .alexnet import AlexNet, alexnet  # noqa: F401
+from .charlm import CharRNN, char_gru, char_lstm, char_rnn  # noqa: F401  (registers them)
 from .densenet import DenseNet, densenet121, densenet169, densenet201, densenet_bc  # noqa: F401
 from .hopfield import HopfieldNetwork, RecallInfo, to_binary, to_bipolar  # noqa: F401
 from .perceptron import Perceptron, perceptron  # noqa: F401
 from .pyramidnet import PyramidNet, pyramidnet  # noqa: F401
+from .recurrent import Forecaster, RowClassifier, lstm_forecaster, lstm_rows  # noqa: F401
 from .resnet import (CifarResNet, PreActResNet, ResNet, WideResNet, preact_resnet,  # noqa: F401
                      resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101,
                      resnet110, resnet152, resnet1202, resnet_cifar, wide_resnet)

@@ -29,6 +29,8 @@ CSVLogger, JSONLLogger), ``metrics`` (accuracy, top-k, confusion matrix, evaluat
 pickle anywhere), ``history``, ``progress`` (the rich progress bar / plain log lines).
 """
 from . import tasks  # noqa: F401
+from . import forecast  # noqa: F401  (registers the forecast task)
+from . import language  # noqa: F401  (registers the language_model task)
 from .callbacks import (BestCheckpoint, Callback, Checkpoint, CSVLogger, EarlyStopping,  # noqa: F401
                         JSONLLogger, LambdaCallback, LRSchedulerCallback)
 from .checkpoint import (FORMAT_VERSION, load_checkpoint, read_best, read_checkpoint,  # noqa: F401

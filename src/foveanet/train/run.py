@@ -63,7 +63,7 @@ from ..ops import softmax, tensor, zeros
 from ..optim import create as create_optimizer
 from ..optim import create_scheduler
 from ..random import Generator, manual_seed, randperm
-from . import tasks
+from . import forecast, tasks
 from .checkpoint import JSON_FILE, check_model_state, load_checkpoint
 from .io import CheckpointError, atomic_write_text, dumps_json, load_state_dict, loads_json
 from .transfer import freeze, replace_head
@@ -74,7 +74,8 @@ __all__ = ["Run", "load_run", "RunError", "ConfigError", "CONFIG_FILE", "RESULTS
            "write_results", "read_history", "canonical_model", "check_model_options",
            "coerce_option", "jsonable_options", "model_kwargs", "model_record", "build_model",
            "transfer_source", "build_transfer_model", "check_model_fits", "load_weights",
-           "data_info", "describe_data", "regression_message", "data_kind",
+           "data_info", "describe_data", "regression_message", "data_kind", "forecast_data",
+           "forecast_info",
            "check_data_options", "dataset_classes",
            "feature_names", "load_train_val", "load_test", "make_loader", "augmentation",
            "eval_transform", "data_files", "data_files_note", "build_optimizer", "build_scheduler"]
@@ -91,7 +92,8 @@ IMAGE_DATASETS = ("fashion-mnist", "mnist")
 TOY_DATASETS = ("circle", "xor", "gauss", "spiral")
 DATASETS = IMAGE_DATASETS + TOY_DATASETS  # read as they always were; any other spec goes
 # through fv.data.open_dataset (CIFAR-10/100, an image folder, a CSV file) with data_options
-RESERVED_OPTIONS = ("num_classes", "in_channels", "input_size")  # set from the data set
+RESERVED_OPTIONS = ("num_classes", "in_channels", "input_size", "horizon")  # set from the data
+# set (a forecaster's horizon from the run's)
 # what rebuilding a model needs from config.json
 REQUIRED_KEYS = ("model", "dataset", "seed", "input_shape", "num_classes", "classes")
 TOY_CLASSES = ["negative (-1)", "positive (+1)"]
@@ -250,7 +252,8 @@ def check_model_options(model: str, options: dict) -> dict:
     out = {}
     for key, value in options.items():
         if key in RESERVED_OPTIONS:
-            raise ConfigError("set from the data set, not as a model option", "model_options", key)
+            source = "the run's horizon" if key == "horizon" else "the data set"
+            raise ConfigError(f"set from {source}, not as a model option", "model_options", key)
         if key not in defaults:
             avail = ", ".join(k for k in defaults if k not in RESERVED_OPTIONS) or "none"
             raise ConfigError(f"model {model!r} has no option {key!r}; its options: {avail}")
@@ -265,8 +268,8 @@ def jsonable_options(options: dict) -> dict:
 
 def model_kwargs(config) -> dict:
     """The keyword arguments ``build_model`` gives the model's constructor: the data set's
-    ``num_classes`` / ``in_channels`` / ``input_size`` where it takes them, then
-    ``model_options`` (``{"from": source}`` for a transfer run)."""
+    ``num_classes`` / ``in_channels`` / ``input_size`` (and a forecasting run's ``horizon``)
+    where it takes them, then ``model_options`` (``{"from": source}`` for a transfer run)."""
     if config.get("from"):
         return {"from": config["from"]}
     info = {"num_classes": config["num_classes"]}
@@ -277,6 +280,8 @@ def model_kwargs(config) -> dict:
         info.update(in_channels=shape[0], input_size=shape[1])
     else:  # feature vectors, e.g. the toy sets' (x, y): an MLP with in_channels features of 1x1
         info.update(in_channels=shape[0], input_size=1)
+    if config.get("horizon") is not None:  # a forecasting run: windows of input_shape[0] values
+        info["horizon"] = config["horizon"]
     params = model_options(canonical_model(config["model"]))
     kwargs = {k: v for k, v in info.items() if k in params}
     kwargs.update({k: coerce_option(v, params.get(k))
@@ -440,8 +445,11 @@ def load_weights(model, run_dir, checkpoint: str = "best"):
 def data_info(config) -> dict:
     """``classes``, ``input_shape`` and ``num_classes`` of the configured data set (without
     loading it; for an image folder or a CSV file, ``describe_data`` reads what it must).
-    ConfigError for a regression data set: runs are classifiers."""
+    ConfigError for a regression data set: runs are classifiers, or forecasters (``task``
+    forecast: ``forecast_info``)."""
     name = config["dataset"]
+    if forecast.is_forecast(config):
+        return forecast_info(config)
     if name in TOY_DATASETS:
         return {"classes": list(TOY_CLASSES), "input_shape": [2], "num_classes": 2}
     if name in IMAGE_DATASETS:
@@ -454,6 +462,33 @@ def data_info(config) -> dict:
     return {k: info[k] for k in ("classes", "input_shape", "num_classes")}
 
 
+def forecast_data(config):
+    """``(series, train, val or None, test)`` of a forecasting run (``foveanet.train.forecast.
+    forecast_data``); ConfigError naming ``data_options`` for an option the series does not
+    take, DatasetError when the series cannot be read or is too short."""
+    try:
+        return forecast.forecast_data(config)
+    except DatasetError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc), "data_options") from None
+
+
+def forecast_info(config) -> dict:
+    """A forecasting run's ``classes`` (its outputs' names, ``t+1`` ...), ``input_shape``
+    (``[window]``), ``num_classes`` (``horizon``) and ``series`` (what was read, how it is split
+    and normalised), after reading the series once (so that a short series is refused before
+    training)."""
+    series, train, val, test = forecast_data(config)
+    parts = {"train": train, "val": val, "test": test}
+    split = {name: {"windows": len(p), "first": series.time_of(p.span[0]),
+                    "last": series.time_of(p.span[1])} for name, p in parts.items() if p}
+    return {"classes": forecast.output_names(config["horizon"]),
+            "input_shape": [int(config["window"])], "num_classes": int(config["horizon"]),
+            "series": {**series.describe(), "offset": train.offset, "scale": train.scale,
+                       "split": split}}
+
+
 def _image_class(name):
     if name not in IMAGE_DATASETS:
         raise ConfigError(f"unknown data set; known: {', '.join(DATASETS)}", "dataset", name)
@@ -463,10 +498,13 @@ def _image_class(name):
 def regression_message(name) -> str:
     """Why regression data set ``name`` is refused (the reason, without the name first), and
     where to train it instead."""
-    task = ", task='regression'" if str(name).lower().endswith(".csv") else ""
+    table = str(name).lower().endswith(".csv")
+    task = ", task='regression'" if table else ""
+    series = (" (a series of values in time order is forecast by foveanet train --task "
+              "forecast)") if table else ""
     return ("a regression data set, and runs of foveanet train are classifiers: train it in "
             "Python with fv.train.Trainer(model, optimizer, task='regression') on "
-            f"fv.data.open_dataset({str(name)!r}{task})")
+            f"fv.data.open_dataset({str(name)!r}{task}){series}")
 
 
 def data_kind(name) -> str:
@@ -574,7 +612,9 @@ def _subsample(dataset, n, seed):
 def load_train_val(config, data_dir=None, download=False):
     """``(train, validation or None)`` of the configuration, deterministically from its seed: the
     ``limit_train`` subset and the (stratified) ``val_split`` each drawn from a generator of
-    their own."""
+    their own. A forecasting run's parts are split in time instead (``forecast_data``)."""
+    if forecast.is_forecast(config):
+        return forecast_data(config)[1:3]
     seed = config["seed"]
     if config["dataset"] in TOY_DATASETS:
         full = ToyDataset(config["dataset"], n=config["toy_n"], noise=config["toy_noise"],
@@ -595,7 +635,10 @@ def load_train_val(config, data_dir=None, download=False):
 
 
 def load_test(config, data_dir=None, download=False):
-    """The test set of the configuration (its ``limit_test`` subset, drawn from its seed)."""
+    """The test set of the configuration (its ``limit_test`` subset, drawn from its seed; a
+    forecasting run's last part in time)."""
+    if forecast.is_forecast(config):
+        return forecast_data(config)[3]
     if config["dataset"] in TOY_DATASETS:
         test = ToyDataset(config["dataset"], n=config["toy_n"], noise=config["toy_noise"],
                           seed=config["seed"] + 1)
@@ -743,9 +786,51 @@ class Run:
         augmentation), or None."""
         return eval_transform(self.config.get("augment"))
 
+    @property
+    def is_language_model(self) -> bool:
+        """Whether the run is a language model's (``task`` language_model: text in, the next
+        character's scores out; ``sample`` generates text)."""
+        from .language import is_language_model
+        return is_language_model(self.config)
+
+    def _refuse_language_model(self, what: str) -> None:
+        if self.is_language_model:
+            raise RunError(f"{self.run_dir}: a language-model run ({self.config['model']} on "
+                           f"{self.dataset}) has no {what}: its validation bits per character "
+                           "are in report.md and results.json; generate text with 'foveanet "
+                           "sample RUN_DIR' or run.sample(...)", self.run_dir)
+
+    @property
+    def vocabulary(self):
+        """A language-model run's ``foveanet.data.text.Vocabulary`` (config.json's ``classes``)."""
+        from ..data.text import Vocabulary
+        if not self.is_language_model:
+            raise RunError(f"{self.run_dir}: not a language-model run (its task is "
+                           f"{self.task.name}): it has no vocabulary", self.run_dir)
+        try:
+            return Vocabulary(self.classes)
+        except ValueError as exc:
+            raise RunError(f"{os.path.join(self.run_dir, CONFIG_FILE)}: key 'classes' is not a "
+                           f"vocabulary: {exc}", self.run_dir) from None
+
+    def sample(self, prompt: str = "", length: int = 300, temperature: float = 1.0, seed=None,
+               model=None) -> str:
+        """``length`` characters a language-model run generates after ``prompt`` (not included),
+        each drawn from ``softmax(logits / temperature)`` (``foveanet.train.language.sample``;
+        temperature > 0, towards 0 greedy); ``seed`` (an int) makes it repeatable, None draws
+        one. RunError for a run that is not a language model; ValueError for a temperature
+        <= 0 or a prompt character outside the vocabulary."""
+        from .language import sample
+        vocab = self.vocabulary
+        if seed is None:
+            seed = int(xp.random.SeedSequence().entropy % (2**63))
+        return sample(model if model is not None else self.model, vocab, prompt, length,
+                      temperature, Generator(seed))
+
     def test_set(self, data_dir=None, download=False):
         """The run's own test set (the same ``limit_test`` subset as in training), read from
         ``data_dir`` (default: where the run found it)."""
+        self._refuse_language_model("test set")
         return load_test(self.config, data_dir if data_dir is not None else
                          self.config.get("data_dir"), download)
 
@@ -755,9 +840,14 @@ class Run:
 
     def evaluate(self, data_dir=None, download=False, model=None) -> dict:
         """The test metrics (``compute_test_metrics``: loss, accuracy, top-5, confusion matrix,
-        per-class accuracy) of ``model`` (default: the run's) on the run's test set."""
+        per-class accuracy) of ``model`` (default: the run's) on the run's test set; for a
+        forecasting run ``forecast.forecast_metrics`` (MAE, RMSE beside the naive forecast's)."""
         from .evaluation import compute_test_metrics, predict_loader
         model = model if model is not None else self.model
+        if forecast.is_forecast(self.config):
+            pred = forecast.predict_forecast(model, self.test_loader(data_dir, download), self.task)
+            unit = (self.config.get("series") or {}).get("unit", "")
+            return forecast.forecast_metrics(pred, unit)
         pred = predict_loader(model, self.test_loader(data_dir, download))
         return compute_test_metrics(pred, self.classes)
 
@@ -766,6 +856,7 @@ class Run:
         prepare_image`` at its channels and size). ``invert='auto'`` inverts dark-on-light
         pictures only for the Fashion-MNIST/MNIST runs, whose images are light on black."""
         from ..data.images import prepare_image
+        self._refuse_language_model("picture inputs")
         if len(self.input_shape) != 3:
             raise RunError(f"{self.run_dir}: a run on {self.dataset} takes points of "
                            f"{self.input_shape[0]} numbers, not pictures", self.run_dir)
@@ -776,6 +867,10 @@ class Run:
     def probabilities(self, inputs, model=None):
         """Class probabilities, float64 ``(N, num_classes)``, of a batch of ``inputs`` (an array
         ``(N, *input_shape)``), after the run's evaluation transform."""
+        if forecast.is_forecast(self.config):
+            raise RunError(f"{self.run_dir}: a forecasting run gives values, not probabilities: "
+                           "use run.forecast(windows)", self.run_dir)
+        self._refuse_language_model("class probabilities of inputs")
         batch = xp.asarray(inputs, dtype=xp.float32)
         if tuple(batch.shape[1:]) != self.input_shape:
             raise ValueError(f"probabilities: expected inputs of shape (N, "
@@ -787,6 +882,18 @@ class Run:
         model.eval()
         with no_grad():
             return softmax(model(tensor(batch)), dim=1).numpy().astype(xp.float64)
+
+    def forecast(self, windows, model=None):
+        """A forecasting run's forecasts, float64 (N, horizon) in the series' units, of
+        ``windows`` (N, window) (or one window) of past values in those units."""
+        if not forecast.is_forecast(self.config):
+            raise RunError(f"{self.run_dir}: not a forecasting run", self.run_dir)
+        w = xp.asarray(windows, dtype=xp.float64)
+        size = self.input_shape[0]
+        if w.ndim not in (1, 2) or w.shape[-1] != size:
+            raise ValueError(f"forecast: expected windows of {size} past values, shape (N, "
+                             f"{size}), got shape {tuple(w.shape)}")
+        return forecast.forecast_values(model if model is not None else self.model, self.task, w)
 
     def optimized_model(self):
         """``fv.optimize_for_inference`` of the run's model (batch norm folded, activations

@@ -20,6 +20,7 @@ classification     cross entropy          accuracy; validation also top5 (>= 5 c
 regression         mean squared error     mse, mae, r2
 segmentation       per-pixel cross entr.  pixel_accuracy, mean_iou
 reconstruction     mean squared error     mse, psnr
+forecast           MSE, normalised values mae, rmse in the series' units (``train.forecast``)
 custom_loss        the user's loss_fn     accuracy when the batches look like classification
 =================  =====================  ================================================
 
