@@ -137,7 +137,7 @@ def clip_grad_value_(parameters, clip_value) -> None:
 
 def parameters_to_vector(parameters) -> Tensor:
     """All parameters flattened and concatenated into one 1-d tensor (differentiable)."""
-    from ..ops import cat, reshape
+    from ...ops import cat, reshape
 
     parameters = _as_list(parameters)
     if not parameters:
