@@ -213,3 +213,26 @@ def run_report(run_dir, config, history, results, pred, model) -> list:
         return write_run_report(run_dir, config, history, results, pred, model)
     return write_report(run_dir, config=config, history=None if history is None else
                         list(history), results=results)
+
+
+def fit_run(trainer, train_loader, val_loader, epochs: int, run_dir: str, resume: bool):
+    """``trainer.fit`` for a command: the history, or None after Ctrl-C (with how to continue);
+    a diverged run becomes a RunError that says which checkpoint is kept."""
+    import sys
+
+    from ..backend import xp
+    from ..train import TrainingDiverged
+    from ..train.run import CONFIG_FILE, RunError
+    try:
+        # NumPy's overflow warnings say nothing the Trainer's divergence check does not say better
+        with xp.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return trainer.fit(train_loader, val_loader, epochs=epochs,
+                               resume=run_dir if resume else None)
+    except TrainingDiverged as exc:
+        kept = (f"The last good checkpoint (epoch {exc.checkpoint_epoch}) is kept in {run_dir}."
+                if exc.checkpoint_epoch is not None else
+                f"No checkpoint had been written yet ({run_dir} holds only {CONFIG_FILE}).")
+        raise RunError(f"{exc}\n{kept}", run_dir) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: foveanet train --resume {run_dir}", file=sys.stderr)
+        return None

@@ -16,28 +16,28 @@ import os
 import sys
 import time
 
-from ..backend import set_num_threads, xp
+from ..backend import set_num_threads
 from ..data import DATASETS as KNOWN_DATASETS
 from ..data import REGRESSION, DatasetError
 from ..data.registry import resolve
 from ..data.series import SERIES, is_series_name
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..recipes import DEFAULT_RECIPE, SCHEDULES, recipe_for
-from ..train import Trainer, TrainingDiverged, tasks
+from ..train import Trainer, tasks
 from ..train.checkpoint import JSON_FILE
 from ..train.evaluation import compute_test_metrics, predict_loader
 from ..train.forecast import (Forecast, forecast_metrics, is_forecast, predict_forecast,
                               series_option)
 from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN_FORMAT_VERSION,
-                         TOY_DATASETS, ConfigError, RunError, augmentation, build_model,
+                         TOY_DATASETS, ConfigError, augmentation, build_model,
                          build_optimizer, build_scheduler, canonical_model, check_data_options,
                          check_model_fits, check_model_options, checkpoint_epoch, data_files,
                          data_files_note, data_info, data_kind, dataset_classes, describe_data,
                          feature_names, jsonable_options, load_run_config, load_test,
                          load_train_val, load_weights, make_loader, model_record,
                          regression_message, transfer_source, write_results, write_run_config)
-from .common import (Formatter, UsageError, fraction, momentum, nonneg_float, nonneg_int, out,
-                     parse_data_options, parse_model_options, positive_float, positive_int,
+from .common import (Formatter, UsageError, fit_run, fraction, momentum, nonneg_float, nonneg_int,
+                     out, parse_data_options, parse_model_options, positive_float, positive_int,
                      probability, run_report, takes_points, usage_text, version)
 from . import train_language
 
@@ -637,18 +637,9 @@ def command(args) -> int:
     out(f"run directory: {run_dir}")
     if resume_dir is not None and not checkpoint_exists:
         out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
-    try:
-        # NumPy's overflow warnings say nothing the Trainer's divergence check does not say better
-        with xp.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            history = trainer.fit(train_loader, val_loader, epochs=int(cfg["epochs"]),
-                                  resume=run_dir if checkpoint_exists else None)
-    except TrainingDiverged as exc:
-        kept = (f"The last good checkpoint (epoch {exc.checkpoint_epoch}) is kept in {run_dir}."
-                if exc.checkpoint_epoch is not None else
-                f"No checkpoint had been written yet ({run_dir} holds only {CONFIG_FILE}).")
-        raise RunError(f"{exc}\n{kept}", run_dir) from None
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: foveanet train --resume {run_dir}", file=sys.stderr)
+    history = fit_run(trainer, train_loader, val_loader, int(cfg["epochs"]), run_dir,
+                      checkpoint_exists)
+    if history is None:
         return 130
 
     # the lecture: keep the model with the lowest validation error

@@ -20,13 +20,12 @@ import os
 import sys
 import time
 
-from ..backend import set_num_threads, xp
+from ..backend import set_num_threads
 from ..data.text import STDLIB, BPTTLoader, Vocabulary, load_corpus, split_by_position
 from ..models.charlm import LANGUAGE_MODELS
 from ..random import Generator
 from ..recipes import LANGUAGE_MODEL_RECIPE, SCHEDULES
 from ..report import write_language_model_report
-from ..train import TrainingDiverged
 from ..train.checkpoint import JSON_FILE
 from ..train.io import atomic_write_text, dumps_json
 from ..train.language import TASK, BPTTTrainer, LanguageModel, is_language_model, sample
@@ -35,7 +34,7 @@ from ..train.run import (BEST_FILE, CONFIG_FILE, RUN_FORMAT, RUN_FORMAT_VERSION,
                          check_model_options, checkpoint_epoch, jsonable_options,
                          load_run_config, load_weights, model_record, write_results,
                          write_run_config)
-from .common import UsageError, out, parse_model_options, positive_float, positive_int, version
+from .common import fit_run, UsageError, out, parse_model_options, positive_float, positive_int, version
 
 __all__ = ["add_arguments", "wanted", "resolve_language_config", "command", "CORPUS_FILE",
            "SAMPLE"]
@@ -367,17 +366,9 @@ def command(args, given: dict, t_start: float) -> int:
     out(f"run directory: {run_dir}")
     if resume_dir is not None and not checkpoint_exists:
         out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
-    try:
-        with xp.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            history = trainer.fit(train_loader, val_loader, epochs=int(cfg["epochs"]),
-                                  resume=run_dir if checkpoint_exists else None)
-    except TrainingDiverged as exc:
-        kept = (f"The last good checkpoint (epoch {exc.checkpoint_epoch}) is kept in {run_dir}."
-                if exc.checkpoint_epoch is not None else
-                f"No checkpoint had been written yet ({run_dir} holds only {CONFIG_FILE}).")
-        raise RunError(f"{exc}\n{kept}", run_dir) from None
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: foveanet train --resume {run_dir}", file=sys.stderr)
+    history = fit_run(trainer, train_loader, val_loader, int(cfg["epochs"]), run_dir,
+                      checkpoint_exists)
+    if history is None:
         return 130
 
     epochs_done = len(history)
