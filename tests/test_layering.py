@@ -2,7 +2,7 @@
 functions too), without importing anything:
 
     backend (with the CPU runtime) <- autograd, random <- ops, profiler <- nn, optim, utils
-        <- data, models, train, interop, onnx <- recipes, report <- cli, the package itself
+        <- data, models, train, interop, onnx <- recipes, report, visual <- cli, the package itself
 
 - a module imports only from its own layer or a lower one; the one documented exception is
   ``autograd`` -> ``ops`` (Tensor's methods call the primitives; ops needs Tensor first);
@@ -26,7 +26,7 @@ LAYERS = [
     {"ops", "profiler"},
     {"nn", "optim", "utils"},
     {"data", "models", "train", "interop", "onnx"},
-    {"recipes", "report"},
+    {"recipes", "report", "visual"},
     {"cli", "__main__", "__init__"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

@@ -85,6 +85,10 @@ SLOW = {"alexnet", "densenet121", "densenet169", "densenet201", "densenet_bc", "
         "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "wide_resnet"}
 
 
+IMAGE_OUTPUT = {"conv_ae", "dense_ae", "vae", "dcgan_generator", "dcgan_discriminator", "segnet",
+                "segnet_small", "unet"}
+
+
 def _zoo_case(name):
     """Small classes and inputs: ImageNet models (1000 classes by default) at 3x64x64 with 10
     classes, the others at their own in_channels x input_size (28) or 3x32x32."""
@@ -108,6 +112,9 @@ def _zoo_case(name):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
                                   for n in fv.models.list_models()])
 def test_zoo_model_round_trips_at_two_batch_sizes(name):
+    if name in IMAGE_OUTPUT:
+        pytest.skip(f"{name} outputs images or takes noise: tests/test_onnx_generative.py exports "
+                    "it at its own shapes")
     if name in fv.models.charlm.LANGUAGE_MODELS:
         pytest.skip(f"{name} reads character indices and returns (logits, state), not an image "
                     "classifier's graph")
@@ -324,9 +331,9 @@ class Unsupported(nn.Module):
         super().__init__()
         self.head = nn.Linear(4, 4)
 
-    def forward(self, x):
-        out, idx = F.max_pool2d(x, 2, return_indices=True)
-        return self.head(F.max_unpool2d(out, idx, 2).reshape(x.shape[0], -1))
+    def forward(self, x):  # an element-wise loss: no ONNX converter
+        h = self.head(x.reshape(x.shape[0], -1))
+        return F.mse_loss(h, h * 0.5, reduction="none")
 
 
 def test_unsupported_op_is_a_clear_error_and_writes_nothing(tmp_path):
@@ -334,7 +341,7 @@ def test_unsupported_op_is_a_clear_error_and_writes_nothing(tmp_path):
     with pytest.raises(ONNXExportError) as info:
         export(Unsupported(), fv.randn(2, 1, 2, 2), path)
     msg = str(info.value)
-    assert "MaxUnpool2d" in msg and "Unsupported operations in this graph: MaxUnpool2d at <root>" \
+    assert "SquaredError" in msg and "Unsupported operations in this graph: SquaredError at <root>" \
         in msg
     assert os.listdir(tmp_path) == []
 

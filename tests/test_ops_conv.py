@@ -205,6 +205,7 @@ def test_strided_im2col_reads_the_padding(monkeypatch, kw):
     # outside the input, with dilation, groups, several chunks): no padded copy of the input,
     # the input itself kept for the weight gradient, PyTorch's results
     monkeypatch.setattr(conv_module, "WIDE_MACS", 0)
+    monkeypatch.setattr(conv_module, "FEW_POSITIONS", 0)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3000)
     monkeypatch.setattr(_direct, "S2_MAX_MACS", 0)  # 3x3 stride 2 would take the phase loops
     copies = count_calls(monkeypatch, conv_module, "pad_array")
@@ -223,6 +224,7 @@ def test_conv2d_both_product_layouts(im2col, monkeypatch, wide_macs, as_conv):
     # small per-sample products run as one product over a chunk's samples side by side, larger
     # ones per sample: both layouts (and both input-gradient ways) give PyTorch's results
     monkeypatch.setattr(conv_module, "WIDE_MACS", wide_macs)
+    monkeypatch.setattr(conv_module, "FEW_POSITIONS", 0 if wide_macs == 0 else 64)
     monkeypatch.setattr(conv_module, "WIDE_POSITIONS", 1 << 20)
     monkeypatch.setattr(conv_module, "CHUNK_BYTES", 3000)  # several chunks, the last one short
     monkeypatch.setattr(conv_module, "_input_grad_is_a_conv",

@@ -149,6 +149,31 @@ LANGUAGE_MODEL_RECIPE = {
 }
 __all__ += ["LANGUAGE_MODEL_RECIPE"]
 
+# The networks that output images (``foveanet train --task autoencode|denoise|segment|vae|gan``,
+# ``cli/train_images.py``): per task, the model, its options and the optimisation. Fashion-MNIST
+# in [0, 1] for all but segmentation, which trains on Fashion scenes (``data.scenes``). ``noise``:
+# what a denoiser's inputs get (``data.transforms.parse_noise``); ``classifier``: the run
+# directory of a Fashion-MNIST classifier whose features measure generated images (the Frechet
+# distance "FID (cnn_bn features)") and which recognises class-conditional samples.
+IMAGE_TASK_COMMON = {
+    "dataset": "fashion-mnist", "data_options": {}, "limit_train": None, "limit_test": None,
+    "val_split": 0.1, "optimizer": "adam", "lr": 1e-3, "momentum": None, "weight_decay": 0.0,
+    "scheduler": "none", "scheduler_interval": "epoch", "seed": 0, "threads": 2,
+}
+IMAGE_TASK_RECIPES = {
+    "autoencode": {"model": "conv_ae", "model_options": {"bottleneck": 32}, "epochs": 5,
+                   "batch_size": 128},
+    "denoise": {"model": "conv_ae", "model_options": {"bottleneck": 128}, "epochs": 5,
+                "batch_size": 128, "noise": "gaussian=0.3"},
+    "segment": {"model": "segnet_small", "model_options": {}, "dataset": "fashion-scenes",
+                "epochs": 5, "batch_size": 32, "loss": "ce", "class_weights": "none"},
+    "vae": {"model": "vae", "model_options": {"latent": 16}, "epochs": 10, "batch_size": 128},
+    "gan": {"model": "dcgan", "model_options": {"latent": 100, "width": 64}, "epochs": 10,
+            "batch_size": 128, "lr": 2e-4, "betas": [0.5, 0.999], "conditional": False,
+            "val_split": 0.0, "classifier": None},
+}
+__all__ += ["IMAGE_TASK_COMMON", "IMAGE_TASK_RECIPES"]
+
 # Models that learn by a rule of their own replace some defaults (options given on the command
 # line still win). The perceptron learns by Rosenblatt's rule: plain SGD with lr 1 on
 # E = 1/2 sum (y - d)^2 through its straight-through step (see models/perceptron.py), on-line

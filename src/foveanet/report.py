@@ -859,3 +859,266 @@ def write_language_model_report(run_dir, config=None, history=None, results=None
 
 __all__ += ["write_language_model_report", "render_language_model_markdown",
             "plot_language_model_curves"]
+
+
+# ------------------------------------------------------------------- image-output tasks
+# A run of ``foveanet train --task autoencode|denoise|segment|vae|gan`` (``cli/train_images``):
+# ``write_image_task_report`` writes curves.png (the task's losses per epoch; a GAN's two
+# losses and its discriminator's outputs), the pictures of ``train.image_eval.evaluate``'s
+# arrays, and report.md.
+IMAGE_CURVES = {"autoencode": (("loss", "MSE"), ("psnr", "PSNR (dB)")),
+                "denoise": (("loss", "MSE"), ("psnr", "PSNR (dB)")),
+                "segment": (("loss", "per-pixel loss"), ("mean_iou", "mean IoU")),
+                "vae": (("loss", "negative ELBO (nats per image)"), ("kl", "KL term (nats)")),
+                "gan": (("d_loss", "discriminator loss"), ("g_loss", "generator loss"))}
+SEG_COLOURS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+               (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
+               (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200),
+               (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128)]
+
+
+def plot_image_task_curves(history, kind) -> bytes:
+    """The task's two figures per epoch, training against validation (PNG bytes); a GAN's
+    panels are its two losses, with D's mean outputs on real and generated images beside."""
+    fig = _figure(10, 4)
+    axes = fig.subplots(1, 2)
+    for ax, (key, title) in zip(axes, IMAGE_CURVES[kind]):
+        for split, style in (("train", "o-"), ("val", "s--")):
+            xs, ys = _series(history, f"{split}_{key}")
+            if xs:
+                ax.plot(xs, ys, style, label="training" if split == "train" else "validation")
+        if kind == "gan":
+            other = "d_real" if key == "d_loss" else "d_fake"
+            xs, ys = _series(history, f"train_{other}")
+            if xs:
+                ax2 = ax.twinx()
+                ax2.plot(xs, ys, "^:", color="tab:gray", label=f"mean D({'x' if other == 'd_real' else 'G(z)'})")
+                ax2.set_ylim(0, 1)
+                ax2.legend(loc="upper right")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def mask_colours(mask):
+    """(H, W) class indices as an (H, W, 3) uint8 picture (class 0 black, then SEG_COLOURS)."""
+    from .backend import xp as np
+    m = np.asarray(mask).astype(np.int64)
+    pal = np.array(SEG_COLOURS * (1 + int(m.max(initial=0)) // len(SEG_COLOURS)), dtype=np.uint8)
+    return pal[np.clip(m, 0, None)]
+
+
+def plot_segmentation(images, truth, pred, classes) -> bytes:
+    """Rows of (image, true mask, predicted mask) with a legend of the classes (PNG bytes)."""
+    from .backend import xp as np
+    n = len(images)
+    fig = _figure(7.5, 2.3 * n + 0.8)
+    axes = fig.subplots(n, 3, squeeze=False)
+    for i in range(n):
+        img = np.asarray(images[i])
+        img = img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+        for j, (pic, title) in enumerate(((img, "image"), (mask_colours(truth[i]), "truth"),
+                                          (mask_colours(pred[i]), "prediction"))):
+            ax = axes[i][j]
+            ax.imshow(pic, cmap="gray" if pic.ndim == 2 else None, vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title)
+    from matplotlib.patches import Patch
+    handles = [Patch(color=np.array(SEG_COLOURS[k % len(SEG_COLOURS)]) / 255.0, label=c)
+               for k, c in enumerate(classes)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8,
+               frameon=False)
+    fig.subplots_adjust(bottom=0.9 / (2.3 * n + 0.8) + 0.02)
+    return _png(fig)
+
+
+def plot_latent(codes, labels, classes) -> bytes:
+    """A 2-D code per test image, coloured by class (PNG bytes)."""
+    from .backend import xp as np
+    codes, labels = np.asarray(codes), np.asarray(labels)
+    fig = _figure(7, 6)
+    ax = fig.subplots()
+    cmap = __import__("matplotlib").colormaps["tab10"]
+    for k in np.unique(labels):
+        sel = labels == k
+        name = classes[int(k)] if classes and 0 <= int(k) < len(classes) else str(int(k))
+        ax.scatter(codes[sel, 0], codes[sel, 1], s=3, color=cmap(int(k) % 10), label=name)
+    ax.set_title("The test set in the 2-D code")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.legend(markerscale=4, fontsize=8, loc="best")
+    return _png(fig)
+
+
+def _grid_png(images, nrow, scale=2) -> bytes:
+    from .train.generative import image_grid, png_bytes
+    return png_bytes(image_grid(images, nrow), scale)
+
+
+_PICTURES = {"reconstructions": "reconstructions.png", "triples": "denoising.png",
+             "samples": "samples.png", "interpolation": "interpolation.png",
+             "latent": "latent.png", "overlay_images": "segmentation.png"}
+_CAPTIONS = {"curves.png": "Losses per epoch",
+             "reconstructions.png": "Test images (top) and their reconstructions (bottom)",
+             "denoising.png": "Noisy input, denoised output, clean image (rows)",
+             "samples.png": "Samples", "interpolation.png":
+             "Latent interpolations (each row: a straight line between two noise vectors)",
+             "latent.png": "The test set in the 2-D code", "segmentation.png":
+             "Test scenes: image, true mask, predicted mask"}
+
+
+def _image_pictures(kind, arrays, config):
+    out = {}
+    a = arrays or {}
+    if "reconstructions" in a:
+        out["reconstructions.png"] = _grid_png(a["reconstructions"], len(a["reconstructions"]) // 2)
+    if "triples" in a:
+        out["denoising.png"] = _grid_png(a["triples"], len(a["triples"]) // 3)
+    if "samples" in a:
+        k = 10 if config.get("conditional") else None
+        out["samples.png"] = _grid_png(a["samples"], k)
+    if "interpolation" in a:
+        out["interpolation.png"] = _grid_png(a["interpolation"], 10)
+    if "latent" in a:
+        out["latent.png"] = plot_latent(a["latent"], a["latent_labels"],
+                                        _FASHION if config.get("dataset") == "fashion-mnist"
+                                        else None)
+    if "overlay_images" in a:
+        out["segmentation.png"] = plot_segmentation(a["overlay_images"], a["overlay_truth"],
+                                                    a["overlay_pred"], config.get("classes") or
+                                                    [str(i) for i in range(config.get(
+                                                        "num_classes", 11))])
+    return out
+
+
+_FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+            "Bag", "Ankle boot"]
+
+
+def render_image_task_markdown(config, history, results, plots) -> str:
+    """The text of an image-output run's report.md."""
+    config, results = config or {}, results or {}
+    kind = (config.get("task") or {}).get("kind", "?")
+    t = results.get("test") or {}
+    lines = [f"# foveanet run: {config.get('model')} ({kind}) on {config.get('dataset')}", ""]
+    at = (f"with the {'weights of the epoch with the lowest validation loss' if results.get('checkpoint') == 'best' else 'last weights'}"
+          f" (epoch {results.get('epoch')} of {results.get('epochs')})")
+    if kind == "autoencode":
+        lines += [f"**Test MSE {_fmt(t.get('mse'), digits=5)}, PSNR {_fmt(t.get('psnr'))} dB, "
+                  f"SSIM {_fmt(t.get('ssim'))}** on {t.get('images')} images, {at}.", ""]
+    elif kind == "denoise":
+        lines += [f"**Denoising ({t.get('noise')}): PSNR {_fmt(t.get('psnr_noisy'))} -> "
+                  f"{_fmt(t.get('psnr'))} dB (+{_fmt(t.get('psnr_gain'))} dB), SSIM "
+                  f"{_fmt(t.get('ssim_noisy'))} -> {_fmt(t.get('ssim'))}** on "
+                  f"{t.get('images')} test images, {at}.", ""]
+    elif kind == "segment":
+        lines += [f"**Test pixel accuracy {_fmt(t.get('pixel_accuracy'), True)}, mean IoU "
+                  f"{_fmt(t.get('mean_iou'))}** over {t.get('pixels', 0):,} pixels, {at}.", ""]
+        if t.get("per_class_iou"):
+            lines += ["## Per class", ""]
+            lines += _md_table(["class", "IoU", "Dice"],
+                               [(c, _fmt(v), _fmt((t.get("per_class_dice") or {}).get(c)))
+                                for c, v in t["per_class_iou"].items()],
+                               ["---", "---:", "---:"])
+            lines.append("")
+    elif kind == "vae":
+        lines += [f"**Test ELBO {_fmt(t.get('elbo'))} nats per image** (reconstruction "
+                  f"{_fmt(t.get('recon'))}, KL {_fmt(t.get('kl'))}) on {t.get('images')} "
+                  f"images, {at}.", ""]
+    elif kind == "gan":
+        fr = t.get("frechet")
+        lines += [f"DCGAN trained for {results.get('epochs')} epochs "
+                  f"({'class-conditional' if config.get('conditional') else 'unconditional'}).", ""]
+        if fr:
+            lines += [f"**{fr['name']}: {_fmt(fr['generated'])}** (lower is better), beside "
+                      f"real vs real {_fmt(fr['real_vs_real'])} and uniform noise "
+                      f"{_fmt(fr['noise'])}; {fr['images']} images per set, features of the "
+                      f"classifier in `{fr.get('classifier')}`. This is a Frechet distance in a "
+                      "Fashion-MNIST classifier's features, not the Inception-based FID.", ""]
+        if "conditional_accuracy" in t:
+            lines += [f"The classifier recognises **{_fmt(t['conditional_accuracy'], True)}** of "
+                      f"the class-conditional samples as the class asked for (real test "
+                      f"images: {_fmt(t.get('classifier_accuracy_real'), True)}).", ""]
+    if results.get("status") and results["status"] != "completed":
+        lines += [f"Run status: {results['status']}.", ""]
+    lines += ["## Configuration", ""]
+    keys = [k for k in ("task", "model", "model_options", "dataset", "noise", "seg_loss",
+                        "class_weights", "conditional", "classifier", "limit_train",
+                        "limit_test", "val_split", "epochs", "batch_size", "optimizer", "lr",
+                        "betas", "weight_decay", "scheduler", "seed", "threads", "created",
+                        "foveanet_version") if config.get(k) is not None]
+    lines += _md_table(["setting", "value"], [(k, f"`{kind if k == 'task' else config[k]}`")
+                                              for k in keys])
+    if config.get("command"):
+        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
+    lines.append("")
+    if history:
+        lines += ["## Training history", ""]
+        keys = [k for k in ("train_loss", "val_loss", "train_d_loss", "train_g_loss",
+                            "train_d_real", "train_d_fake", "val_psnr", "val_mean_iou",
+                            "val_elbo", "train_kl") if any(r.get(k) is not None for r in history)]
+        rows = [[r.get("epoch")] + [_fmt(r.get(k)) for k in keys] + [_duration(r.get("epoch_time"))]
+                for r in history]
+        lines += _md_table(["epoch"] + keys + ["time"], rows, ["---:"] * (len(keys) + 2))
+        lines.append("")
+    lines += ["## Timing", ""]
+    lines += _md_table(["", ""], [("wall time (training, evaluation, report; last command)",
+                                   _duration(results.get("wall_time"))),
+                                  ("training time (all epochs)", _duration(results.get("train_time"))),
+                                  ("test evaluation", _duration(results.get("eval_time")))],
+                       ["---", "---:"])
+    lines.append("")
+    if plots:
+        lines += ["## Pictures", ""]
+        for p in plots:
+            cap = _CAPTIONS.get(p, p)
+            lines += [f"### {cap}", "", f"![{cap}]({p})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_image_task_report(run_dir, config=None, history=None, results=None, arrays=None) -> list:
+    """Write an image-output run's curves.png, its pictures (from ``arrays``, see
+    ``train.image_eval``; existing pictures are kept when not given) and report.md; returns the
+    paths written."""
+    from .train.io import atomic_write_bytes, atomic_write_text
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
+        config = _read_json(os.path.join(run_dir, "config.json"))
+    if history is None:
+        history = read_history(run_dir)
+    history = [dict(r) for r in history]
+    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
+        results = _read_json(os.path.join(run_dir, "results.json"))
+    config = config or {}
+    kind = (config.get("task") or {}).get("kind", "autoencode")
+    written = []
+
+    def put(name, data):
+        path = os.path.join(run_dir, name)
+        atomic_write_bytes(path, data)
+        written.append(path)
+
+    if history:
+        put(CURVES, plot_image_task_curves(history, kind))
+    for name, data in _image_pictures(kind, arrays, config).items():
+        put(name, data)
+    order = [CURVES] + list(_PICTURES.values())
+    plots = [p for p in dict.fromkeys(order) if os.path.isfile(os.path.join(run_dir, p))]
+    samples = os.path.join(run_dir, "samples")
+    if os.path.isdir(samples):
+        plots += [f"samples/{f}" for f in sorted(os.listdir(samples)) if f.endswith(".png")][-3:]
+    path = os.path.join(run_dir, REPORT)
+    atomic_write_text(path, render_image_task_markdown(config, history, results, plots))
+    written.append(path)
+    return written
+
+
+__all__ += ["write_image_task_report", "render_image_task_markdown", "plot_image_task_curves",
+            "plot_segmentation", "plot_latent", "mask_colours"]

@@ -18,9 +18,13 @@
     foveanet models
     foveanet train --task language_model --text novel.txt   # a character LSTM (train_language)
     foveanet sample runs/char_lstm-stdlib-20250101-120000 --prompt "def " --temperature 0.8
+    foveanet train --task gan --conditional       # DCGAN on Fashion-MNIST (train_images)
+    foveanet generate runs/gan-dcgan-fashion-mnist-20250101-120000 -n 64 -o grid.png
+    foveanet segment runs/segment-segnet_small-fashion-scenes-20250101-120000 scene.png -o mask.png
 
 One module per command (``train``, ``evaluate``, ``predict``, ``export``, ``summary``,
-``models``, ``sample``; ``train_language`` is the language-model side of ``train``), each with ``add_parser(subparsers)`` and ``command(args) -> exit status``; they parse
+``models``, ``sample``, ``generate``, ``segment``, ``visualize``; ``train_language`` is the language-model side
+of ``train``, ``train_images`` its side for networks that output images), each with ``add_parser(subparsers)`` and ``command(args) -> exit status``; they parse
 their options and call the library: ``foveanet.train.run`` (the run directory, ``load_run``, the
 configuration and the model built from it), ``foveanet.train.evaluation``, ``fv.optim.create``,
 ``foveanet.data.images``, ``foveanet.report``. ``common`` holds what they share.
@@ -50,7 +54,8 @@ from ..data import DatasetError
 from ..data.images import prepare_image
 from ..train import CheckpointError
 from ..train.run import ConfigError, RunError, build_model, load_run_config
-from . import evaluate, export, models, predict, sample, summary, train
+from . import (evaluate, export, generate, models, predict, sample, segment, summary, train,
+               visualize)
 from .common import PROG, Formatter, UsageError, usage_text, version
 from .train import resolve_config
 
@@ -58,7 +63,8 @@ __all__ = ["main", "build_parser", "UsageError", "RunError", "resolve_config", "
            "prepare_image", "load_run_config"]
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export,
-            "summary": summary, "models": models, "sample": sample}
+            "summary": summary, "models": models, "sample": sample, "generate": generate,
+            "segment": segment, "visualize": visualize}
 
 
 def build_parser() -> argparse.ArgumentParser:

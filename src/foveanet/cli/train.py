@@ -39,13 +39,14 @@ from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN
 from .common import (Formatter, UsageError, fit_run, fraction, momentum, nonneg_float, nonneg_int,
                      out, parse_data_options, parse_model_options, positive_float, positive_int,
                      probability, run_report, takes_points, usage_text, version)
-from . import train_language
+from . import train_images, train_language
 
 # the known names --dataset trains on: the registry's, less the regression sets and the series
 CLASSIFICATION_SETS = tuple(n for n in KNOWN_DATASETS if n not in REGRESSION and n not in SERIES)
 # what --task trains: classifiers (the default), forecasters (a series: --dataset co2, sunspots
 # or FILE.csv)
-TASKS = ("classification", "forecast", "language_model")  # language_model: train_language.py
+TASKS = ("classification", "forecast", "language_model",  # language_model: train_language.py
+         "autoencode", "denoise", "segment", "vae", "gan")  # train_images.py
 # options of `train` that are not part of a run's configuration: they may differ on --resume
 ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out")
 
@@ -150,13 +151,15 @@ def add_parser(sub):
     g.add_argument("--task", choices=TASKS,
                    help="classification (default) or forecast (a series: co2, sunspots or one "
                    "column of a .csv file; implied by co2 and sunspots); language_model: see "
-                   "'language model' below")
+                   "'language model' below; autoencode, denoise, segment, vae, gan: see 'image-output "
+                   "tasks' below")
     g.add_argument("--window", type=positive_int, metavar="W",
                    help="forecast: past values each window holds (default 52 for co2, 22 for "
                    "sunspots, else 24)")
     g.add_argument("--horizon", type=positive_int, metavar="H",
                    help="forecast: values ahead each window forecasts (default 1)")
     train_language.add_arguments(t)  # --text, --bptt, ... (--task language_model)
+    train_images.add_arguments(t)  # --noise, --latent, ... (--task autoencode ... gan)
     g = t.add_argument_group("optimisation")
     g.add_argument("--epochs", type=positive_int, metavar="N", help=f"default {R['epochs']}")
     g.add_argument("--batch-size", type=positive_int, metavar="N", dest="batch_size",
@@ -550,6 +553,8 @@ def command(args) -> int:
     given = {k: v for k, v in vars(args).items() if k != "command" and not k.startswith("_")}
     if train_language.wanted(given):  # a language model's run: its own flow
         return train_language.command(args, given, t_start)
+    if train_images.wanted(given):  # a network that outputs images: its own flow
+        return train_images.command(args, given, t_start)
 
     resume_dir = given.get("resume")
     checkpoint_exists = False

@@ -21,7 +21,9 @@ per class), ``tabular`` (CSVDataset), ``toy`` (TensorFlow Playground's 2-D sets)
 (open_dataset / dataset_info: a data set by name or path), ``dataset`` (Dataset, TensorDataset,
 Subset), ``samplers`` (the order of the samples, DistributedSampler), ``loader`` (DataLoader),
 ``splits`` (random_split, train_val_split, k-fold), ``transforms`` (batched, seeded augmentation,
-and the per-image loading transforms Resize and CenterCrop).
+the noise of denoising runs, and the per-image loading transforms Resize and CenterCrop),
+``scenes`` (FashionScenes: a segmentation set made from Fashion-MNIST), ``segfolder``
+(SegmentationFolder: a directory of images and one of class-index masks).
 
 In-memory sets (MNIST, Fashion-MNIST, CIFAR, CSV tables, the toy sets, TensorDataset) hand the
 loader whole batches by fancy-indexing; ImageFolder reads and decodes files item by item. Image
@@ -30,11 +32,15 @@ items are float32 (C, H, W) in [0, 1], labels int64 once batched.
 from . import transforms  # noqa: F401
 from .cifar import CIFAR10, CIFAR100  # noqa: F401
 from .dataset import ArrayDataset, ConcatDataset, Dataset, Subset, TensorDataset, targets_of  # noqa: F401
+from .dataset import ReconstructionPairs  # noqa: F401
 from .folder import IMG_EXTENSIONS, ImageFolder  # noqa: F401
 from .idx import DatasetError, read_idx, write_idx  # noqa: F401
 from .images import ImageError, prepare_image  # noqa: F401
 from .loader import DataLoader, default_collate  # noqa: F401
-from .registry import DATASETS, dataset_info, open_dataset  # noqa: F401
+from .registry import DATASETS, SEGMENTATION_SETS, dataset_info, open_dataset  # noqa: F401
+from .scenes import CLASSES as SCENE_CLASSES  # noqa: F401
+from .scenes import FashionScenes  # noqa: F401
+from .segfolder import SegmentationFolder  # noqa: F401
 from .samplers import (DistributedSampler, RandomSampler, Sampler, SequentialSampler,  # noqa: F401
                        SubsetRandomSampler)
 from .sources import MNIST, FashionMNIST, cache_dir, find_files, search_dirs  # noqa: F401
@@ -46,6 +52,7 @@ from .transforms import (CenterCrop, Compose, GaussianNoise, Normalize, RandomAf
                          RandomCrop, RandomErasing, RandomHorizontalFlip, RandomRotation,
                          RandomScale, RandomTranslation, RandomVerticalFlip, Resize,
                          parse_augment)
+from .transforms import MaskingNoise, SaltPepperNoise, parse_noise  # noqa: F401
 
 __all__ = [
     "ImageError", "prepare_image",
@@ -59,4 +66,6 @@ __all__ = [
     "RandomScale", "RandomAffine", "RandomCrop", "RandomTranslation", "GaussianNoise", "Normalize",
     "RandomErasing", "parse_augment", "Resize", "CenterCrop",
     "ImageFolder", "IMG_EXTENSIONS", "CSVDataset", "open_dataset", "dataset_info", "DATASETS",
+    "FashionScenes", "SCENE_CLASSES", "SegmentationFolder", "SEGMENTATION_SETS",
+    "ReconstructionPairs", "SaltPepperNoise", "MaskingNoise", "parse_noise",
 ]

@@ -190,3 +190,58 @@ def targets_of(dataset, required: bool = True):
             raise ValueError(f"cannot find class labels in {type(dataset).__name__}: give it a "
                              "'targets' attribute or return (input, label) samples") from None
         return None
+
+
+class ReconstructionPairs(Dataset):
+    """``(x, x.copy(), label)`` for each item of ``dataset``: an input, its clean copy as the
+    target, and the item's label (its second field; -1 when it has none), for autoencoders and
+    denoising (``Trainer(task=Reconstruction(target="target"))`` trains on the first two).
+
+    Why the copy: a ``DataLoader(transform=...)`` changes only the first field of a batch, so
+    with a noise transform (``transforms.parse_noise("masking=0.25")``) the input is corrupted
+    and the target is not, drawn from the loader's per-batch generator (a resumed run replays the
+    same noise). A batch transform of the wrapped dataset itself (``FashionMNIST(transform=...)``)
+    is applied before the copy: it changes input and target alike. Batched access (``get_batch``)
+    when the wrapped dataset has it.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    @property
+    def in_memory(self):
+        return getattr(self.dataset, "in_memory", False)
+
+    @property
+    def uses_rng(self):
+        return getattr(self.dataset, "uses_rng", False)
+
+    @property
+    def targets(self):
+        """The wrapped dataset's ``targets`` (for stratified splits), or None."""
+        return getattr(self.dataset, "targets", None)
+
+    @property
+    def classes(self):
+        return getattr(self.dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        item = self.dataset[_index(index, len(self), "ReconstructionPairs")]
+        if isinstance(item, (tuple, list)):
+            x, label = item[0], (item[1] if len(item) > 1 else -1)
+        else:
+            x, label = item, -1
+        clean = Tensor._wrap(x.data.copy()) if isinstance(x, Tensor) else xp.array(x, copy=True)
+        return x, clean, label
+
+    def get_batch(self, indices, rng=None):
+        fields = tuple(self.dataset.get_batch(indices, rng))
+        x = fields[0]
+        label = fields[1] if len(fields) > 1 else xp.full(len(x), -1, dtype=xp.int64)
+        return x, x.copy(), label
+
+    def __repr__(self):
+        return f"ReconstructionPairs({self.dataset!r})"

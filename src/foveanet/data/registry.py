@@ -24,6 +24,12 @@ A spec is one of:
   1), split in time: ``train=True`` gives the windows before the last ``test_fraction`` (default
   0.2) of the series, ``train=False`` those in it (``forecast_splits`` also holds out a
   validation part). Its info's task is 'forecast'.
+- 'fashion-scenes' (``SEGMENTATION_SETS``): ``FashionScenes``, Fashion-MNIST items pasted on a
+  canvas with per-pixel class masks (``foveanet.data.scenes``), found as Fashion-MNIST is.
+  ``train=True`` gives its 'train' split, ``train=False`` its 'test' split; the option ``split``
+  ('train', 'val', 'test') names one instead. Its own fixed splits, not the held-out rule. Its
+  info's task is 'segmentation'. It is kept out of ``DATASETS``, the list of what ``foveanet
+  train`` trains as classifiers (or forecasts).
 
 The held-out rule: the test split is ``test_fraction`` (default 0.2) of the samples, drawn with
 ``foveanet.Generator(seed)`` (default seed 0): stratified by class (each class's share within one
@@ -44,6 +50,8 @@ from ..random import Generator
 from .cifar import CIFAR10, CIFAR100, CIFAR100_COARSE
 from .folder import ImageFolder
 from .idx import DatasetError
+from .scenes import CLASSES as _SCENE_CLASSES
+from .scenes import FashionScenes
 from .sources import MNIST, FashionMNIST
 from .splits import train_val_split
 from .tabular import TASKS, CSVDataset
@@ -51,7 +59,7 @@ from .series import SERIES, forecast_splits, load_series
 from .toy import REGRESSION, ToyDataset
 from .toy import canonical_name as _toy_name
 
-__all__ = ["open_dataset", "dataset_info", "DATASETS", "OPTIONS", "resolve"]
+__all__ = ["open_dataset", "dataset_info", "DATASETS", "SEGMENTATION_SETS", "OPTIONS", "resolve"]
 
 _IMAGE_SETS = {"fashion-mnist": FashionMNIST, "mnist": MNIST, "cifar10": CIFAR10,
                "cifar100": CIFAR100}
@@ -69,6 +77,10 @@ DATASETS = {
     "reg-plane": "Playground 2-D points: a plane, regression",
     "reg-gauss": "Playground 2-D points: six Gaussian bumps, regression",
     **{name: info["description"] for name, info in SERIES.items()},
+}
+SEGMENTATION_SETS = {  # opened like the others, listed apart: not classification sets
+    "fashion-scenes": "Fashion-MNIST items on a 64x64 canvas, per-pixel masks of 11 classes "
+                      "(segmentation)",
 }
 
 
@@ -118,6 +130,14 @@ def _to_header(value):
     return value
 
 
+def _to_objects(value):
+    """'1:4' or '1,4' -> (1, 4), '3' -> 3; other values as they are."""
+    if not isinstance(value, str):
+        return value
+    parts = value.replace(",", ":").split(":")
+    return int(parts[0]) if len(parts) == 1 else tuple(int(p) for p in parts)
+
+
 def _choice(*values):
     def convert(value):
         if value not in values:
@@ -134,13 +154,15 @@ OPTIONS = {  # kind -> {option: converter of its value}
     "csv": {"label_column": _to_column, "feature_columns": _to_columns, "header": _to_header,
             "task": _choice(*TASKS), "delimiter": str, **_SPLIT},
     "series": {"window": _to_int, "horizon": _to_int, "test_fraction": _to_float},
+    "fashion-scenes": {"size": _to_int, "objects": _to_objects, "count": _to_int, "seed": _to_int,
+                       "threshold": _to_float, "split": _choice("train", "val", "test")},
 }
 
 
 def resolve(spec):
     """(kind, key) of a spec: ('fashion-mnist' | 'mnist' | 'cifar10' | 'cifar100', name),
-    ('toy', name), ('series', name), ('folder', Path) or ('csv', Path). Raises ``DatasetError``
-    for anything else."""
+    ('toy', name), ('series', name), ('fashion-scenes', name), ('folder', Path) or ('csv', Path).
+    Raises ``DatasetError`` for anything else."""
     text = os.fspath(spec).strip()
     if not text:
         raise DatasetError(f"no data set given: give one of {', '.join(DATASETS)}, a directory "
@@ -151,6 +173,8 @@ def resolve(spec):
         return key, key
     if key in SERIES:
         return "series", key
+    if key in SEGMENTATION_SETS:
+        return key, key
     try:
         return "toy", _toy_name(key)
     except ValueError:
@@ -165,7 +189,8 @@ def resolve(spec):
     if os.sep in text or "/" in text or path.exists():
         raise DatasetError(f"{path}: not a directory of class folders nor a .csv file")
     raise DatasetError(f"unknown data set {text!r}: give one of {', '.join(DATASETS)}, a "
-                       "directory with one folder of images per class, or a .csv file")
+                       "directory with one folder of images per class, or a .csv file (for "
+                       f"segmentation: {', '.join(SEGMENTATION_SETS)})")
 
 
 def _options(kind, spec, options) -> dict:
@@ -242,6 +267,9 @@ def _open(kind, key, train, root, download, opts):
         return _folder(key, train, opts)
     if kind == "series":
         return _series(key, opts)[0 if train else 1]
+    if kind == "fashion-scenes":
+        split = opts.pop("split", "train" if train else "test")
+        return FashionScenes(split, root=root, download=download, **opts)
     test_fraction, seed = opts.pop("test_fraction", 0.2), opts.pop("seed", 0)
     full = CSVDataset(key, **opts)
     return _held_out(full, train, test_fraction, seed, stratify=full.task == "classification")
@@ -283,6 +311,11 @@ def _describe(kind, key, opts) -> dict:
         return _info(key, classes, [2], task)
     if kind == "series":
         return _info(key, None, [opts.get("window", 24)], "forecast")
+    if kind == "fashion-scenes":
+        size = opts.get("size", 64)
+        if not isinstance(size, int) or size < 28:
+            raise ValueError(f"size must be an int >= 28 (the items are 28x28), got {size!r}")
+        return _info(key, list(_SCENE_CLASSES), [1, size, size], "segmentation")
     if kind == "folder":
         opts.pop("test_fraction", None)
         opts.pop("seed", None)

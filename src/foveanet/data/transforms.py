@@ -31,6 +31,9 @@ on square images. A translation by (dy, dx) moves the content down by dy rows an
 columns: ``out[..., i, j] = x[..., i - dy, j - dx]``.
 
 ``parse_augment`` builds a pipeline from a command-line string; see its docstring for the names.
+``parse_noise`` builds the input corruption of a denoising run (``GaussianNoise`` clipped to
+[0, 1], ``SaltPepperNoise``, ``MaskingNoise``); with ``dataset.ReconstructionPairs`` the loader
+noises the inputs while the targets stay clean.
 """
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ from ..random import Generator, numpy_rng
 __all__ = ["Transform", "Compose", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomAffine",
            "RandomRotation", "RandomScale", "RandomCrop", "RandomTranslation", "GaussianNoise",
            "Normalize", "RandomErasing", "Lambda", "parse_augment", "AUGMENT_NAMES",
-           "ImageTransform", "Resize", "CenterCrop"]
+           "ImageTransform", "Resize", "CenterCrop", "SaltPepperNoise", "MaskingNoise",
+           "parse_noise", "NOISE_NAMES"]
 
 
 def as_numpy_rng(rng):
@@ -360,6 +364,45 @@ class GaussianNoise(Transform):
         return out
 
 
+def _uniform(x, rng):
+    """Uniform [0, 1) numbers of ``x``'s shape, float32 unless ``x`` is float64 (half the work and
+    memory of float64 on float32 batches)."""
+    return rng.random(x.shape, dtype=xp.float64 if x.dtype == xp.float64 else xp.float32)
+
+
+class SaltPepperNoise(Transform):
+    """Salt-and-pepper noise: each value independently becomes ``low`` (pepper) with probability
+    ``p / 2``, ``high`` (salt) with probability ``p / 2``, and is kept otherwise (one uniform draw
+    per value: below p/2 pepper, below p salt). For denoising autoencoders: give it to
+    ``DataLoader(transform=...)``, which noises the inputs only."""
+
+    needs_image = False
+
+    def __init__(self, p: float = 0.1, low: float = 0.0, high: float = 1.0):
+        self.p = _check_p(p, "SaltPepperNoise")
+        self.low, self.high = float(low), float(high)
+
+    def apply(self, x, rng):
+        u = _uniform(x, rng)
+        half = self.p / 2
+        return xp.where(u < half, x.dtype.type(self.low),
+                        xp.where(u < self.p, x.dtype.type(self.high), x))
+
+
+class MaskingNoise(Transform):
+    """Masking noise (Vincent et al. 2008's corruption of a denoising autoencoder): each value
+    independently set to ``fill`` (0) with probability ``p``, kept otherwise."""
+
+    needs_image = False
+
+    def __init__(self, p: float = 0.25, fill: float = 0.0):
+        self.p = _check_p(p, "MaskingNoise")
+        self.fill = float(fill)
+
+    def apply(self, x, rng):
+        return xp.where(_uniform(x, rng) < self.p, x.dtype.type(self.fill), x)
+
+
 class Normalize(Transform):
     """``(x - mean) / std`` per channel (scalars: for every value). Not random."""
 
@@ -632,3 +675,52 @@ def parse_augment(spec):
                 raise ValueError("--augment: normalize needs MEAN:STD, e.g. normalize=0.286:0.353")
             out.append(Normalize(v[0], v[1]))
     return Compose(out) if out else None
+
+
+# ------------------------------------------------------------------------------- the --noise string
+NOISE_NAMES = {
+    "gaussian": "GaussianNoise(std=VALUE or 0.3, clip=(0, 1))   (alias: gauss)",
+    "saltpepper": "SaltPepperNoise(p=VALUE or 0.1): values set to 0 or 1   (alias: sp)",
+    "masking": "MaskingNoise(p=VALUE or 0.25): values set to 0   (alias: mask, dropout)",
+    "none": "no noise",
+}
+_NOISE_ALIASES = {"gauss": "gaussian", "normal": "gaussian", "salt-pepper": "saltpepper",
+                  "salt_pepper": "saltpepper", "sp": "saltpepper", "mask": "masking",
+                  "dropout": "masking"}
+
+
+def parse_noise(spec):
+    """The input corruption of a denoising run from a command-line string: ``"gaussian=0.3"``
+    (N(0, 0.3^2) added, clipped to [0, 1]), ``"saltpepper=0.1"``, ``"masking=0.25"`` (see
+    ``NOISE_NAMES``; the value may be left out for its default), or ``"none"`` / '' / None (None:
+    no noise). One noise per string. Anything else is a ``ValueError`` listing what is
+    accepted."""
+    if spec is None or not spec.strip() or spec.strip().lower() in ("none", "off", "no"):
+        return None
+    accepted = "\n  ".join(f"{k}: {v}" for k, v in NOISE_NAMES.items())
+    text = spec.strip()
+    if "," in text:
+        raise ValueError(f"--noise: {spec!r}: give one noise (NAME or NAME=VALUE); accepted:"
+                         f"\n  {accepted}")
+    name, eq, value = text.partition("=")
+    name = name.strip().lower()
+    name = _NOISE_ALIASES.get(name, name)
+    if name not in NOISE_NAMES or name == "none":
+        raise ValueError(f"--noise: unknown noise {name!r}; accepted:\n  {accepted}")
+    value = value.strip()
+    if eq and not value:
+        raise ValueError(f"--noise: {spec!r}: expected a number after '='")
+    try:
+        v = float(value) if value else None
+    except ValueError:
+        v = math.nan
+    if v is not None and not math.isfinite(v):
+        raise ValueError(f"--noise: {spec!r}: expected a (finite) number after '='")
+    try:
+        if name == "gaussian":
+            return GaussianNoise(0.3 if v is None else v, clip=(0.0, 1.0))
+        if name == "saltpepper":
+            return SaltPepperNoise(0.1 if v is None else v)
+        return MaskingNoise(0.25 if v is None else v)
+    except ValueError as e:
+        raise ValueError(f"--noise: {spec!r}: {e}") from None

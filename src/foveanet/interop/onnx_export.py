@@ -54,6 +54,20 @@ at the trace). The primitive itself still converts where it runs outside such a 
 of steps. onnxruntime's recurrent kernels run float32 only (a float64 model exports, and imports
 back, but onnxruntime refuses it).
 
+Max unpooling. ``max_pool2d(..., return_indices=True)`` becomes a MaxPool with its second
+output, ``Indices``, and ``max_unpool2d`` a MaxUnpool that reads those Indices directly: the
+engine's indices are arrays the tracer sees only as the pooling's ``sink`` (not a traced tensor),
+so the converter finds, by identity, the pooling that produced the unpooling's index array;
+indices from anywhere else (a graph input, arithmetic on them) are refused. ONNX's indices are
+flat over the whole (N, C, H, W) input while the engine's (PyTorch's) count within one H x W
+plane; inside one graph MaxPool's Indices feed MaxUnpool directly, so the convention is ONNX's
+throughout. Where the unpooled plane differs in size from the pooled input's (an
+``output_size`` other than the input's size, or the default size of an odd input), each plane's
+block of indices is moved: i + (i div HW_in) (OH OW - HW_in). The MaxUnpool carries no
+``output_shape`` input (onnxruntime places indices flat in that shape, ONNX's reference pads
+the inferred shape instead: they disagree whenever the two differ): its kernel and pads are
+chosen so that ONNX's inferred size, (in - 1) stride + kernel - pads, is the engine's.
+
 ``nn.Embedding`` is a Gather (its ``max_norm``, which rewrites the weight at every call, is
 refused); ``nn.LayerNorm`` is LayerNormalization from opset 17, its parts (ReduceMean, Sub, Sqrt,
 Div, Mul, Add) before.
@@ -122,6 +136,7 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
     with _export_mode(model):
         graph = _trace(model, inputs, input_names)
         _check_supported(graph)
+        _check_unpool_indices(graph)
         twins = [_trace_twin(model, inputs, input_names, twin) for twin in dynamic]
     output_names = _io_names(output_names, len(graph.outputs), "output")
     for twin in twins:
@@ -495,7 +510,6 @@ def _export_mode(model):
 _HINTS = {
     "Dropout": "dropout ran during the trace: a functional dropout called with training=True "
                "(F.dropout(x, p, training=self.training) turns off in eval mode)",
-    "MaxUnpool2d": "max_unpool2d scatters by indices, which this exporter does not convert",
 }
 
 
@@ -519,6 +533,30 @@ def _check_supported(graph):
         f"ONNX export: no converter for the operation {first.op}{hint}, which ran in "
         f"{_where(first)}. Unsupported operations in this graph: {', '.join(listing)}. "
         f"Supported: {', '.join(supported_ops())}")
+
+
+def _pool_sinks(graph) -> dict:
+    """id(index array) -> (position, node) of every ``max_pool2d(return_indices=True)`` node:
+    the engine hands its indices over in the call's ``sink`` list, outside the traced values."""
+    out = {}
+    for k, n in enumerate(graph.nodes):
+        sink = n.kwargs.get("sink") if n.op == "MaxPool2d" else None
+        if sink:
+            out[id(sink[0])] = (k, n)
+    return out
+
+
+def _check_unpool_indices(graph):
+    """Every ``max_unpool2d`` must read the indices of a ``max_pool2d(return_indices=True)`` of
+    the same forward: the one kind of indices ONNX's MaxPool -> MaxUnpool pair expresses."""
+    pools = _pool_sinks(graph)
+    for n in graph.nodes:
+        if n.op == "MaxUnpool2d" and (isinstance(n.args[1], Value) or id(n.args[1]) not in pools):
+            raise ONNXExportError(
+                f"ONNX export: MaxUnpool2d in {_where(n)}: its indices do not come from a "
+                f"max_pool2d(..., return_indices=True) of this forward; only indices passed "
+                f"straight from such a pooling to max_unpool2d can be exported (ONNX's MaxPool "
+                f"Indices output feeds MaxUnpool), not indices given as an input or computed")
 
 
 _BATCH_AWARE = {"Reshape", "Expand", "Recurrence"}  # their converters read the twin traces
@@ -571,11 +609,18 @@ def _check_twins(graph, tw):
         raise ONNXExportError(
             f"ONNX export: the model runs different operations at different {tw.what}s, so no "
             f"single graph with a dynamic {tw.symbol!r} describes it; {tw.hint}")
+    pools1, pools2 = _pool_sinks(graph), _pool_sinks(twin)
     for n1, n2 in zip(graph.nodes, twin.nodes):
         keys = [k for k in n1.kwargs if k not in _NOT_COMPARED]
         args1 = list(n1.args) + [n1.kwargs[k] for k in keys]
         args2 = list(n2.args) + [n2.kwargs.get(k) for k in keys]
         for i, (a, b) in enumerate(zip(args1, args2)):
+            if n1.op == "MaxUnpool2d" and i == 1:  # the indices: the same pooling's, both times
+                if pools1.get(id(a), (None,))[0] != pools2.get(id(b), (-1,))[0]:
+                    raise ONNXExportError(
+                        f"ONNX export: MaxUnpool2d in {_where(n1)} unpools by the indices of "
+                        f"different poolings at different {tw.what}s; {tw.hint}")
+                continue
             if isinstance(a, Value) and isinstance(b, Value):
                 if a.kind != b.kind or a.name != b.name:
                     raise ONNXExportError(
@@ -612,6 +657,7 @@ class _Builder:
         self.node: Node | None = None                # the node being converted
         self.out_name = ""
         self.outs: list = []                         # its outputs' names (several: a tuple)
+        self.pool_indices: dict = {}                 # id(index array) -> its MaxPool's Indices
         self.read = {id(a) for n in graph.nodes for a in n.inputs} | \
             {id(v) for v in graph.outputs}           # Values something reads
         for v, name in zip(graph.inputs, input_names):
@@ -979,14 +1025,54 @@ def _end_pads(node, size_hw, kernel, stride, padding, dilation, out_hw):
 
 @converts("MaxPool2d")
 def _max_pool2d(b, node, out):
-    """Padding is -inf for a max, so extra end padding stands in for ceil_mode exactly."""
+    """Padding is -inf for a max, so extra end padding stands in for ceil_mode exactly. With
+    ``return_indices`` (a ``sink`` in the call) the MaxPool's second output, Indices, is kept
+    for the MaxUnpool that reads them (see "Max unpooling" in the module docstring)."""
     x, kernel, stride, padding, dilation, out_hw = node.args[:6]
     ends = _end_pads(node, x.shape[-2:], kernel, stride, padding, dilation, out_hw)
+    attrs = dict(kernel_shape=list(kernel), strides=list(stride),
+                 pads=[padding[0], padding[1]] + ends, dilations=list(dilation))
+    sink = node.kwargs.get("sink")
+    if not sink:
+        _batched(b, node, lambda xn, o: b.op("MaxPool", [xn], o, **attrs), out)
+        return
+    unbatched = len(x.shape) == 3
+    xn = b.op("Unsqueeze", [b.arg(0), b.ints([0])]) if unbatched else b.arg(0)
+    y, idx = b.multi("MaxPool", [xn], [None if unbatched else out, None], **attrs)
+    if unbatched:
+        b.op("Squeeze", [y, b.ints([0])], out)
+        idx = b.op("Squeeze", [idx, b.ints([0])])
+    b.pool_indices[id(sink[0])] = (idx, tuple(stride), tuple(x.shape[-2:]))
 
-    def convert(xn, o):
-        return b.op("MaxPool", [xn], o, kernel_shape=list(kernel), strides=list(stride),
-                    pads=[padding[0], padding[1]] + ends, dilations=list(dilation))
-    _batched(b, node, convert, out)
+
+@converts("MaxUnpool2d")
+def _max_unpool2d(b, node, out):
+    """MaxUnpool on the Indices of the MaxPool that produced them (``_check_unpool_indices``
+    made sure there is one). ONNX's indices are flat over the pooled input (N, C, H_in, W_in);
+    MaxUnpool reads them as flat over its output (N, C, OH, OW), so where OH OW differs from
+    H_in W_in each plane's block moves by (OH OW - H_in W_in) per plane. The kernel and end
+    pads make ONNX's inferred output size, (h - 1) stride + kernel - pads, equal to the
+    engine's (OH, OW), with no output_shape input (see the module docstring)."""
+    x, _, out_hw = node.args
+    idx, stride, in_hw = b.pool_indices[id(node.args[1])]
+    h_w = x.shape[-2:]
+    plane_in, plane_out = in_hw[0] * in_hw[1], out_hw[0] * out_hw[1]
+    if plane_in != plane_out:
+        blocks = b.op("Div", [idx, b.const(plane_in, xp.int64)])
+        idx = b.op("Add", [idx, b.op("Mul", [blocks, b.const(plane_out - plane_in, xp.int64)])])
+    kernels, ends = [], []
+    for n_, s, o in zip(h_w, stride, out_hw):
+        k = max(1, o - (n_ - 1) * s)
+        kernels.append(k)
+        ends.append((n_ - 1) * s + k - o)
+    unbatched = len(x.shape) == 3
+    xn = b.op("Unsqueeze", [b.arg(0), b.ints([0])]) if unbatched else b.arg(0)
+    if unbatched:
+        idx = b.op("Unsqueeze", [idx, b.ints([0])])
+    y = b.op("MaxUnpool", [xn, idx], None if unbatched else out, kernel_shape=kernels,
+             strides=list(stride), pads=[0, 0] + ends)
+    if unbatched:
+        b.op("Squeeze", [y, b.ints([0])], out)
 
 
 @converts("AvgPool2d")

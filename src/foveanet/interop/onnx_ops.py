@@ -36,7 +36,7 @@ from ..autograd import Tensor
 from ..backend import xp
 from ..nn import functional as F
 from ..ops.conv import Conv2d, check_conv
-from ..ops.pool import pool_out_size
+from ..ops.pool import MaxUnpool2d, pool_out_size
 from ..ops.resize import resize_nearest
 from ..random import numpy_rng
 
@@ -713,6 +713,55 @@ def GlobalAveragePool(node, x):
 
 def GlobalMaxPool(node, x):
     return ops.amax(x, dim=tuple(range(2, x.ndim)), keepdim=True)
+
+
+def MaxUnpool(node, x, indices, output_shape=None):
+    """MaxUnpool (9, 11, 22), 2-D: every value of X (N, C, H, W) goes to the position its index
+    in I names, zeros elsewhere. The indices are ONNX's (MaxPool's Indices): flat over the whole
+    unpooled tensor of the inferred shape (N, C, OH, OW), OH = (H - 1) stride + kernel -
+    pad_begin - pad_end. ``output_shape`` (N, C, OH', OW'), when given, pads that result with
+    zeros at the end of each axis, as ONNX's reference implementation does (onnxruntime instead
+    reads the indices as flat over ``output_shape``: the two agree where it is the inferred
+    shape, which is how foveanet exports). Differentiable in X."""
+    if x.ndim != 4:
+        raise ValueError(f"only 2-D unpooling is supported: X must be (N, C, H, W), got shape "
+                         f"{tuple(x.shape)}")
+    if not _is_float(x):
+        raise TypeError(f"X must be a floating-point tensor, got {x.dtype}")
+    if tuple(indices.shape) != tuple(x.shape) or not xp.issubdtype(indices.dtype, xp.integer):
+        raise ValueError(f"the indices I (shape {tuple(indices.shape)}, {indices.dtype}) must be "
+                         f"integers of X's shape {tuple(x.shape)}")
+    kernel = node.attr("kernel_shape")
+    if kernel is None or len(kernel) != 2:
+        raise ValueError(f"kernel_shape {kernel} should have 2 entries")
+    strides = _spatial_attr(node, "strides", 2, 1)
+    pb, pe = _explicit_pads(node, 2)
+    n, c, h, w = x.shape
+    inferred = [(size - 1) * s + int(k) - b - e
+                for size, s, k, b, e in zip((h, w), strides, kernel, pb, pe)]
+    if min(inferred) < 1:
+        raise ValueError(f"the unpooled size {inferred} of X {tuple(x.shape)} (kernel_shape "
+                         f"{list(kernel)}, strides {strides}, pads {pb + pe}) is not positive")
+    target = [n, c] + inferred
+    if output_shape is not None:
+        target = _ints(output_shape)
+        if len(target) != 4 or target[:2] != [n, c] or \
+                any(t < i for t, i in zip(target[2:], inferred)):
+            raise ValueError(f"output_shape {target} must be (N, C, H, W) = ({n}, {c}, ...) and "
+                             f"at least the inferred unpooled size {inferred}")
+    _check_alloc(node, target, x.dtype)
+    plane = inferred[0] * inferred[1]
+    idx = indices.data.astype(xp.int64)
+    local = idx - (xp.arange(n * c, dtype=xp.int64) * plane).reshape(n, c, 1, 1)
+    if local.size and (local.min() < 0 or local.max() >= plane):
+        k = int(xp.argmax((local < 0) | (local >= plane)))
+        raise ValueError(f"index {int(idx.reshape(-1)[k])} of I does not fall in its own (n, c) "
+                         f"plane of the unpooled tensor {tuple([n, c] + inferred)} (planes of "
+                         f"{plane} elements, flat over the whole tensor)")
+    y = MaxUnpool2d.apply(x, local, tuple(inferred))
+    if target[2:] != inferred:
+        y = ops.pad(y, (0, target[3] - inferred[1], 0, target[2] - inferred[0]))
+    return y
 
 
 # -------------------------------------------------------------------------------- normalisation
@@ -1497,7 +1546,8 @@ OPS = {
     "Xor": _compare(xp.logical_xor), "Not": Not, "Where": Where,
     "MatMul": MatMul, "Gemm": Gemm, "Conv": Conv, "ConvTranspose": ConvTranspose,
     "MaxPool": MaxPool, "AveragePool": AveragePool, "GlobalAveragePool": GlobalAveragePool,
-    "GlobalMaxPool": GlobalMaxPool, "BatchNormalization": BatchNormalization,
+    "GlobalMaxPool": GlobalMaxPool, "MaxUnpool": MaxUnpool,
+    "BatchNormalization": BatchNormalization,
     "InstanceNormalization": InstanceNormalization, "LRN": LRN, "Dropout": Dropout,
     "ReduceMean": _reduce(ops.mean, xp.mean, 18, "mean"),
     "ReduceSum": _reduce(ops.sum, xp.sum, 13, "sum"),
@@ -1713,6 +1763,7 @@ def check_node(node):
 
 CHECKS = {"Resize": _check_resize, "Upsample": _check_resize, "Conv": _check_window,
           "ConvTranspose": _check_window, "MaxPool": _check_window, "AveragePool": _check_window,
+          "MaxUnpool": _check_window,
           "BatchNormalization": _check_batchnorm, "Pad": _check_pad, "Split": _check_split,
           "Transpose": _check_axes_list("perm"), "Squeeze": _check_axes_list("axes", 13),
           "Unsqueeze": _check_axes_list("axes", 13), "Slice": _check_slice,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import nn
-from ..autograd import no_grad
+from ..autograd import Tensor, no_grad
 from ..backend import xp
 from ..random import randn
 
@@ -65,9 +65,50 @@ class Summary:
         return "\n".join(out)
 
 
+def _is_shape(obj) -> bool:
+    return isinstance(obj, (tuple, list)) and all(
+        isinstance(d, (int, xp.integer)) and not isinstance(d, bool) for d in obj)
+
+
+def _example_inputs(input_shape, dtype):
+    """The forward's arguments and the shape(s) to report: one random batch for a shape; for a
+    sequence of shapes and tensors (a model with several inputs), a random batch per shape and
+    each tensor as given (the integer labels of a conditional model)."""
+    if _is_shape(input_shape):
+        return [randn(*input_shape, dtype=dtype)], tuple(input_shape)
+    if not isinstance(input_shape, (tuple, list)) or not input_shape:
+        raise TypeError(f"summary: input_shape must be a shape such as (1, 1, 28, 28), or a "
+                        f"sequence of shapes and tensors (one per input), got {input_shape!r}")
+    inputs = []
+    for i, item in enumerate(input_shape):
+        if _is_shape(item):
+            inputs.append(randn(*item, dtype=dtype))
+        elif isinstance(item, Tensor):
+            inputs.append(item)
+        else:
+            raise TypeError(f"summary: input {i} must be a shape (a tuple of ints) or a Tensor, "
+                            f"got {type(item).__name__}")
+    return inputs, tuple(tuple(x.shape) for x in inputs)
+
+
+def _output_shape(output) -> tuple:
+    """A layer's output shape; for a tuple of results (max pooling with its indices), the
+    first's."""
+    if hasattr(output, "shape"):
+        return tuple(output.shape)
+    if isinstance(output, (tuple, list)) and output and hasattr(output[0], "shape"):
+        return tuple(output[0].shape)
+    return ()
+
+
 def summary(model, input_shape, dtype=None) -> Summary:
     """Run one forward pass on a random batch of ``input_shape`` (with the batch dimension, e.g.
-    (1, 1, 28, 28)) and record every leaf layer. Multiply-adds are per sample."""
+    (1, 1, 28, 28)) and record every leaf layer. Multiply-adds are per sample.
+
+    A model with several inputs takes a sequence, one entry per input: a shape (a random normal
+    batch) or a Tensor used as it is, e.g. a conditional generator's ``((1, 100),
+    fv.tensor([3]))``."""
+    inputs, shown = _example_inputs(input_shape, dtype or xp.float32)
     rows, handles = [], []
     for name, mod in model.named_modules():
         if next(iter(mod.children()), None) is not None:
@@ -75,19 +116,18 @@ def summary(model, input_shape, dtype=None) -> Summary:
 
         def hook(m, inputs, output, name=name):
             own = sum(p.numel() for p in m.parameters(recurse=False))
-            rows.append(Row(name or type(m).__name__, type(m).__name__,
-                            tuple(output.shape) if hasattr(output, "shape") else (), own,
-                            layer_macs(m, inputs, output)))
+            rows.append(Row(name or type(m).__name__, type(m).__name__, _output_shape(output),
+                            own, layer_macs(m, inputs, output)))
         handles.append(mod.register_forward_hook(hook))
     was_training = model.training
     model.eval()
     try:
         with no_grad():
-            model(randn(*input_shape, dtype=dtype or xp.float32))
+            model(*inputs)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
     params = list(model.parameters())
-    return Summary(rows, tuple(input_shape), sum(p.numel() for p in params),
+    return Summary(rows, shown, sum(p.numel() for p in params),
                    sum(p.numel() for p in params if p.requires_grad), sum(r.macs for r in rows))

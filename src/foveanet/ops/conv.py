@@ -143,15 +143,19 @@ def _col2im(cols, out, kernel, stride, dilation, out_hw):
 # them on one thread, with a call's overhead each): there the columns of a whole chunk go side by
 # side, (C*KH*KW, m*OH*OW), for one product per chunk (``_wide_cols``): LeNet-5's 6->16 layer
 # gains; larger products or outputs lose, since per sample the columns stay in cache for their
-# product (figures: benchmarks/RESULTS.md, "The im2col convolution").
+# product (figures: benchmarks/RESULTS.md, "The im2col convolution"). Below FEW_POSITIONS output
+# positions, though, a sample's products have too few columns (their inner dimension, in the
+# weight gradient) for BLAS whatever their size: a DCGAN discriminator's 64->128 layer at 7x7
+# (49 positions, 6.4M multiply-adds) took its backward pass 3.2x faster side by side.
 WIDE_MACS = 1 << 20
 WIDE_POSITIONS = 256
+FEW_POSITIONS = 64
 
 
 def _is_wide(wm, geom, n: int) -> bool:
     oh, ow = geom[3]
-    return wm.shape[0] == 1 and n > 1 and oh * ow <= WIDE_POSITIONS and \
-        wm.shape[1] * wm.shape[2] * oh * ow <= WIDE_MACS
+    return wm.shape[0] == 1 and n > 1 and (oh * ow < FEW_POSITIONS or (
+        oh * ow <= WIDE_POSITIONS and wm.shape[1] * wm.shape[2] * oh * ow <= WIDE_MACS))
 
 
 def _wide_cols(xpad, kernel, stride, dilation, out_hw):
@@ -450,7 +454,12 @@ algorithms.register("conv2d", "im2col", _suits_anything, _Im2col, priority=1000,
 
 
 class ConvTranspose2d(Function):
-    """The adjoint of Conv2d with respect to its input: columns = w^T @ x, then col2im."""
+    """The adjoint of Conv2d with respect to its input: columns = w^T @ x, then col2im.
+
+    Without groups the samples of a chunk go side by side, (C, m*H*W), so that each of the three
+    products is one BLAS call with m*H*W columns instead of m calls with H*W: a DCGAN generator
+    starts from 1x1 noise (H*W = 1: per sample a matrix-vector product, and the weight gradient
+    a sum of m outer products) and its next layers have 7x7 and 14x14 inputs."""
 
     def forward(self, x, w, b=None, *, stride, padding, output_padding, dilation, groups):
         self.unbatched = x.ndim == 3
@@ -467,8 +476,13 @@ class ConvTranspose2d(Function):
         wt = wm.transpose(0, 2, 1)
         out = xp.zeros((n, og * groups) + full, dtype=x.dtype)
         step = _chunk(n, og * groups * kh * kw * h * wd * x.itemsize)
-        for s in range(0, n, step):  # one batched BLAS product per chunk, then col2im
-            col2im(xp.matmul(wt, xm[s:s + step]), out[s:s + step], *self.geom)
+        for s in range(0, n, step):
+            if groups == 1:  # the chunk's samples side by side: one product (see _transposed_cols)
+                m = min(step, n - s)
+                cols = (wt[0] @ _side_by_side(xm[s:s + m, 0])).reshape(-1, m, h, wd)
+                col2im(cols.transpose(1, 0, 2, 3), out[s:s + m], *self.geom)
+            else:  # one batched BLAS product per chunk, then col2im
+                col2im(xp.matmul(wt, xm[s:s + step]), out[s:s + step], *self.geom)
         oh, ow = full[0] - 2 * ph, full[1] - 2 * pw
         if ph or pw:
             out = xp.ascontiguousarray(out[:, :, ph:ph + oh, pw:pw + ow])
@@ -494,6 +508,14 @@ class ConvTranspose2d(Function):
         gw = xp.zeros(wm.shape, dtype=g.dtype) if nw else None
         step = _chunk(n, wm.shape[0] * wm.shape[2] * h * w * g.itemsize)
         for s in range(0, n, step):
+            if groups == 1:  # side by side: (O*KH*KW, m*H*W) columns, one product per gradient
+                m = min(step, n - s)
+                gcols = _wide_cols(gpad[s:s + m], *self.geom)  # a col2im's gradient: an im2col
+                if nx:
+                    gx[s:s + m, 0] = (wm[0] @ gcols).reshape(c, m, h * w).transpose(1, 0, 2)
+                if nw:
+                    gw[0] += _side_by_side(self.xm[s:s + m, 0]) @ gcols.T
+                continue
             gcols = im2col(gpad[s:s + step], *self.geom, groups)  # a col2im's gradient is an im2col
             if nx:
                 xp.matmul(wm, gcols, out=gx[s:s + step])

@@ -1,5 +1,6 @@
 """Loss primitives: mse_loss, sum_squared_error, cross_entropy, nll_loss, binary_cross_entropy(_with
-_logits), and one_hot. Each loss is one fused Function (forward and analytic backward together).
+_logits), and one_hot. Each loss is one fused Function (forward and analytic backward together),
+except dice_loss, a composition of differentiable primitives (softmax or sigmoid, products, sums).
 
 Conventions, as PyTorch's: ``input`` is (N, C) or (N, C, d1, ...) with classes on axis 1 (or an
 unbatched (C,)); ``reduction`` is 'mean', 'sum' or 'none'; class weights and ``pos_weight`` carry no
@@ -12,6 +13,8 @@ import warnings
 from ..autograd import Function, Tensor
 from ..backend import xp
 from ._util import unbroadcast
+from .activation import sigmoid, softmax
+from .reduction import sum as _sum
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -521,6 +524,102 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     w = _broadcast_weight(weight, x.shape, fn, "weight", x.dtype)
     pw = _broadcast_weight(pos_weight, x.shape, fn, "pos_weight", x.dtype)
     return BCEWithLogits.apply(x, t, w, pw, reduction)
+
+
+# ---------------------------------------------------------------------------------------- dice
+def _dice_target(target, x, binary, ignore_index, fn):
+    """Checked class indices (N, d1, ...) for scores (N, C, d1, ...): (indices with ignored pixels
+    set to 0, the mask of the counted pixels). Binary targets (C = 1) may be bool; their values
+    must be 0 or 1 (or ``ignore_index``)."""
+    t = _array(target)
+    if t.dtype == xp.bool_:
+        t = t.astype(xp.int64)
+    t = _index_target(t, x, fn, False)
+    if binary:
+        bad = (t != 0) & (t != 1) & (t != ignore_index)
+        if bad.any():
+            raise ClassIndexError(f"{fn}: a binary input (N, 1, ...) takes 0/1 targets, got the "
+                                  f"value {int(t[bad].flat[0])} (ignore_index={ignore_index})")
+    else:
+        _check_indices(t, x.shape[1], ignore_index, fn)
+    valid = t != ignore_index
+    return xp.where(valid, t, 0), valid
+
+
+def dice_loss(input, target, weight=None, ignore_index=-100, smooth=1.0,  # noqa: A002
+              reduction="mean", from_logits=True):
+    """Soft Dice loss for segmentation: ``input`` (N, C, H, W) scores (or (N, C, d1, ...)),
+    ``target`` (N, H, W) class indices.
+
+    The probabilities p are softmax(input) over the class axis (``from_logits=False``: ``input``
+    already holds them, in [0, 1]); t is the one-hot target. For image n and class c, summing over
+    that image's counted pixels (pixels labelled ``ignore_index`` count in neither p nor t):
+
+        dice[n, c] = (2 sum p t + smooth) / (sum p + sum t + smooth)
+        loss[n]    = 1 - mean_c dice[n, c]     (``weight`` (C,): sum_c w_c dice[n, c] / sum_c w_c)
+
+    ``reduction``: 'mean' (over the N images, the default), 'sum', or 'none' (the (N,) losses).
+
+    Sums run per image, not over the batch: an image's loss then depends on that image alone, as
+    when it is scored alone, whatever else shares its batch and whatever the batch size (a
+    batch-wide Dice lets the images with large objects decide, and a small object in one image
+    hardly moves it). The epoch's batch-wide Dice, from the confusion matrix, is what
+    ``foveanet.train.image_metrics.segmentation_scores`` reports. A class absent from an image
+    scores ``smooth / (sum p + smooth)`` there, near 1 when little probability goes to it, so
+    ``smooth`` > 0 (default 1) keeps absent classes from costing a full point each; with
+    ``smooth=0`` an image whose pixels are all ignored gives nan (0 / 0).
+
+    Binary segmentation: a (N, 1, H, W) ``input`` holds one logit per pixel (sigmoid, not
+    softmax; ``from_logits=False``: the foreground probability) and ``target`` (N, H, W) 0/1
+    (integer or bool); the loss is 1 - the foreground's Dice. Computed from differentiable
+    primitives, so the gradient flows to ``input`` (class weights carry none)."""
+    fn = "dice_loss"
+    _check_reduction(reduction)
+    x = _tensor(input)
+    _check_float_input(x, fn)
+    if x.ndim < 3:
+        raise ValueError(f"{fn}: input must be (N, C, H, W) class scores (or (N, C, d1, ...)), got "
+                         f"shape {tuple(x.shape)}; target (N, H, W) class indices")
+    smooth = float(smooth)
+    if not (smooth >= 0 and smooth < float("inf")):
+        raise ValueError(f"{fn}: smooth must be a finite number >= 0, got {smooth}")
+    c = x.shape[1]
+    binary = c == 1
+    w = _class_weight(weight, c, x.dtype, fn)
+    if w is not None and ((w < 0).any() or not w.sum() > 0 or not xp.isfinite(w).all()):
+        raise ValueError(f"{fn}: weight must be finite and non-negative with a positive sum, got "
+                         f"{w.tolist()}")
+    ignore_index = int(ignore_index)
+    ts, valid = _dice_target(target, x, binary, ignore_index, fn)
+    if not from_logits and x.data.size and ((x.data < 0).any() or (x.data > 1).any()):
+        raise ValueError(f"{fn}: with from_logits=False the input holds probabilities, which must "
+                         f"lie in [0, 1]")
+    if from_logits:
+        p = sigmoid(x) if binary else softmax(x, dim=1)
+    else:
+        p = x
+    spatial = (slice(None), None) + (slice(None),) * (x.ndim - 2)  # (N, d1, ...) -> (N, 1, d1, ...)
+    if binary:
+        onehot = (ts == 1)[spatial]
+    else:
+        onehot = ts[spatial] == xp.arange(c).reshape((1, c) + (1,) * (x.ndim - 2))
+    if not valid.all():
+        onehot = onehot & valid[spatial]
+        p = p * valid[spatial].astype(x.dtype)
+    onehot = onehot.astype(x.dtype)
+    axes = tuple(range(2, x.ndim))
+    inter = _sum(p * onehot, dim=axes)                  # (N, C)
+    total = _sum(p, dim=axes) + onehot.sum(axis=axes)   # sum p + sum t
+    dice = (2.0 * inter + smooth) / (total + smooth)
+    if w is None:
+        per_image = 1.0 - dice.mean(1)
+    else:
+        per_image = 1.0 - (dice * w).sum(1) / w.sum()
+    if reduction == "none":
+        return per_image
+    if reduction == "mean" and x.shape[0] == 0:
+        return per_image.sum() * float("nan")  # the mean over no image: nan (as PyTorch's), no warning
+    return per_image.sum() if reduction == "sum" else per_image.mean()
 
 
 # ---------------------------------------------------------------------------------- one hot

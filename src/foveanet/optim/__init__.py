@@ -17,15 +17,19 @@ By name (the names of ``foveanet train --optimizer`` / ``--scheduler``)::
 
 Optimizers: SGD (momentum, Nesterov), Adam, AdamW, RMSprop; all update ``p.data`` in place with
 NumPy, match PyTorch's update formulas, and save/restore with ``state_dict``/``load_state_dict``.
+LBFGS (with the strong-Wolfe line search) re-evaluates the loss within a step, so its
+``step(closure)`` needs a closure; it is not one of the names above (``foveanet train`` steps
+without one).
 """
 from . import lr_scheduler  # noqa: F401
 from .adam import Adam, AdamW  # noqa: F401
 from .factory import OPTIMIZERS, SCHEDULERS, create, create_scheduler, scheduler_options  # noqa: F401
+from .lbfgs import LBFGS  # noqa: F401
 from .optimizer import Optimizer, required  # noqa: F401
 from .regularization import Regularizer, l1_penalty, l2_penalty, penalty  # noqa: F401
 from .rmsprop import RMSprop  # noqa: F401
 from .sgd import SGD  # noqa: F401
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler", "l1_penalty",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "LBFGS", "lr_scheduler", "l1_penalty",
            "l2_penalty", "penalty", "Regularizer", "required",
            "create", "create_scheduler", "scheduler_options", "OPTIMIZERS", "SCHEDULERS"]

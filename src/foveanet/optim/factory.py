@@ -30,6 +30,10 @@ _OPTIMIZERS = {
 }
 OPTIMIZERS = tuple(_OPTIMIZERS)
 
+# optimizers whose step re-evaluates the loss through a closure: the trainer's steps have none,
+# so they are built by hand, never by name here
+_NEED_A_CLOSURE = {"lbfgs": "LBFGS"}
+
 # name -> its options and their defaults (the values of foveanet.recipes.SCHEDULES)
 _SCHEDULER_OPTIONS = {
     "step": {"step_size_fraction": 1 / 3, "gamma": 0.1},
@@ -52,9 +56,17 @@ def create(name: str, params, lr: float, **options):
     ``lr``; ``options`` go to its class (``momentum``, ``weight_decay``, ``betas``, ...).
     ``'momentum'`` is SGD with ``momentum=0.9`` unless ``momentum`` is given.
 
-    Raises ValueError for an unknown name and TypeError for an option the class does not take
+    Raises ValueError for an unknown name (and for ``'lbfgs'``: LBFGS steps need a closure,
+    which the trainer's steps do not have) and TypeError for an option the class does not take
     (Adam's ``momentum``, say), naming the options it does take."""
     key = str(name).lower()
+    if key in _NEED_A_CLOSURE:
+        cls_name = _NEED_A_CLOSURE[key]
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)} "
+                         f"(fv.optim.{cls_name} exists, but it evaluates the loss several times "
+                         "per step through a closure, and the steps of `foveanet train` and the "
+                         f"Trainer have none: build fv.optim.{cls_name}(params, ...) yourself and "
+                         "call opt.step(closure))")
     if key not in _OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     cls, defaults = _OPTIMIZERS[key]

@@ -26,7 +26,9 @@ Modules: ``trainer`` (Trainer, fit, TrainingDiverged: the loop itself is in its 
 epoch metrics), ``callbacks`` (Checkpoint, BestCheckpoint, EarlyStopping, LRSchedulerCallback,
 CSVLogger, JSONLLogger), ``metrics`` (accuracy, top-k, confusion matrix, evaluate),
 ``checkpoint`` (the run directory format), ``io`` (atomic writes, safetensors, strict JSON: no
-pickle anywhere), ``history``, ``progress`` (the rich progress bar / plain log lines).
+pickle anywhere), ``history``, ``progress`` (the rich progress bar / plain log lines),
+``image_metrics`` (PSNR, SSIM, segmentation IoU / Dice, a Fréchet distance in a foveanet
+classifier's feature space).
 """
 from . import tasks  # noqa: F401
 from . import forecast  # noqa: F401  (registers the forecast task)
@@ -44,6 +46,9 @@ from .tasks import Task  # noqa: F401
 from .trainer import Trainer, TrainingDiverged, fit, penalized_parameters  # noqa: F401
 from .evaluation import compute_test_metrics, predict_loader  # noqa: F401
 from .run import ConfigError, Run, RunError, load_run  # noqa: F401
+from . import image_metrics  # noqa: F401
+from .image_metrics import (ClassifierFeatures, FrechetScore, confusion_from_predictions,  # noqa: F401
+                            feature_frechet, frechet_distance, psnr, segmentation_scores, ssim)
 
 __all__ = [
     "Trainer", "fit", "TrainingDiverged", "penalized_parameters", "History",
@@ -55,3 +60,5 @@ __all__ = [
     "read_checkpoint", "read_best", "CheckpointError", "FORMAT_VERSION", "tasks", "Task",
 ]
 __all__ += ["predict_loader", "compute_test_metrics", "load_run", "Run", "RunError", "ConfigError"]
+__all__ += ["image_metrics", "psnr", "ssim", "segmentation_scores", "confusion_from_predictions",
+            "frechet_distance", "ClassifierFeatures", "feature_frechet", "FrechetScore"]

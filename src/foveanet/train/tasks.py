@@ -485,21 +485,45 @@ class Regression(Task):
 class Segmentation(Task):
     """Per-pixel cross entropy on (N, C, H, W) logits and (N, H, W) integer targets; pixels
     labelled ``ignore_index`` count neither in the loss nor in the metrics (pixel accuracy, mean
-    IoU over the classes present)."""
+    IoU over the classes present). ``weight``: one weight per class for the cross entropy (as
+    ``F.cross_entropy``'s); ``loss``: ``"ce"`` (default), ``"dice"`` (``F.dice_loss``, soft
+    Dice over the classes) or ``"ce+dice"`` (their sum)."""
 
     name = "segmentation"
+    LOSSES = ("ce", "dice", "ce+dice")
 
-    def __init__(self, ignore_index: int = -100):
+    def __init__(self, ignore_index: int = -100, weight=None, loss: str = "ce"):
         self.ignore_index = _integer(ignore_index, "ignore_index", "segmentation")
+        if weight is not None:
+            weight = [_number(w, "weight", "segmentation") for w in weight]
+            if not weight or any(w < 0 for w in weight):
+                raise ValueError("segmentation: weight must be a non-empty list of numbers >= 0")
+        self.weight = weight
+        if loss not in self.LOSSES:
+            raise ValueError(f"segmentation: loss must be one of {', '.join(self.LOSSES)}, got "
+                             f"{loss!r}")
+        self.kind = loss
 
     def loss(self, output, target):
-        return F.cross_entropy(output, target, ignore_index=self.ignore_index)
+        w = None
+        if self.weight is not None:
+            if len(self.weight) != output.shape[1]:
+                raise ValueError(f"segmentation: {len(self.weight)} class weights for outputs "
+                                 f"of {output.shape[1]} classes")
+            w = Tensor(xp.asarray(self.weight, dtype=output.dtype))
+        total = None
+        if self.kind in ("ce", "ce+dice"):
+            total = F.cross_entropy(output, target, weight=w, ignore_index=self.ignore_index)
+        if self.kind in ("dice", "ce+dice"):
+            d = F.dice_loss(output, target, ignore_index=self.ignore_index)
+            total = d if total is None else total + d
+        return total
 
     def metrics(self, stage="val"):
         return SegmentationMetrics(self.ignore_index)
 
     def options(self):
-        return {"ignore_index": self.ignore_index}
+        return {"ignore_index": self.ignore_index, "weight": self.weight, "loss": self.kind}
 
 
 @register

@@ -114,3 +114,31 @@ class BCEWithLogitsLoss(_Loss):
     def forward(self, input, target):  # noqa: A002
         return F.binary_cross_entropy_with_logits(input, target, weight=self.weight,
                                                   reduction=self.reduction, pos_weight=self.pos_weight)
+
+
+class DiceLoss(_Loss):
+    """Soft Dice loss for segmentation (``F.dice_loss``): 1 - the mean over classes of each
+    image's Dice (2 sum p t + smooth) / (sum p + sum t + smooth), p = softmax(input) over the
+    classes and t the one-hot target, summed over that image's pixels; averaged over the images.
+
+    input (N, C, H, W) logits and target (N, H, W) class indices; a (N, 1, H, W) input is binary
+    (sigmoid, 0/1 targets). ``weight`` (C,) weighs the classes' Dice; pixels labelled
+    ``ignore_index`` count nowhere; ``smooth`` keeps classes absent from an image near Dice 1;
+    ``from_logits=False``: the input already holds probabilities.
+    Often added to ``CrossEntropyLoss``, whose per-pixel gradient it complements."""
+
+    def __init__(self, weight=None, ignore_index: int = -100, smooth: float = 1.0,
+                 reduction: str = "mean", from_logits: bool = True):
+        super().__init__(reduction)
+        self.register_buffer("weight", _as_weight("DiceLoss", "weight", weight))
+        self.from_logits = bool(from_logits)
+        self.ignore_index = ignore_index
+        smooth = float(smooth)
+        if not 0 <= smooth < float("inf"):
+            raise ValueError(f"DiceLoss: smooth must be a finite number >= 0, got {smooth}")
+        self.smooth = smooth
+
+    def forward(self, input, target):  # noqa: A002
+        return F.dice_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                           smooth=self.smooth, reduction=self.reduction,
+                           from_logits=self.from_logits)
