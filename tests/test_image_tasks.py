@@ -169,3 +169,22 @@ def test_commands_refuse_runs_of_other_tasks(data_dir, runs, tmp_path):
     assert rc == 1 and "takes runs of --task segment" in err
     rc, _, err = run(["generate", vae, "--class", "1", "-o", str(tmp_path / "x.png")])
     assert rc == 2 and "--class applies to a class-conditional GAN" in err
+
+
+def test_train_saves_kernels_and_tensorboard_events(data_dir, tmp_path):
+    pytest.importorskip("tensorboardX")
+    out, tb = str(tmp_path / "run"), str(tmp_path / "tb")
+    rc, text, err = run(["train", "--data-dir", data_dir, "--model", "lenet5", "--epochs", "2",
+                         "--save-kernels", "0,2", "--tensorboard", tb, "--out", out] + COMMON)
+    assert rc == 0, err
+    assert sorted(os.listdir(os.path.join(out, "kernels"))) == ["epoch_000.png", "epoch_002.png"]
+    before, after = (open(os.path.join(out, "kernels", f), "rb").read()
+                     for f in ("epoch_000.png", "epoch_002.png"))
+    assert before != after  # the kernels moved while learning
+    report = open(os.path.join(out, "report.md")).read()
+    assert "![First-layer kernels before training](kernels/epoch_000.png)" in report
+    assert "![First-layer kernels after epoch 2](kernels/epoch_002.png)" in report
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tb))
+    rc, _, err = run(["train", "--data-dir", data_dir, "--model", "lenet5", "--save-kernels",
+                      "1,x", "--out", str(tmp_path / "bad")] + COMMON)
+    assert rc == 2 and "--save-kernels expects epochs" in err

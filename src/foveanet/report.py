@@ -327,6 +327,10 @@ def render_markdown(config, history, results, plots) -> str:
                     MISCLASSIFIED: "Misclassified test images"}
         for p in plots:
             cap = captions.get(p, p)
+            if p.startswith("kernels/epoch_"):  # foveanet train --save-kernels
+                e = int(p[len("kernels/epoch_"):-4])
+                cap = ("First-layer kernels before training" if e == 0 else
+                       f"First-layer kernels after epoch {e}")
             lines += [f"### {cap}", "", f"![{cap}]({p})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -375,11 +379,21 @@ def write_report(run_dir, config=None, history=None, results=None, *, images=Non
     elif images is not None:
         put(MISCLASSIFIED, plot_misclassified(images, labels, predictions, classes))
     plots = [p for p in (CURVES, CONFUSION, MISCLASSIFIED)
-             if os.path.isfile(os.path.join(run_dir, p))]
+             if os.path.isfile(os.path.join(run_dir, p))] + kernel_snapshots(run_dir)
     path = os.path.join(run_dir, REPORT)
     atomic_write_text(path, render_markdown(config, history, results, plots))
     written.append(path)
     return written
+
+
+def kernel_snapshots(run_dir) -> list:
+    """The kernel pictures ``foveanet train --save-kernels`` wrote (``kernels/epoch_NNN.png``),
+    by epoch, as paths relative to the run directory."""
+    folder = os.path.join(os.fspath(run_dir), "kernels")
+    if not os.path.isdir(folder):
+        return []
+    return [f"kernels/{f}" for f in sorted(os.listdir(folder))
+            if f.startswith("epoch_") and f.endswith(".png") and f[6:-4].isdigit()]
 
 
 def decision_boundary(model):
@@ -1078,6 +1092,8 @@ def render_image_task_markdown(config, history, results, plots) -> str:
         lines += ["## Pictures", ""]
         for p in plots:
             cap = _CAPTIONS.get(p, p)
+            if p.startswith("samples/epoch_"):
+                cap = f"Samples of the same noise after epoch {int(p[len('samples/epoch_'):-4])}"
             lines += [f"### {cap}", "", f"![{cap}]({p})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -1111,6 +1127,7 @@ def write_image_task_report(run_dir, config=None, history=None, results=None, ar
         put(name, data)
     order = [CURVES] + list(_PICTURES.values())
     plots = [p for p in dict.fromkeys(order) if os.path.isfile(os.path.join(run_dir, p))]
+    plots += kernel_snapshots(run_dir)
     samples = os.path.join(run_dir, "samples")
     if os.path.isdir(samples):
         plots += [f"samples/{f}" for f in sorted(os.listdir(samples)) if f.endswith(".png")][-3:]

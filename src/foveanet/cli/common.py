@@ -236,3 +236,44 @@ def fit_run(trainer, train_loader, val_loader, epochs: int, run_dir: str, resume
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: foveanet train --resume {run_dir}", file=sys.stderr)
         return None
+
+
+def add_observers(group) -> None:
+    """``--tensorboard DIR`` and ``--save-kernels EPOCHS`` on a train parser's group: what a run
+    shows while it learns; not part of its configuration (they may differ on --resume)."""
+    group.add_argument("--tensorboard", metavar="DIR",
+                       help="write TensorBoard event files to DIR (losses, metrics and learning "
+                       "rate per step, weight and gradient histograms, first-layer kernels; "
+                       "needs the tensorboard extra)")
+    group.add_argument("--save-kernels", metavar="EPOCHS", dest="save_kernels",
+                       help="save the first convolution's kernels as RUN_DIR/kernels/epoch_NNN.png "
+                       "after these epochs (e.g. 0,1,5: 0 is before training; or all); "
+                       "report.md shows them")
+
+
+def observers(given: dict, run_dir: str) -> list:
+    """The callbacks ``--tensorboard`` and ``--save-kernels`` ask for (UsageError for a bad
+    epoch list)."""
+    cbs = []
+    if given.get("tensorboard"):
+        from ..train import TensorBoard
+        try:
+            cbs.append(TensorBoard(given["tensorboard"]))
+        except ImportError as exc:
+            raise UsageError(f"--tensorboard: {exc}") from None
+    spec = given.get("save_kernels")
+    if spec:
+        from ..train import KernelSnapshots
+        from ..visual import plot_kernels
+        if spec.strip().lower() == "all":
+            epochs = "all"
+        else:
+            try:
+                epochs = sorted({int(e) for e in spec.split(",") if e.strip()})
+            except ValueError:
+                epochs = None
+            if not epochs or min(epochs) < 0:
+                raise UsageError(f"--save-kernels expects epochs >= 0 separated by commas (e.g. "
+                                 f"0,1,5) or all, got {spec!r}")
+        cbs.append(KernelSnapshots(run_dir, epochs, draw=plot_kernels))
+    return cbs

@@ -36,9 +36,10 @@ from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN
                          feature_names, jsonable_options, load_run_config, load_test,
                          load_train_val, load_weights, make_loader, model_record,
                          regression_message, transfer_source, write_results, write_run_config)
-from .common import (Formatter, UsageError, fit_run, fraction, momentum, nonneg_float, nonneg_int,
-                     out, parse_data_options, parse_model_options, positive_float, positive_int,
-                     probability, run_report, takes_points, usage_text, version)
+from .common import (Formatter, UsageError, add_observers, fit_run, fraction, momentum,
+                     nonneg_float, nonneg_int, observers, out, parse_data_options,
+                     parse_model_options, positive_float, positive_int, probability, run_report,
+                     takes_points, usage_text, version)
 from . import train_images, train_language
 
 # the known names --dataset trains on: the registry's, less the regression sets and the series
@@ -48,7 +49,8 @@ CLASSIFICATION_SETS = tuple(n for n in KNOWN_DATASETS if n not in REGRESSION and
 TASKS = ("classification", "forecast", "language_model",  # language_model: train_language.py
          "autoencode", "denoise", "segment", "vae", "gan")  # train_images.py
 # options of `train` that are not part of a run's configuration: they may differ on --resume
-ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out")
+ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out", "tensorboard",
+                       "save_kernels")
 
 EPILOG = """\
 examples:
@@ -185,6 +187,7 @@ def add_parser(sub):
     g.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     g.add_argument("--no-progress", action="store_true", dest="no_progress",
                    help="no progress bar (one line per epoch)")
+    add_observers(g)
     return t
 
 
@@ -635,7 +638,8 @@ def command(args) -> int:
                       l1=cfg["l1"], l2=cfg["l2"],
                       progress="plain" if given.get("no_progress") else "auto",
                       run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"],
-                      task=tasks.from_config(cfg["task"]) if is_forecast(cfg) else None)
+                      task=tasks.from_config(cfg["task"]) if is_forecast(cfg) else None,
+                      callbacks=observers(given, run_dir))
     cfg["task"] = trainer.task.config()  # what fv.load_run(...).task rebuilds
     os.makedirs(run_dir, exist_ok=True)
     write_run_config(run_dir, cfg)

@@ -42,7 +42,8 @@ from ..train.generative import IMAGE_TASKS
 from ..train.run import (CONFIG_FILE, RUN_FORMAT, RUN_FORMAT_VERSION, ConfigError, RunError,
                          canonical_model, checkpoint_epoch, jsonable_options, load_run_config,
                          write_results, write_run_config)
-from .common import UsageError, fit_run, out, parse_data_options, parse_model_options, version
+from .common import (UsageError, fit_run, observers, out, parse_data_options, parse_model_options,
+                     version)
 
 __all__ = ["add_arguments", "wanted", "resolve_image_config", "command", "MODELS"]
 
@@ -56,7 +57,8 @@ FLAGS = {"noise": ("--noise", ("denoise",)), "bottleneck": ("--bottleneck", ("au
          "classifier": ("--classifier", ("gan", "vae")), "seg_loss": ("--seg-loss", ("segment",)),
          "class_weights": ("--class-weights", ("segment",))}
 MODEL_FLAGS = {"bottleneck": "bottleneck", "latent": "latent"}
-ENVIRONMENT = ("no_progress", "resume", "out", "data_dir", "download")
+ENVIRONMENT = ("no_progress", "resume", "out", "data_dir", "download", "tensorboard",
+               "save_kernels")
 NOT_FOR_IMAGES = {"augment": "the image tasks take no augmentation (a denoiser's noise: --noise)",
                   "from_": "transfer learning applies to classifiers",
                   "freeze": "transfer learning applies to classifiers",
@@ -411,7 +413,7 @@ def _class_frequencies(dataset):
     return (counts[:n] / counts.sum()).tolist()
 
 
-def make_trainer(cfg, models, run_dir, train, progress):
+def make_trainer(cfg, models, run_dir, train, progress, extra=()):
     from ..train import Trainer
     from ..train.generative import GANTrainer, SampleGrid
     kind = cfg["task"]["kind"]
@@ -425,12 +427,13 @@ def make_trainer(cfg, models, run_dir, train, progress):
         grid = SampleGrid(run_dir, 100 if cfg["conditional"] else 64, int(cfg["seed"]) + 31,
                           10 if cfg["conditional"] else 0)
         return GANTrainer(G, D, opt_g, opt_d, latent=G.latent, conditional=cfg["conditional"],
-                          schedulers=scheds or None, callbacks=[grid], progress=progress,
+                          schedulers=scheds or None, callbacks=[grid, *extra], progress=progress,
                           run_dir=run_dir, model_config=records, model_name="dcgan")
     model = models["model"]
     opt = _optimizer(model.parameters(), cfg)
     return Trainer(model, opt, task=_task(cfg, train), scheduler=_scheduler(opt, cfg),
                    progress=progress, run_dir=run_dir, model_config=records["model"],
+                   callbacks=list(extra),
                    model_name=cfg["model"])
 
 
@@ -496,7 +499,8 @@ def command(args, given: dict, t_start: float) -> int:
     else:
         cfg.setdefault("resumed", []).append(argv)
     trainer = make_trainer(cfg, models, run_dir, train,
-                           "plain" if given.get("no_progress") else "auto")
+                           "plain" if given.get("no_progress") else "auto",
+                           observers(given, run_dir))
     os.makedirs(run_dir, exist_ok=True)
     write_run_config(run_dir, cfg)
     out(f"run directory: {run_dir}")

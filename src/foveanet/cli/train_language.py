@@ -61,7 +61,9 @@ NOT_FOR_TEXT = {"dataset": "the text is --text FILE (default: the Python standar
                 "freeze": "transfer learning applies to image models",
                 "num_classes": "the classes are the text's characters",
                 "window": "--window applies to forecasting; a language model's window is --bptt",
-                "horizon": "--horizon applies to forecasting"}
+                "horizon": "--horizon applies to forecasting",
+                "tensorboard": "not for language-model runs yet (image tasks and classifiers)",
+                "save_kernels": "a language model has no convolution kernels"}
 ENVIRONMENT = ("no_progress", "resume", "out")
 CONFIG_KEYS = ["task", "model", "model_options", "dropout", "dataset", "max_chars", "val_split",
                "bptt", "steps_per_epoch", "epochs", "batch_size", "optimizer", "lr", "momentum",

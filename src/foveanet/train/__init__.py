@@ -49,6 +49,8 @@ from .run import ConfigError, Run, RunError, load_run  # noqa: F401
 from . import image_metrics  # noqa: F401
 from .image_metrics import (ClassifierFeatures, FrechetScore, confusion_from_predictions,  # noqa: F401
                             feature_frechet, frechet_distance, psnr, segmentation_scores, ssim)
+from .kernels_callback import KernelSnapshots  # noqa: F401
+from .tensorboard import TensorBoard  # noqa: F401
 
 __all__ = [
     "Trainer", "fit", "TrainingDiverged", "penalized_parameters", "History",
@@ -62,3 +64,4 @@ __all__ = [
 __all__ += ["predict_loader", "compute_test_metrics", "load_run", "Run", "RunError", "ConfigError"]
 __all__ += ["image_metrics", "psnr", "ssim", "segmentation_scores", "confusion_from_predictions",
             "frechet_distance", "ClassifierFeatures", "feature_frechet", "FrechetScore"]
+__all__ += ["TensorBoard", "KernelSnapshots"]
