@@ -188,3 +188,25 @@ def test_train_saves_kernels_and_tensorboard_events(data_dir, tmp_path):
     rc, _, err = run(["train", "--data-dir", data_dir, "--model", "lenet5", "--save-kernels",
                       "1,x", "--out", str(tmp_path / "bad")] + COMMON)
     assert rc == 2 and "--save-kernels expects epochs" in err
+
+
+def test_gan_measured_in_a_classifiers_features(data_dir, runs, tmp_path):
+    clf = str(tmp_path / "clf")
+    rc, _, err = run(["train", "--data-dir", data_dir, "--model", "mlp", "--model-option",
+                      "hidden=32", "--epochs", "1", "--out", clf] + COMMON)
+    assert rc == 0, err
+    out = str(tmp_path / "gan")
+    rc, text, err = run(["train", "--data-dir", data_dir, "--epochs", "1", "--conditional",
+                         "--classifier", clf, "--out", out] + GAN + COMMON)
+    assert rc == 0, err
+    t = results(out)["test"]
+    fr = t["frechet"]
+    # named for what it is: the classifier's features, never the Inception network's
+    assert fr["name"] == "FID (mlp features)" and fr["images"] == 30
+    assert fr["generated"] >= 0 and fr["real_vs_real"] >= 0 and fr["noise"] > fr["real_vs_real"]
+    assert 0 <= t["conditional_accuracy"] <= 1 and 0 <= t["classifier_accuracy_real"] <= 1
+    assert "FID (mlp features)" in text and "not the Inception-based FID" in \
+        open(os.path.join(out, "report.md")).read()
+    rc, _, err = run(["train", "--task", "gan", "--classifier", str(tmp_path / "nope"),
+                      "--out", str(tmp_path / "g2")] + COMMON)
+    assert rc == 2 and "not a run directory" in err
