@@ -488,6 +488,16 @@ def _loadavg():
         return None
 
 
+def text_table(head, rows, left: int = 1) -> str:
+    """``head`` and ``rows`` (tuples of strings) as a plain-text table between rules, the first
+    ``left`` columns left-aligned and the others right-aligned (the side-by-side scripts' tables)."""
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    fmt = lambda row: "  ".join(c.ljust(w) if i < left else c.rjust(w)  # noqa: E731
+                                for i, (c, w) in enumerate(zip(row, widths)))
+    line = "-" * (sum(widths) + 2 * (len(head) - 1))
+    return "\n".join([line, fmt(head), line] + [fmt(r) for r in rows] + [line])
+
+
 def machine_info(threads):
     import torch
 

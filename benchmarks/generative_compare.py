@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import foveanet as fv  # noqa: E402
-from compare import GATE, interleaved, machine_info  # noqa: E402
+from compare import GATE, interleaved, machine_info, text_table  # noqa: E402
 
 CASES = {"dcgan28-w64": ("dcgan", 64, 128), "dcgan28-w32": ("dcgan", 32, 128),
          "segnet64": ("segnet", 16, 32)}
@@ -254,11 +254,7 @@ def table(results):
     head = ("case", "batch", "foveanet ms", "PyTorch ms", "PyTorch/foveanet")
     rows = [(r["case"], str(r["batch"]), f"{1e3 * r['foveanet']['median_s']:.1f}",
              f"{1e3 * r['torch']['median_s']:.1f}", f"{r['ratio']:.3f}") for r in results]
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(5)]
-    fmt = lambda row: "  ".join(c.ljust(w) if i < 1 else c.rjust(w)  # noqa: E731
-                                for i, (c, w) in enumerate(zip(row, widths)))
-    line = "-" * (sum(widths) + 8)
-    return "\n".join([line, fmt(head), line] + [fmt(r) for r in rows] + [line])
+    return text_table(head, rows)
 
 
 def main(argv=None):

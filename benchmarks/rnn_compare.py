@@ -43,7 +43,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import foveanet as fv  # noqa: E402
-from compare import GATE, interleaved, machine_info  # noqa: E402
+from compare import GATE, interleaved, machine_info, text_table  # noqa: E402
 
 CASES = {
     "lstm1-t35-b32": ("LSTM", 1, 35, 32),
@@ -140,11 +140,7 @@ def table(results):
         for key, label in (("train", "train step (fwd+bwd)"), ("infer", "inference (no_grad)")):
             rows.append((r["case"], label, f"{1e3 * r['foveanet'][key + '_median_s']:.2f}",
                          f"{1e3 * r['torch'][key + '_median_s']:.2f}", f"{r['ratio'][key]:.3f}"))
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(5)]
-    fmt = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
-                                for i, (c, w) in enumerate(zip(row, widths)))
-    line = "-" * (sum(widths) + 8)
-    return "\n".join([line, fmt(head), line] + [fmt(r) for r in rows] + [line])
+    return text_table(head, rows, left=2)
 
 
 def main(argv=None):
