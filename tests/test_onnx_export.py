@@ -86,7 +86,7 @@ SLOW = {"alexnet", "densenet121", "densenet169", "densenet201", "densenet_bc", "
 
 
 IMAGE_OUTPUT = {"conv_ae", "dense_ae", "vae", "dcgan_generator", "dcgan_discriminator", "segnet",
-                "segnet_small", "unet"}
+                "segnet_small", "unet", "transform_net"}
 
 
 def _zoo_case(name):

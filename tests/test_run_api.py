@@ -103,7 +103,7 @@ def assert_same_weights(model, want):
 
 # ------------------------------------------------------------------------- every model
 IMAGE_OUTPUT = {"conv_ae", "dense_ae", "vae", "dcgan_generator", "dcgan_discriminator", "segnet",
-                "segnet_small", "unet"}
+                "segnet_small", "unet", "style_features", "transform_net"}
 
 
 @pytest.mark.parametrize("name", fv.models.list_models())

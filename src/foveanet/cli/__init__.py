@@ -23,7 +23,7 @@
     foveanet segment runs/segment-segnet_small-fashion-scenes-20250101-120000 scene.png -o mask.png
 
 One module per command (``train``, ``evaluate``, ``predict``, ``export``, ``summary``,
-``models``, ``sample``, ``generate``, ``segment``, ``visualize``; ``train_language`` is the language-model side
+``models``, ``sample``, ``generate``, ``segment``, ``visualize``, ``stylize``; ``train_language`` is the language-model side
 of ``train``, ``train_images`` its side for networks that output images), each with ``add_parser(subparsers)`` and ``command(args) -> exit status``; they parse
 their options and call the library: ``foveanet.train.run`` (the run directory, ``load_run``, the
 configuration and the model built from it), ``foveanet.train.evaluation``, ``fv.optim.create``,
@@ -54,8 +54,8 @@ from ..data import DatasetError
 from ..data.images import prepare_image
 from ..train import CheckpointError
 from ..train.run import ConfigError, RunError, build_model, load_run_config
-from . import (evaluate, export, generate, models, predict, sample, segment, summary, train,
-               visualize)
+from . import (evaluate, export, generate, models, predict, sample, segment, stylize, summary,
+               train, visualize)
 from .common import PROG, Formatter, UsageError, usage_text, version
 from .train import resolve_config
 
@@ -64,7 +64,7 @@ __all__ = ["main", "build_parser", "UsageError", "RunError", "resolve_config", "
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export,
             "summary": summary, "models": models, "sample": sample, "generate": generate,
-            "segment": segment, "visualize": visualize}
+            "segment": segment, "visualize": visualize, "stylize": stylize}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from .resnet import (CifarResNet, PreActResNet, ResNet, WideResNet, preact_resne
                      resnet110, resnet152, resnet1202, resnet_cifar, wide_resnet)
 from .segmentation import SegNet, UNet, segnet, segnet_small, unet  # noqa: F401
 from .simple import cnn_bn, lenet5, mlp  # noqa: F401
+from .stylenet import RandomFeatures, TransformNet, style_features, transform_net  # noqa: F401
 from .vgg import (VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19,  # noqa: F401
                   vgg19_bn)
 from .summary import Summary, layer_macs, summary  # noqa: F401

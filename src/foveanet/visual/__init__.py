@@ -26,6 +26,9 @@ from .maps import (Saliency, VisualError, activations, conv_layers, default_laye
                    maximize, maximize_grid, predicted_class, prepare_input, resize_map, saliency,
                    smoothgrad, total_variation)
 from .page import render_page, write_page  # noqa: F401
+from .style import (FeatureNetwork, Stylizer, content_loss, feature_network,  # noqa: F401
+                    gram_matrix, save_image, side_by_side, style_loss, stylize, train_stylizer,
+                    tv_loss)
 from .plots import (mosaic, plot_activations, plot_gradcam, plot_kernels,  # noqa: F401
                     plot_maximized, plot_overlay, plot_saliency)
 
