@@ -18,7 +18,8 @@ import foveanet as fv
 from foveanet import nn
 from foveanet.cli import stylize as stylize_cmd
 from foveanet.data.images import ImageError
-from foveanet.models.stylenet import InstanceNorm2d, RandomFeatures, TransformNet
+from foveanet.models.stylenet import RandomFeatures, TransformNet
+from foveanet.nn import InstanceNorm2d
 from foveanet.visual import VisualError
 from foveanet.visual import style as S
 from helpers import check_against_torch, check_layer_against_torch, gradcheck, rel_close

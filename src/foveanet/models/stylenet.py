@@ -37,7 +37,7 @@ download, the feed-forward stylisation network, and the instance normalisation i
   of the content image is normalised away, which the paper's batch normalisation does not;
   ``norm='batch'`` gives the original). Inputs are images in [0, 1] of at least 8x8 pixels; a
   height or width that is not a multiple of 4 is padded by reflection and cropped back.
-- ``InstanceNorm2d``: PyTorch's ``torch.nn.InstanceNorm2d`` (foveanet.nn has none): each sample
+- ``nn.InstanceNorm2d`` (in ``nn/layers/normalization.py``): PyTorch's ``torch.nn.InstanceNorm2d``: each sample
   and channel normalised by its own mean and biased variance over H x W, ``(x - mean) /
   sqrt(var + eps)``, times ``weight`` plus ``bias`` per channel when ``affine``; built from the
   differentiable mean, var and sqrt, so its gradients are theirs. Running statistics
@@ -46,15 +46,13 @@ download, the feed-forward stylisation network, and the instance normalisation i
 from __future__ import annotations
 
 from .. import nn
-from ..backend import xp
-from ..nn.parameter import Parameter
 from ..ops import cat, pad, sigmoid
 from ..ops.resize import interpolate_nearest
 from ..random import Generator, numpy_rng
 from .autoencoder import positive
 from .registry import register_model
 
-__all__ = ["InstanceNorm2d", "RandomFeatures", "TransformNet", "style_features", "transform_net",
+__all__ = ["RandomFeatures", "TransformNet", "style_features", "transform_net",
            "IMAGENET_MEAN", "IMAGENET_STD"]
 
 # the normalisation torchvision's and the ONNX model zoo's ImageNet networks expect
@@ -65,48 +63,6 @@ UPSAMPLES = ("nearest", "transpose")
 
 
 # ---------------------------------------------------------------------- instance normalisation
-class InstanceNorm2d(nn.Module):
-    """``InstanceNorm2d(num_features, eps=1e-5, momentum=0.1, affine=False,
-    track_running_stats=False)``: PyTorch's layer (see the module docstring). Input (N, C, H, W);
-    ``weight`` (ones) and ``bias`` (zeros) of shape (C,) when ``affine``."""
-
-    def __init__(self, num_features, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = False, track_running_stats: bool = False, dtype=None):
-        super().__init__()
-        self.num_features = positive("InstanceNorm2d", "num_features", num_features)
-        if track_running_stats:
-            raise ValueError("InstanceNorm2d: track_running_stats=True is not supported (each "
-                             "image is normalised by its own statistics, in training and "
-                             "evaluation alike)")
-        self.eps, self.momentum, self.affine = float(eps), momentum, bool(affine)
-        self.track_running_stats = False
-        if self.affine:
-            dt = xp.dtype(dtype) if dtype is not None else xp.float32
-            self.weight = Parameter(xp.ones(self.num_features, dtype=dt))
-            self.bias = Parameter(xp.zeros(self.num_features, dtype=dt))
-        else:
-            self.weight = None
-            self.bias = None
-
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
-
-    def forward(self, x):
-        shape = tuple(getattr(x, "shape", ()))
-        if getattr(x, "ndim", None) != 4:
-            raise ValueError(f"InstanceNorm2d: expected (N, C, H, W), got shape {shape}")
-        if shape[1] != self.num_features:
-            raise ValueError(f"InstanceNorm2d: built for {self.num_features} channels, got "
-                             f"{shape[1]} (input shape {shape})")
-        mean = x.mean(dim=(2, 3), keepdim=True)
-        var = x.var(dim=(2, 3), keepdim=True, correction=0)
-        y = (x - mean) / (var + self.eps).sqrt()
-        if self.affine:
-            c = self.num_features
-            y = y * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
-        return y
-
-
 # ------------------------------------------------------------------ the random feature network
 class FilterBank(nn.Module):
     """Convolutions of several kernel sizes side by side (``k3``, ``k5``, ...; each padded to keep
@@ -229,7 +185,7 @@ class ConvLayer(nn.Module):
 
 
 def _norm(kind, channels):
-    return InstanceNorm2d(channels, affine=True) if kind == "instance" else nn.BatchNorm2d(channels)
+    return nn.InstanceNorm2d(channels, affine=True) if kind == "instance" else nn.BatchNorm2d(channels)
 
 
 class ResidualBlock(nn.Module):

@@ -7,8 +7,8 @@ submodules ``functional`` (``import foveanet.nn.functional as F``), ``init`` and
 from . import functional, init, utils  # noqa: F401
 from .layers import (ELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d,  # noqa: F401
                      BCELoss, BCEWithLogitsLoss, Conv2d, ConvTranspose2d, CrossEntropyLoss, Dropout,
-                     Dropout2d, Embedding, Flatten, Identity, LayerNorm, LeakyReLU, Linear,
-                     LocalResponseNorm, LogSoftmax, MaxPool2d, MaxUnpool2d, ModuleDict, ModuleList,
+                     Dropout2d, Embedding, Flatten, Identity, InstanceNorm2d, LayerNorm, LeakyReLU,
+                     Linear, LocalResponseNorm, LogSoftmax, MaxPool2d, MaxUnpool2d, ModuleDict, ModuleList,
                      MSELoss, NLLLoss, ReLU, Sequential, Sigmoid, Softmax, SumSquaredErrorLoss, Tanh,
                      Unflatten)
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: F401

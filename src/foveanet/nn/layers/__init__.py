@@ -8,7 +8,8 @@ from .hopfield import Hopfield, HopfieldPooling  # noqa: F401
 from .linear import Linear  # noqa: F401
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, DiceLoss, MSELoss, NLLLoss,  # noqa: F401
                    SumSquaredErrorLoss)
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LocalResponseNorm  # noqa: F401
+from .normalization import (BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm,  # noqa: F401
+                            LocalResponseNorm)
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d  # noqa: F401
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: F401
 from .shape import Flatten, Identity, Unflatten  # noqa: F401

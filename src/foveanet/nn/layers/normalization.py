@@ -220,3 +220,47 @@ class LocalResponseNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class InstanceNorm2d(Module):
+    """``InstanceNorm2d(num_features, eps=1e-5, momentum=0.1, affine=False,
+    track_running_stats=False)``: PyTorch's layer: each sample's channels normalised by their own
+    mean and (biased) variance over H and W, the same in training and evaluation; built from
+    the mean, var and sqrt primitives (Johnson et al.'s stylizer uses it). Input (N, C, H, W);
+    ``weight`` (ones) and ``bias`` (zeros) of shape (C,) when ``affine``."""
+
+    def __init__(self, num_features, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = False, track_running_stats: bool = False, dtype=None):
+        super().__init__()
+        self.num_features = positive_int("InstanceNorm2d", "num_features", num_features)
+        if track_running_stats:
+            raise ValueError("InstanceNorm2d: track_running_stats=True is not supported (each "
+                             "image is normalised by its own statistics, in training and "
+                             "evaluation alike)")
+        self.eps, self.momentum, self.affine = float(eps), momentum, bool(affine)
+        self.track_running_stats = False
+        if self.affine:
+            dt = xp.dtype(dtype) if dtype is not None else xp.float32
+            self.weight = Parameter(xp.ones(self.num_features, dtype=dt))
+            self.bias = Parameter(xp.zeros(self.num_features, dtype=dt))
+        else:
+            self.weight = None
+            self.bias = None
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+    def forward(self, x):
+        shape = tuple(getattr(x, "shape", ()))
+        if getattr(x, "ndim", None) != 4:
+            raise ValueError(f"InstanceNorm2d: expected (N, C, H, W), got shape {shape}")
+        if shape[1] != self.num_features:
+            raise ValueError(f"InstanceNorm2d: built for {self.num_features} channels, got "
+                             f"{shape[1]} (input shape {shape})")
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = x.var(dim=(2, 3), keepdim=True, correction=0)
+        y = (x - mean) / (var + self.eps).sqrt()
+        if self.affine:
+            c = self.num_features
+            y = y * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
+        return y
