@@ -1094,6 +1094,8 @@ def render_image_task_markdown(config, history, results, plots) -> str:
             cap = _CAPTIONS.get(p, p)
             if p.startswith("samples/epoch_"):
                 cap = f"Samples of the same noise after epoch {int(p[len('samples/epoch_'):-4])}"
+            if config.get("conditional") and (p == "samples.png" or p.startswith("samples/")):
+                cap += " (class-conditional: one class per column, T-shirt/top to Ankle boot)"
             lines += [f"### {cap}", "", f"![{cap}]({p})", ""]
     return "\n".join(lines).rstrip() + "\n"
 
