@@ -210,3 +210,37 @@ def test_gan_measured_in_a_classifiers_features(data_dir, runs, tmp_path):
     rc, _, err = run(["train", "--task", "gan", "--classifier", str(tmp_path / "nope"),
                       "--out", str(tmp_path / "g2")] + COMMON)
     assert rc == 2 and "not a run directory" in err
+
+
+@pytest.mark.slow
+def test_gan_killed_and_resumed_is_bit_identical(data_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    args = ["train", "--data-dir", data_dir, "--epochs", "4", "--conditional"] + GAN + COMMON
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    rc, _, err = run(args + ["--out", straight])
+    assert rc == 0, err
+    ck = os.path.join(killed, "checkpoint.json")
+    proc = subprocess.Popen([sys.executable, "-m", "foveanet", *args, "--out", killed],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(ck):
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    epoch_at_kill = json.load(open(ck))["epoch"]
+    assert 1 <= epoch_at_kill < 4, "killed too late to test anything"
+    rc, text, err = run(["train", "--resume", killed, "--no-progress"])
+    assert rc == 0, err
+    for f in ("model.generator.safetensors", "model.discriminator.safetensors",
+              "optimizer.generator.safetensors", "optimizer.discriminator.safetensors"):
+        assert safetensors_bits(os.path.join(straight, f)) == safetensors_bits(
+            os.path.join(killed, f)), f
+    assert results(killed)["epochs"] == 4
