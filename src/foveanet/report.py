@@ -59,6 +59,20 @@ def _read_json(path):
         return loads_json(f.read())
 
 
+def _run_files(run_dir, config, history, results):
+    """``(run_dir, config, history, results)`` for a report: what is not given read back from
+    the run directory (config.json, the history, results.json), missing ones as {} / []; the
+    directory made if need be."""
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
+        config = _read_json(os.path.join(run_dir, "config.json"))
+    history = [dict(r) for r in (read_history(run_dir) if history is None else history)]
+    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
+        results = _read_json(os.path.join(run_dir, "results.json"))
+    return run_dir, config or {}, history, results or {}
+
+
 # ------------------------------------------------------------------------------------ figures
 def _figure(w, h, layout=None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -350,16 +364,7 @@ def write_report(run_dir, config=None, history=None, results=None, *, images=Non
     for the decision regions. Without them the existing misclassified.png is kept (pass
     ``images=[]`` to say that there are none)."""
     from .train.io import atomic_write_bytes, atomic_write_text
-    run_dir = os.fspath(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
-        config = _read_json(os.path.join(run_dir, "config.json"))
-    if history is None:
-        history = read_history(run_dir)
-    history = [dict(r) for r in history]
-    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
-        results = _read_json(os.path.join(run_dir, "results.json"))
-    config, results = config or {}, results or {}
+    run_dir, config, history, results = _run_files(run_dir, config, history, results)
     test = results.get("test") or {}
     classes = test.get("classes") or config.get("classes") or []
 
@@ -673,14 +678,7 @@ def write_forecast_report(run_dir, config=None, history=None, results=None,
     directory, as ``write_report`` does. Returns the paths written."""
     from .train.forecast import write_forecast_csv
     from .train.io import atomic_write_bytes, atomic_write_text
-    run_dir = os.fspath(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
-        config = _read_json(os.path.join(run_dir, "config.json"))
-    history = [dict(r) for r in (read_history(run_dir) if history is None else history)]
-    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
-        results = _read_json(os.path.join(run_dir, "results.json"))
-    config, results = config or {}, results or {}
+    run_dir, config, history, results = _run_files(run_dir, config, history, results)
     written = []
 
     def put(name, data):
@@ -850,15 +848,7 @@ def write_language_model_report(run_dir, config=None, history=None, results=None
     """Write a language-model run's ``curves.png`` and ``report.md`` into ``run_dir`` (what is
     not passed is read back from it, as for ``write_report``); returns the paths written."""
     from .train.io import atomic_write_bytes, atomic_write_text
-    run_dir = os.fspath(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
-        config = _read_json(os.path.join(run_dir, "config.json"))
-    if history is None:
-        history = read_history(run_dir)
-    history = [dict(r) for r in history]
-    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
-        results = _read_json(os.path.join(run_dir, "results.json"))
+    run_dir, config, history, results = _run_files(run_dir, config, history, results)
     written = []
     if history:
         path = os.path.join(run_dir, CURVES)
@@ -1105,16 +1095,7 @@ def write_image_task_report(run_dir, config=None, history=None, results=None, ar
     ``train.image_eval``; existing pictures are kept when not given) and report.md; returns the
     paths written."""
     from .train.io import atomic_write_bytes, atomic_write_text
-    run_dir = os.fspath(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    if config is None and os.path.isfile(os.path.join(run_dir, "config.json")):
-        config = _read_json(os.path.join(run_dir, "config.json"))
-    if history is None:
-        history = read_history(run_dir)
-    history = [dict(r) for r in history]
-    if results is None and os.path.isfile(os.path.join(run_dir, "results.json")):
-        results = _read_json(os.path.join(run_dir, "results.json"))
-    config = config or {}
+    run_dir, config, history, results = _run_files(run_dir, config, history, results)
     kind = (config.get("task") or {}).get("kind", "autoencode")
     written = []
 

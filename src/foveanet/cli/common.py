@@ -277,3 +277,45 @@ def observers(given: dict, run_dir: str) -> list:
                                  f"0,1,5) or all, got {spec!r}")
         cbs.append(KernelSnapshots(run_dir, epochs, draw=plot_kernels))
     return cbs
+
+
+def open_run(given: dict, resolve, check_resume, default_run_dir):
+    """Where a train command's run is: ``(config, run directory, resume directory or None,
+    whether a checkpoint exists)``. With ``--resume`` the run's config.json, checked by
+    ``check_resume(config, given, completed epochs)``; else ``resolve(given)`` in ``--out`` or
+    ``default_run_dir(config)``, refused (UsageError) where a run already is."""
+    import os
+
+    from ..train.checkpoint import JSON_FILE
+    from ..train.run import CONFIG_FILE, checkpoint_epoch, load_run_config
+    resume_dir = given.get("resume")
+    if resume_dir is not None:
+        resume_dir = os.fspath(resume_dir)
+        cfg = load_run_config(resume_dir, need_checkpoint=False)
+        completed = checkpoint_epoch(resume_dir)
+        check_resume(cfg, given, completed or 0)
+        return cfg, resume_dir, resume_dir, completed is not None
+    cfg = resolve(given)
+    run_dir = given.get("out") or default_run_dir(cfg)
+    for f in (CONFIG_FILE, JSON_FILE):
+        if os.path.exists(os.path.join(run_dir, f)):
+            raise UsageError(f"{run_dir} already holds a run ({f}); continue it with --resume "
+                             f"{run_dir} or choose another --out")
+    return cfg, run_dir, None, False
+
+
+def record_command(cfg: dict, args, resumed: bool) -> None:
+    """The run format, the foveanet version, the creation time and the command line (a resumed
+    run's appended to ``resumed``) into the configuration, as config.json keeps them."""
+    import sys
+    import time
+
+    from ..train.run import RUN_FORMAT, RUN_FORMAT_VERSION
+    cfg.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, foveanet_version=version())
+    cfg.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    argv = ["foveanet"] + list(sys.argv[1:] if getattr(args, "_argv", None) is None
+                               else args._argv)
+    if resumed:
+        cfg.setdefault("resumed", []).append(argv)
+    else:
+        cfg["command"] = argv

@@ -24,20 +24,19 @@ from ..data.series import SERIES, is_series_name
 from ..optim import OPTIMIZERS, SCHEDULERS
 from ..recipes import DEFAULT_RECIPE, SCHEDULES, recipe_for
 from ..train import Trainer, tasks
-from ..train.checkpoint import JSON_FILE
 from ..train.evaluation import compute_test_metrics, predict_loader
 from ..train.forecast import (Forecast, forecast_metrics, is_forecast, predict_forecast,
                               series_option)
-from ..train.run import (BEST_FILE, CONFIG_FILE, IMAGE_DATASETS, RUN_FORMAT, RUN_FORMAT_VERSION,
-                         TOY_DATASETS, ConfigError, augmentation, build_model,
+from ..train.run import (BEST_FILE, IMAGE_DATASETS, TOY_DATASETS, ConfigError, augmentation,
+                         build_model,
                          build_optimizer, build_scheduler, canonical_model, check_data_options,
-                         check_model_fits, check_model_options, checkpoint_epoch, data_files,
+                         check_model_fits, check_model_options, data_files,
                          data_files_note, data_info, data_kind, dataset_classes, describe_data,
-                         feature_names, jsonable_options, load_run_config, load_test,
+                         feature_names, jsonable_options, load_test,
                          load_train_val, load_weights, make_loader, model_record,
                          regression_message, transfer_source, write_results, write_run_config)
 from .common import (Formatter, UsageError, add_observers, fit_run, fraction, momentum,
-                     nonneg_float, nonneg_int, observers, out, parse_data_options,
+                     nonneg_float, nonneg_int, observers, open_run, out, record_command, parse_data_options,
                      parse_model_options, positive_float, positive_int, probability, run_report,
                      takes_points, usage_text, version)
 from . import train_images, train_language
@@ -559,25 +558,11 @@ def command(args) -> int:
     if train_images.wanted(given):  # a network that outputs images: its own flow
         return train_images.command(args, given, t_start)
 
-    resume_dir = given.get("resume")
-    checkpoint_exists = False
-    if resume_dir is not None:
-        resume_dir = os.fspath(resume_dir)
-        cfg = load_run_config(resume_dir, need_checkpoint=False)
-        completed = checkpoint_epoch(resume_dir)
-        checkpoint_exists = completed is not None
-        check_resume_options(cfg, given, completed or 0)
-        run_dir = resume_dir
-        if given.get("data_dir") is not None:
-            cfg["data_dir"] = os.path.abspath(given["data_dir"])
-    else:
-        cfg = resolve_config(given)
-        cfg.update(dataset_config(cfg))
-        run_dir = given.get("out") or default_run_dir(cfg)
-        for f in (CONFIG_FILE, JSON_FILE):
-            if os.path.exists(os.path.join(run_dir, f)):
-                raise UsageError(f"{run_dir} already holds a run ({f}); continue it with --resume "
-                                 f"{run_dir} or choose another --out")
+    cfg, run_dir, resume_dir, checkpoint_exists = open_run(
+        given, lambda g: {**(c := resolve_config(g)), **dataset_config(c)}, check_resume_options,
+        default_run_dir)
+    if resume_dir is not None and given.get("data_dir") is not None:
+        cfg["data_dir"] = os.path.abspath(given["data_dir"])
     data_dir = cfg.get("data_dir")
     download = bool(given.get("download"))
 
@@ -626,13 +611,7 @@ def command(args) -> int:
     optimizer = build_optimizer(model, cfg)
     scheduler, interval = build_scheduler(optimizer, cfg, len(train_loader), SCHEDULES)
 
-    cfg.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, foveanet_version=version())
-    cfg.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    command = ["foveanet"] + list(sys.argv[1:] if args._argv is None else args._argv)
-    if resume_dir is None:
-        cfg["command"] = command
-    else:
-        cfg.setdefault("resumed", []).append(command)
+    record_command(cfg, args, resume_dir is not None)
     trainer = Trainer(model, optimizer, loss_fn=getattr(model, "loss_fn", None),
                       scheduler=scheduler, scheduler_interval=interval,
                       l1=cfg["l1"], l2=cfg["l2"],

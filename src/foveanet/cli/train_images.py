@@ -31,19 +31,17 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 import time
 
-from ..autograd import Tensor, no_grad
+from ..autograd import Tensor
 from ..backend import set_num_threads, xp
 from ..recipes import IMAGE_TASK_COMMON, IMAGE_TASK_RECIPES
-from ..train.checkpoint import JSON_FILE
 from ..train.generative import IMAGE_TASKS
-from ..train.run import (CONFIG_FILE, RUN_FORMAT, RUN_FORMAT_VERSION, ConfigError, RunError,
+from ..train.run import (CONFIG_FILE, ConfigError, RunError,
                          canonical_model, checkpoint_epoch, jsonable_options, load_run_config,
                          write_results, write_run_config)
-from .common import (UsageError, fit_run, observers, out, parse_data_options, parse_model_options,
-                     version)
+from .common import (UsageError, fit_run, observers, open_run, out, parse_data_options,
+                     parse_model_options, record_command, version)
 
 __all__ = ["add_arguments", "wanted", "resolve_image_config", "command", "MODELS"]
 
@@ -442,22 +440,8 @@ def command(args, given: dict, t_start: float) -> int:
     """Train (or resume) an image-output run; returns the exit status."""
     from ..report import write_image_task_report
     from ..train import image_eval as images_eval
-    resume_dir = given.get("resume")
-    checkpoint_exists = False
-    if resume_dir is not None:
-        resume_dir = os.fspath(resume_dir)
-        cfg = load_run_config(resume_dir, need_checkpoint=False)
-        completed = checkpoint_epoch(resume_dir)
-        checkpoint_exists = completed is not None
-        check_resume(cfg, given, completed or 0)
-        run_dir = resume_dir
-    else:
-        cfg = resolve_image_config(given)
-        run_dir = given.get("out") or default_run_dir(cfg)
-        for f in (CONFIG_FILE, JSON_FILE):
-            if os.path.exists(os.path.join(run_dir, f)):
-                raise UsageError(f"{run_dir} already holds a run ({f}); continue it with --resume "
-                                 f"{run_dir} or choose another --out")
+    cfg, run_dir, resume_dir, checkpoint_exists = open_run(given, resolve_image_config,
+                                                           check_resume, default_run_dir)
     kind = cfg["task"]["kind"]
     set_num_threads(int(cfg["threads"]))
     if given.get("data_dir") is not None:  # recorded, so that --resume reads the same files
@@ -490,14 +474,8 @@ def command(args, given: dict, t_start: float) -> int:
     out(f"data: {len(train):,} training, {0 if val is None else len(val):,} validation, "
         f"{len(test):,} test images of {tuple(cfg['input_shape'])}; {len(train_loader)} batches "
         "per epoch")
-    cfg.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, foveanet_version=version())
     cfg.setdefault("schedule_epochs", cfg["epochs"])
-    cfg.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    argv = ["foveanet"] + list(sys.argv[1:] if args._argv is None else args._argv)
-    if resume_dir is None:
-        cfg["command"] = argv
-    else:
-        cfg.setdefault("resumed", []).append(argv)
+    record_command(cfg, args, resume_dir is not None)
     trainer = make_trainer(cfg, models, run_dir, train,
                            "plain" if given.get("no_progress") else "auto",
                            observers(given, run_dir))

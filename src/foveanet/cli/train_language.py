@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 import time
 
 from ..backend import set_num_threads
@@ -26,15 +25,15 @@ from ..models.charlm import LANGUAGE_MODELS
 from ..random import Generator
 from ..recipes import LANGUAGE_MODEL_RECIPE, SCHEDULES
 from ..report import write_language_model_report
-from ..train.checkpoint import JSON_FILE
 from ..train.io import atomic_write_text, dumps_json
 from ..train.language import TASK, BPTTTrainer, LanguageModel, is_language_model, sample
-from ..train.run import (BEST_FILE, CONFIG_FILE, RUN_FORMAT, RUN_FORMAT_VERSION, ConfigError,
+from ..train.run import (BEST_FILE, ConfigError,
                          RunError, build_model, build_optimizer, build_scheduler, canonical_model,
-                         check_model_options, checkpoint_epoch, jsonable_options,
+                         check_model_options, jsonable_options,
                          load_run_config, load_weights, model_record, write_results,
                          write_run_config)
-from .common import fit_run, UsageError, out, parse_model_options, positive_float, positive_int, version
+from .common import (UsageError, fit_run, open_run, out, parse_model_options, positive_float,
+                     positive_int, record_command, version)
 
 __all__ = ["add_arguments", "wanted", "resolve_language_config", "command", "CORPUS_FILE",
            "SAMPLE"]
@@ -309,22 +308,8 @@ def _sample_prompt(vocab) -> str:
 def command(args, given: dict, t_start: float) -> int:
     """Train (or resume) a language-model run; ``given``: the options given on the command
     line. Returns the exit status."""
-    resume_dir = given.get("resume")
-    checkpoint_exists = False
-    if resume_dir is not None:
-        resume_dir = os.fspath(resume_dir)
-        cfg = load_run_config(resume_dir, need_checkpoint=False)
-        completed = checkpoint_epoch(resume_dir)
-        checkpoint_exists = completed is not None
-        check_resume(cfg, given, completed or 0)
-        run_dir = resume_dir
-    else:
-        cfg = resolve_language_config(given)
-        run_dir = given.get("out") or default_run_dir(cfg)
-        for f in (CONFIG_FILE, JSON_FILE):
-            if os.path.exists(os.path.join(run_dir, f)):
-                raise UsageError(f"{run_dir} already holds a run ({f}); continue it with --resume "
-                                 f"{run_dir} or choose another --out")
+    cfg, run_dir, resume_dir, checkpoint_exists = open_run(given, resolve_language_config,
+                                                           check_resume, default_run_dir)
     set_num_threads(int(cfg["threads"]))
     corpus = _corpus(cfg, resume_dir)
     vocab = Vocabulary(cfg["classes"]) if resume_dir is not None else \
@@ -346,13 +331,7 @@ def command(args, given: dict, t_start: float) -> int:
     optimizer = build_optimizer(model, cfg)
     scheduler, interval = build_scheduler(optimizer, cfg, len(train_loader), SCHEDULES)
 
-    cfg.update(format=RUN_FORMAT, format_version=RUN_FORMAT_VERSION, foveanet_version=version())
-    cfg.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    argv = ["foveanet"] + list(sys.argv[1:] if args._argv is None else args._argv)
-    if resume_dir is None:
-        cfg["command"] = argv
-    else:
-        cfg.setdefault("resumed", []).append(argv)
+    record_command(cfg, args, resume_dir is not None)
     trainer = BPTTTrainer(model, optimizer, task=LanguageModel(), scheduler=scheduler,
                           scheduler_interval=interval, l1=cfg["l1"], l2=cfg["l2"],
                           clip_grad_norm=cfg["clip_grad_norm"],
