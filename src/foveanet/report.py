@@ -98,27 +98,49 @@ def _series(history, key):
     return xs, ys
 
 
-def plot_curves(history) -> bytes:
-    """Loss and accuracy per epoch, training against validation (PNG bytes)."""
+def _config_section(config, keys, shown=None) -> list:
+    """The report's "Configuration" section: a table of ``keys`` (``shown(k)`` the value shown,
+    default ``config[k]``) and the command that made the run."""
+    shown = shown or config.get
+    lines = ["## Configuration", ""]
+    lines += _md_table(["setting", "value"], [(k, f"`{shown(k)}`") for k in keys])
+    if config.get("command"):
+        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
+    lines.append("")
+    return lines
+
+
+def _epoch_panels(history, panels, ms=None, xticks=True, legend_loc=None):
+    """A 10x4 figure of per-epoch panels, training against validation: ``panels`` are
+    ``(history key, title, y label or None, scale)``; ``xticks``: every epoch marked when there
+    are at most 20. Returns (figure, axes)."""
     fig = _figure(10, 4)
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for ax, metric, title in ((ax_loss, "loss", "Loss (cross-entropy)"),
-                              (ax_acc, "accuracy", "Accuracy")):
+    axes = fig.subplots(1, len(panels))
+    epochs = [r.get("epoch") for r in history if r.get("epoch") is not None]
+    for ax, (key, title, ylabel, scale) in zip(axes, panels):
         for split, style in (("train", "o-"), ("val", "s--")):
-            xs, ys = _series(history, f"{split}_{metric}")
-            if metric == "accuracy":
-                ys = [100 * y for y in ys]
+            xs, ys = _series(history, f"{split}_{key}")
+            if scale != 1:
+                ys = [scale * y for y in ys]
             if xs:
-                ax.plot(xs, ys, style, label="training" if split == "train" else "validation")
+                ax.plot(xs, ys, style, **({} if ms is None else {"ms": ms}),
+                        label="training" if split == "train" else "validation")
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("%" if metric == "accuracy" else "loss")
+        if ylabel is not None:
+            ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        epochs = [r.get("epoch") for r in history if r.get("epoch") is not None]
-        if epochs and max(epochs) <= 20:
+            ax.legend(**({} if legend_loc is None else {"loc": legend_loc}))
+        if xticks and epochs and max(epochs) <= 20:
             ax.set_xticks(range(1, max(epochs) + 1))
+    return fig, axes
+
+
+def plot_curves(history) -> bytes:
+    """Loss and accuracy per epoch, training against validation (PNG bytes)."""
+    fig, _ = _epoch_panels(history, (("loss", "Loss (cross-entropy)", "loss", 1),
+                                     ("accuracy", "Accuracy", "%", 100)))
     return _png(fig)
 
 
@@ -273,13 +295,9 @@ def render_markdown(config, history, results, plots) -> str:
     if results.get("status") and results["status"] != "completed":
         lines += [f"Run status: {results['status']}.", ""]
 
-    lines += ["## Configuration", ""]
     keys = [k for k in _CONFIG_ORDER if k in config and config[k] is not None]
-    keys += [k for k in ("created", "foveanet_version") if k in config]
-    lines += _md_table(["setting", "value"], [(k, f"`{config[k]}`") for k in keys])
-    if config.get("command"):
-        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
-    lines.append("")
+    lines += _config_section(config, keys + [k for k in ("created", "foveanet_version")
+                                             if k in config])
 
     if history:
         lines += ["## Training history", ""]
@@ -540,20 +558,9 @@ class _NoAxes:
 def plot_forecast_curves(history, unit: str = "") -> bytes:
     """Loss (MSE of the normalised values) and RMSE (in the series' units) per epoch, training
     against validation (PNG bytes)."""
-    fig = _figure(10, 4)
-    ax_loss, ax_rmse = fig.subplots(1, 2)
-    for ax, metric, title in ((ax_loss, "loss", "Loss (MSE, normalised values)"),
-                              (ax_rmse, "rmse", "RMSE" + (f" ({unit})" if unit else ""))):
-        for split, style in (("train", "o-"), ("val", "s--")):
-            xs, ys = _series(history, f"{split}_{metric}")
-            if xs:
-                ax.plot(xs, ys, style, ms=3, label="training" if split == "train" else "validation")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric if metric == "loss" else (unit or "RMSE"))
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+    fig, _ = _epoch_panels(history, (("loss", "Loss (MSE, normalised values)", "loss", 1),
+                                     ("rmse", "RMSE" + (f" ({unit})" if unit else ""),
+                                      unit or "RMSE", 1)), ms=3, xticks=False)
     return _png(fig)
 
 
@@ -617,16 +624,12 @@ def render_forecast_markdown(config, history, results, plots) -> str:
         lines += ["", f"Test loss (MSE of the normalised values): {_fmt(test.get('loss'))}. Each "
                   "window's forecast, truth and naive forecast: `forecast.csv`.", ""]
 
-    lines += ["## Configuration", ""]
     keys = [k for k in _CONFIG_ORDER if k in config and config[k] is not None and k not in
             ("limit_train", "limit_test", "toy_n", "toy_noise", "num_classes", "stratify")]
     keys[keys.index("dataset") + 1:keys.index("dataset") + 1] = [
         k for k in ("data_options", "window", "horizon") if config.get(k) not in (None, {})]
     keys += [k for k in ("created", "foveanet_version") if k in config]
-    lines += _md_table(["setting", "value"], [(k, f"`{config[k]}`") for k in keys])
-    if config.get("command"):
-        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
-    lines.append("")
+    lines += _config_section(config, keys)
 
     if history:
         lines += ["## Training history", ""]
@@ -712,24 +715,9 @@ _LM_CONFIG_ORDER = ["model", "model_options", "dropout", "dataset", "max_chars",
 def plot_language_model_curves(history) -> bytes:
     """Cross entropy (nats per character) and bits per character per epoch, training against
     validation (PNG bytes)."""
-    fig = _figure(10, 4)
-    axes = fig.subplots(1, 2)
-    for ax, key, title, unit in ((axes[0], "loss", "Loss (cross entropy)", "nats per character"),
-                                 (axes[1], "bits_per_char", "Bits per character",
-                                  "bits per character")):
-        for split, style in (("train", "o-"), ("val", "s--")):
-            xs, ys = _series(history, f"{split}_{key}")
-            if xs:
-                ax.plot(xs, ys, style, label="training" if split == "train" else "validation")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(unit)
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        epochs = [r.get("epoch") for r in history if r.get("epoch") is not None]
-        if epochs and max(epochs) <= 20:
-            ax.set_xticks(range(1, max(epochs) + 1))
+    fig, _ = _epoch_panels(history, (("loss", "Loss (cross entropy)", "nats per character", 1),
+                                     ("bits_per_char", "Bits per character",
+                                      "bits per character", 1)))
     return _png(fig)
 
 
@@ -780,13 +768,9 @@ def render_language_model_markdown(config, history, results, plots) -> str:
                       "`corpus.json`."]
         lines.append("")
 
-    lines += ["## Configuration", ""]
     keys = [k for k in _LM_CONFIG_ORDER if k in config and config[k] is not None]
-    keys += [k for k in ("created", "foveanet_version") if k in config]
-    lines += _md_table(["setting", "value"], [(k, f"`{config[k]}`") for k in keys])
-    if config.get("command"):
-        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
-    lines.append("")
+    lines += _config_section(config, keys + [k for k in ("created", "foveanet_version")
+                                             if k in config])
 
     if history:
         lines += ["## Training history", ""]
@@ -884,26 +868,16 @@ SEG_COLOURS = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130,
 def plot_image_task_curves(history, kind) -> bytes:
     """The task's two figures per epoch, training against validation (PNG bytes); a GAN's
     panels are its two losses, with D's mean outputs on real and generated images beside."""
-    fig = _figure(10, 4)
-    axes = fig.subplots(1, 2)
-    for ax, (key, title) in zip(axes, IMAGE_CURVES[kind]):
-        for split, style in (("train", "o-"), ("val", "s--")):
-            xs, ys = _series(history, f"{split}_{key}")
-            if xs:
-                ax.plot(xs, ys, style, label="training" if split == "train" else "validation")
-        if kind == "gan":
-            other = "d_real" if key == "d_loss" else "d_fake"
+    fig, axes = _epoch_panels(history, [(key, title, None, 1) for key, title in IMAGE_CURVES[kind]],
+                              xticks=False, legend_loc="upper left")
+    if kind == "gan":  # D's mean outputs on a second axis of each panel
+        for ax, other, what in zip(axes, ("d_real", "d_fake"), ("x", "G(z)")):
             xs, ys = _series(history, f"train_{other}")
             if xs:
                 ax2 = ax.twinx()
-                ax2.plot(xs, ys, "^:", color="tab:gray", label=f"mean D({'x' if other == 'd_real' else 'G(z)'})")
+                ax2.plot(xs, ys, "^:", color="tab:gray", label=f"mean D({what})")
                 ax2.set_ylim(0, 1)
                 ax2.legend(loc="upper right")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left")
     return _png(fig)
 
 
@@ -1051,17 +1025,12 @@ def render_image_task_markdown(config, history, results, plots) -> str:
                       f"images: {_fmt(t.get('classifier_accuracy_real'), True)}).", ""]
     if results.get("status") and results["status"] != "completed":
         lines += [f"Run status: {results['status']}.", ""]
-    lines += ["## Configuration", ""]
     keys = [k for k in ("task", "model", "model_options", "dataset", "noise", "seg_loss",
                         "class_weights", "conditional", "classifier", "limit_train",
                         "limit_test", "val_split", "epochs", "batch_size", "optimizer", "lr",
                         "betas", "weight_decay", "scheduler", "seed", "threads", "created",
                         "foveanet_version") if config.get(k) is not None]
-    lines += _md_table(["setting", "value"], [(k, f"`{kind if k == 'task' else config[k]}`")
-                                              for k in keys])
-    if config.get("command"):
-        lines += ["", "Command: `" + " ".join(map(str, config["command"])) + "`"]
-    lines.append("")
+    lines += _config_section(config, keys, lambda k: kind if k == "task" else config[k])
     if history:
         lines += ["## Training history", ""]
         keys = [k for k in ("train_loss", "val_loss", "train_d_loss", "train_g_loss",
