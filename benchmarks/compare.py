@@ -498,6 +498,49 @@ def text_table(head, rows, left: int = 1) -> str:
     return "\n".join([line, fmt(head), line] + [fmt(r) for r in rows] + [line])
 
 
+def side_by_side_options(ap, warmup=2):
+    """The options every side-by-side script shares: --repeats, --warmup, --min-time, --threads,
+    --json, --quick, --quiet-wait, --quiet-busy (``ap``: the script's parser)."""
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=warmup)
+    ap.add_argument("--min-time", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    ap.add_argument("--quick", action="store_true", help="few, short repeats (a smoke test)")
+    ap.add_argument("--quiet-wait", type=float, default=None)
+    ap.add_argument("--quiet-busy", type=float, default=0.15)
+    return ap
+
+
+def side_by_side_start(args, min_time: float):
+    """The shared defaults (--quick: 2 repeats, no minimum time, no waiting for quiet; else 7
+    repeats of at least ``min_time`` s, waiting up to 30 s), both libraries on ``--threads``
+    threads, the machine line printed; returns (machine info, the thread limiter to keep)."""
+    import torch
+
+    import foveanet as fv
+    args.repeats = args.repeats or (2 if args.quick else 7)
+    args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else min_time)
+    GATE["max_wait"] = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 30.0)
+    GATE["max_busy"] = args.quiet_busy
+    torch.set_num_threads(args.threads)
+    fv.set_num_threads(args.threads)
+    limiter = threadpool_limits(args.threads)
+    info = machine_info(args.threads)
+    print(f"{info['date']}  {info['cpu']}  numpy {info['numpy']}  torch {info['torch']}  "
+          f"threads {args.threads}  load {info['load_average']}", flush=True)
+    return info, limiter
+
+
+def chosen_cases(ap, spec, cases) -> list:
+    """The comma-separated ``spec`` as a list of case names, ``ap.error`` for unknown ones."""
+    chosen = [c.strip() for c in spec.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(cases)}")
+    return chosen
+
+
 def machine_info(threads):
     import torch
 

@@ -38,12 +38,12 @@ import statistics
 import sys
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import foveanet as fv  # noqa: E402
-from compare import GATE, interleaved, machine_info, text_table  # noqa: E402
+from compare import (GATE, chosen_cases, interleaved, side_by_side_options,  # noqa: E402
+                     side_by_side_start, text_table)
 
 CASES = {
     "lstm1-t35-b32": ("LSTM", 1, 35, 32),
@@ -146,30 +146,10 @@ def table(results):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--min-time", type=float, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
-    ap.add_argument("--quick", action="store_true", help="few, short repeats (a smoke test)")
-    ap.add_argument("--quiet-wait", type=float, default=None)
-    ap.add_argument("--quiet-busy", type=float, default=0.15)
+    side_by_side_options(ap)
     args = ap.parse_args(argv)
-    args.repeats = args.repeats or (2 if args.quick else 7)
-    args.min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 0.5)
-    GATE["max_wait"] = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 30.0)
-    GATE["max_busy"] = args.quiet_busy
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        ap.error(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(CASES)}")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    limiter = threadpool_limits(args.threads)  # noqa: F841 - kept for the run
-    info = machine_info(args.threads)
-    print(f"{info['date']}  {info['cpu']}  numpy {info['numpy']}  torch {info['torch']}  "
-          f"threads {args.threads}  load {info['load_average']}")
+    cases = chosen_cases(ap, args.cases, CASES)
+    info, limiter = side_by_side_start(args, 0.5)  # noqa: F841 - the limiter is kept for the run
     results = []
     for c in cases:
         r = bench_case(c, args)

@@ -37,12 +37,11 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import foveanet as fv  # noqa: E402
-from compare import GATE, interleaved, machine_info  # noqa: E402
+from compare import GATE, interleaved, side_by_side_options, side_by_side_start  # noqa: E402
 from foveanet.models.stylenet import IMAGENET_MEAN, IMAGENET_STD, RandomFeatures  # noqa: E402
 from foveanet.visual import style  # noqa: E402
 
@@ -289,34 +288,15 @@ def main(argv=None):
                     "256,128; quick 48)")
     ap.add_argument("--iters", type=int, default=None, help="L-BFGS iterations per timed call "
                     "(default 10, quick 3)")
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--warmup", type=int, default=None)
-    ap.add_argument("--min-time", type=float, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
-    ap.add_argument("--quick", action="store_true", help="one small size, few, short repeats "
-                    "(a smoke test)")
-    ap.add_argument("--quiet-wait", type=float, default=None)
-    ap.add_argument("--quiet-busy", type=float, default=0.15)
+    side_by_side_options(ap, warmup=1)
     args = ap.parse_args(argv)
     q = args.quick
     sizes = [int(s) for s in (args.sizes or ("48" if q else "256,128")).split(",") if s.strip()]
     args.iters = args.iters or (3 if q else 10)
-    args.repeats = args.repeats or (2 if q else 7)
-    args.warmup = args.warmup if args.warmup is not None else (1 if q else 1)
-    args.min_time = args.min_time if args.min_time is not None else (0.0 if q else 1.0)
-    GATE["max_wait"] = args.quiet_wait if args.quiet_wait is not None else (0.0 if q else 30.0)
-    GATE["max_busy"] = args.quiet_busy
-    if min(sizes) < 8 or args.iters < 1 or args.repeats < 1 or args.threads < 1:
+    if min(sizes) < 8 or args.iters < 1 or (args.repeats is not None and args.repeats < 1) \
+            or args.threads < 1:
         ap.error("--sizes must be >= 8 (4 scales), --iters, --repeats and --threads >= 1")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    fv.set_num_threads(args.threads)
-    limiter = threadpool_limits(args.threads)  # noqa: F841 - kept for the run
-    info = machine_info(args.threads)
-    print(f"{info['date']}  {info['cpu']}  numpy {info['numpy']}  torch {info['torch']}  "
-          f"threads {args.threads}  load {info['load_average']}", flush=True)
+    info, limiter = side_by_side_start(args, 1.0)  # noqa: F841 - the limiter is kept for the run
     t0 = time.perf_counter()
     check = check_equal_work()
     print(f"equal work (float64, {check['size']}x{check['size']}): losses "
