@@ -67,6 +67,28 @@ def run_cli(args, cwd, timeout=120):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def kill_after_first_checkpoint(args, run_dir, cwd, epochs=4):
+    """Start ``foveanet ARGS --out RUN_DIR`` in a subprocess and SIGKILL it as soon as its first
+    checkpoint is written; returns the epoch the checkpoint holds (checked to be before the
+    last of ``epochs``)."""
+    ck = os.path.join(run_dir, "checkpoint.json")
+    proc = subprocess.Popen([sys.executable, "-m", "foveanet", *args, "--out", run_dir], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(ck):
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    epoch_at_kill = json.load(open(ck))["epoch"]
+    assert 1 <= epoch_at_kill < epochs, "killed too late to test anything"
+    return epoch_at_kill
+
+
 def safetensors_bits(path):
     """(header, sha256 of the data section) of a safetensors file. The header is compared as a
     dict: safetensors writes its JSON keys in hash-map order, which changes from process to
@@ -359,21 +381,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path, data_dir):
     want = ACC_LINE.search(res.stdout)
     assert want, res.stdout
 
-    ck = os.path.join(killed, "checkpoint.json")
-    proc = subprocess.Popen([sys.executable, "-m", "foveanet", *args, "--out", killed], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(ck):
-            assert proc.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    epoch_at_kill = json.load(open(ck))["epoch"]
-    assert 1 <= epoch_at_kill < 4, "killed too late to test anything"
+    epoch_at_kill = kill_after_first_checkpoint(args, killed, tmp_path)
     assert not os.path.exists(os.path.join(killed, "report.md"))
 
     res = run_cli(["train", "--resume", killed, "--no-progress"], tmp_path)

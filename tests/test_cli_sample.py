@@ -7,17 +7,13 @@ import io
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
 import sysconfig
-import time
 
 import pytest
 
 import foveanet as fv
 from foveanet.cli import main
-from test_cli import safetensors_bits
+from test_cli import kill_after_first_checkpoint, run_cli, safetensors_bits
 
 TINY = ["--hidden", "16", "--layers", "1", "--embedding", "8", "--bptt", "16", "--batch-size",
         "4", "--threads", "1", "--no-progress"]
@@ -30,11 +26,6 @@ def run_main(argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)
     return rc, out.getvalue(), err.getvalue()
-
-
-def run_cli(args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "foveanet", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -194,21 +185,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path, text_file):
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     res = run_cli(args + ["--out", straight], tmp_path)
     assert res.returncode == 0, res.stderr
-    ck = os.path.join(killed, "checkpoint.json")
-    proc = subprocess.Popen([sys.executable, "-m", "foveanet", *args, "--out", killed],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(ck):
-            assert proc.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    epoch_at_kill = json.load(open(ck))["epoch"]
-    assert 1 <= epoch_at_kill < 4, "killed too late to test anything"
+    epoch_at_kill = kill_after_first_checkpoint(args, killed, tmp_path)
     assert not os.path.exists(os.path.join(killed, "report.md"))
     res = run_cli(["train", "--resume", killed, "--no-progress"], tmp_path)
     assert res.returncode == 0, res.stderr

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from foveanet.cli import main
-from test_cli import PNG_MAGIC, make_fake_fashion, safetensors_bits
+from test_cli import PNG_MAGIC, kill_after_first_checkpoint, make_fake_fashion, safetensors_bits
 
 COMMON = ["--threads", "1", "--no-progress", "--limit-train", "200", "--limit-test", "60"]
 
@@ -214,29 +214,11 @@ def test_gan_measured_in_a_classifiers_features(data_dir, runs, tmp_path):
 
 @pytest.mark.slow
 def test_gan_killed_and_resumed_is_bit_identical(data_dir, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    import time
     args = ["train", "--data-dir", data_dir, "--epochs", "4", "--conditional"] + GAN + COMMON
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     rc, _, err = run(args + ["--out", straight])
     assert rc == 0, err
-    ck = os.path.join(killed, "checkpoint.json")
-    proc = subprocess.Popen([sys.executable, "-m", "foveanet", *args, "--out", killed],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(ck):
-            assert proc.poll() is None, "the run ended before its first checkpoint"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    epoch_at_kill = json.load(open(ck))["epoch"]
-    assert 1 <= epoch_at_kill < 4, "killed too late to test anything"
+    kill_after_first_checkpoint(args, killed, tmp_path)
     rc, text, err = run(["train", "--resume", killed, "--no-progress"])
     assert rc == 0, err
     for f in ("model.generator.safetensors", "model.discriminator.safetensors",
