@@ -215,10 +215,22 @@ def run_report(run_dir, config, history, results, pred, model) -> list:
                         list(history), results=results)
 
 
-def fit_run(trainer, train_loader, val_loader, epochs: int, run_dir: str, resume: bool):
+def fit_run(trainer, train_loader, val_loader, epochs: int, run_dir: str, resume: bool,
+            config=None, resuming: bool = False):
     """``trainer.fit`` for a command: the history, or None after Ctrl-C (with how to continue);
-    a diverged run becomes a RunError that says which checkpoint is kept."""
+    a diverged run becomes a RunError that says which checkpoint is kept. With ``config``,
+    first the run directory and its config.json are written and the directory is printed (and,
+    for a ``resuming`` run without a checkpoint yet, that it starts from epoch 1)."""
+    import os
     import sys
+
+    if config is not None:
+        from ..train.run import write_run_config
+        os.makedirs(run_dir, exist_ok=True)
+        write_run_config(run_dir, config)
+        out(f"run directory: {run_dir}")
+        if resuming and not resume:
+            out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
 
     from ..backend import xp
     from ..train import TrainingDiverged

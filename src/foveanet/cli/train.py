@@ -34,7 +34,7 @@ from ..train.run import (BEST_FILE, IMAGE_DATASETS, TOY_DATASETS, ConfigError, a
                          data_files_note, data_info, data_kind, dataset_classes, describe_data,
                          feature_names, jsonable_options, load_test,
                          load_train_val, load_weights, make_loader, model_record,
-                         regression_message, transfer_source, write_results, write_run_config)
+                         regression_message, transfer_source, write_results)
 from .common import (Formatter, UsageError, add_observers, fit_run, fraction, momentum,
                      nonneg_float, nonneg_int, observers, open_run, out, record_command, parse_data_options,
                      parse_model_options, positive_float, positive_int, probability, run_report,
@@ -620,13 +620,8 @@ def command(args) -> int:
                       task=tasks.from_config(cfg["task"]) if is_forecast(cfg) else None,
                       callbacks=observers(given, run_dir))
     cfg["task"] = trainer.task.config()  # what fv.load_run(...).task rebuilds
-    os.makedirs(run_dir, exist_ok=True)
-    write_run_config(run_dir, cfg)
-    out(f"run directory: {run_dir}")
-    if resume_dir is not None and not checkpoint_exists:
-        out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
     history = fit_run(trainer, train_loader, val_loader, int(cfg["epochs"]), run_dir,
-                      checkpoint_exists)
+                      checkpoint_exists, cfg, resume_dir is not None)
     if history is None:
         return 130
 

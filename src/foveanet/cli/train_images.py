@@ -39,7 +39,7 @@ from ..recipes import IMAGE_TASK_COMMON, IMAGE_TASK_RECIPES
 from ..train.generative import IMAGE_TASKS
 from ..train.run import (CONFIG_FILE, ConfigError, RunError,
                          canonical_model, checkpoint_epoch, jsonable_options, load_run_config,
-                         write_results, write_run_config)
+                         write_results)
 from .common import (UsageError, fit_run, observers, open_run, out, parse_data_options,
                      parse_model_options, record_command, version)
 
@@ -479,13 +479,8 @@ def command(args, given: dict, t_start: float) -> int:
     trainer = make_trainer(cfg, models, run_dir, train,
                            "plain" if given.get("no_progress") else "auto",
                            observers(given, run_dir))
-    os.makedirs(run_dir, exist_ok=True)
-    write_run_config(run_dir, cfg)
-    out(f"run directory: {run_dir}")
-    if resume_dir is not None and not checkpoint_exists:
-        out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
     history = fit_run(trainer, train_loader, val_loader, int(cfg["epochs"]), run_dir,
-                      checkpoint_exists)
+                      checkpoint_exists, cfg, resume_dir is not None)
     if history is None:
         return 130
     which, epoch = images_eval.best_weights(trainer, run_dir, val_loader)

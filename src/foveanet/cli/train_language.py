@@ -30,8 +30,7 @@ from ..train.language import TASK, BPTTTrainer, LanguageModel, is_language_model
 from ..train.run import (BEST_FILE, ConfigError,
                          RunError, build_model, build_optimizer, build_scheduler, canonical_model,
                          check_model_options, jsonable_options,
-                         load_run_config, load_weights, model_record, write_results,
-                         write_run_config)
+                         load_run_config, load_weights, model_record, write_results)
 from .common import (UsageError, fit_run, open_run, out, parse_model_options, positive_float,
                      positive_int, record_command, version)
 
@@ -343,12 +342,8 @@ def command(args, given: dict, t_start: float) -> int:
     if resume_dir is None or not os.path.isfile(os.path.join(run_dir, CORPUS_FILE)):
         atomic_write_text(os.path.join(run_dir, CORPUS_FILE),
                           dumps_json(corpus.manifest(), CORPUS_FILE))
-    write_run_config(run_dir, cfg)
-    out(f"run directory: {run_dir}")
-    if resume_dir is not None and not checkpoint_exists:
-        out(f"no checkpoint yet in {run_dir}: starting from epoch 1")
     history = fit_run(trainer, train_loader, val_loader, int(cfg["epochs"]), run_dir,
-                      checkpoint_exists)
+                      checkpoint_exists, cfg, resume_dir is not None)
     if history is None:
         return 130
 
