@@ -250,6 +250,15 @@ def fit_run(trainer, train_loader, val_loader, epochs: int, run_dir: str, resume
         return None
 
 
+def name_list(text):
+    """An option of comma-separated layer names (``--layers``, ``--style-layers``): the names,
+    each once, in the order given."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
+    return list(dict.fromkeys(items))
+
+
 def add_observers(group) -> None:
     """``--tensorboard DIR`` and ``--save-kernels EPOCHS`` on a train parser's group: what a run
     shows while it learns; not part of its configuration (they may differ on --resume)."""

@@ -6,7 +6,6 @@ ONNX file (``--features vgg19.onnx``: an ImageNet VGG-19 of the ONNX model zoo, 
 downloads), or a registered model with random weights (``--features vgg19``)."""
 from __future__ import annotations
 
-import argparse
 import os
 
 from ..backend import set_num_threads
@@ -16,8 +15,8 @@ from ..train.run import RunError
 from ..visual import VisualError
 from ..visual.style import (DEFAULT_TV_WEIGHT, INITS, NORMALIZATIONS, OPTIMIZERS,
                             feature_network, load_picture, save_image, side_by_side, stylize)
-from .common import Formatter, UsageError, nonneg_float, nonneg_int, out, positive_float, \
-    positive_int
+from .common import (Formatter, UsageError, name_list, nonneg_float, nonneg_int, out,
+                     positive_float, positive_int)
 
 RANDOM = "random"
 PROGRESS_LINES = 10  # about this many progress lines per run
@@ -45,14 +44,6 @@ them. The pictures enter the network normalised with ImageNet's mean and std (--
 as they are)."""
 
 
-def layer_list(text):
-    """``--style-layers``: comma-separated layer names."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
-    return list(dict.fromkeys(items))
-
-
 def add_parser(sub):
     p = sub.add_parser("stylize", help="paint a picture in the style of another (Gatys et al.)",
                        description="Neural style transfer (Gatys et al. 2015): the content of "
@@ -67,7 +58,7 @@ def add_parser(sub):
                    help=f"the feature network: {RANDOM} (default), FILE.onnx or a model name")
     p.add_argument("--content-layer", default=None, metavar="NAME",
                    help="the layer of the content loss (default: the network's)")
-    p.add_argument("--style-layers", type=layer_list, default=None, metavar="A,B,...",
+    p.add_argument("--style-layers", type=name_list, default=None, metavar="A,B,...",
                    help="the layers of the style loss (default: the network's)")
     p.add_argument("--size", type=positive_int, default=256, metavar="N",
                    help="the pictures' side in pixels (default 256)")

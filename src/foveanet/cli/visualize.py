@@ -15,8 +15,8 @@ from ..train.run import RunError, load_run
 from ..visual import (VisualError, activations, conv_layers, describe_layer, get_layer, gradcam,
                       maximize_grid, plot_activations, plot_gradcam, plot_kernels, plot_maximized,
                       plot_saliency, saliency, smoothgrad, write_page)
-from .common import (Formatter, UsageError, add_checkpoint, add_run_dir, nonneg_int, out,
-                     positive_int)
+from .common import (Formatter, UsageError, add_checkpoint, add_run_dir, name_list, nonneg_int,
+                     out, positive_int)
 
 WHAT = ("kernels", "activations", "saliency", "gradcam", "maximize")
 PAGE = "index.html"
@@ -55,14 +55,6 @@ def what_list(text):
     if bad or not items:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(WHAT)}, "
                                          f"got {text!r}")
-    return list(dict.fromkeys(items))
-
-
-def name_list(text):
-    """``--layers``: comma-separated module names (``0,3`` or ``features.0``)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
     return list(dict.fromkeys(items))
 
 
