@@ -105,7 +105,24 @@ class TensorDataset(Dataset):
 ArrayDataset = TensorDataset  # the name for NumPy users: it takes arrays as well as Tensors
 
 
-class Subset(Dataset):
+class _Wrapper(Dataset):
+    """A dataset over ``self.dataset``: its batch access (``in_memory``), its randomness
+    (``uses_rng``) and its class names pass through."""
+
+    @property
+    def in_memory(self):
+        return getattr(self.dataset, "in_memory", False)
+
+    @property
+    def uses_rng(self):
+        return getattr(self.dataset, "uses_rng", False)
+
+    @property
+    def classes(self):
+        return getattr(self.dataset, "classes", None)
+
+
+class Subset(_Wrapper):
     """The samples of ``dataset`` at ``indices``, in that order (PyTorch's ``Subset``)."""
 
     def __init__(self, dataset, indices):
@@ -124,21 +141,9 @@ class Subset(Dataset):
         self.indices = xp.where(idx < 0, idx + n, idx)
 
     @property
-    def in_memory(self):
-        return getattr(self.dataset, "in_memory", False)
-
-    @property
-    def uses_rng(self):
-        return getattr(self.dataset, "uses_rng", False)
-
-    @property
     def targets(self):
         t = targets_of(self.dataset, required=False)
         return None if t is None else t[self.indices]
-
-    @property
-    def classes(self):
-        return getattr(self.dataset, "classes", None)
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -192,7 +197,7 @@ def targets_of(dataset, required: bool = True):
         return None
 
 
-class ReconstructionPairs(Dataset):
+class ReconstructionPairs(_Wrapper):
     """``(x, x.copy(), label)`` for each item of ``dataset``: an input, its clean copy as the
     target, and the item's label (its second field; -1 when it has none), for autoencoders and
     denoising (``Trainer(task=Reconstruction(target="target"))`` trains on the first two).
@@ -209,21 +214,9 @@ class ReconstructionPairs(Dataset):
         self.dataset = dataset
 
     @property
-    def in_memory(self):
-        return getattr(self.dataset, "in_memory", False)
-
-    @property
-    def uses_rng(self):
-        return getattr(self.dataset, "uses_rng", False)
-
-    @property
     def targets(self):
         """The wrapped dataset's ``targets`` (for stratified splits), or None."""
         return getattr(self.dataset, "targets", None)
-
-    @property
-    def classes(self):
-        return getattr(self.dataset, "classes", None)
 
     def __len__(self) -> int:
         return len(self.dataset)
