@@ -41,7 +41,7 @@ from ..train.run import (CONFIG_FILE, ConfigError, RunError,
                          canonical_model, checkpoint_epoch, jsonable_options, load_run_config,
                          write_results)
 from .common import (UsageError, fit_run, observers, open_run, out, parse_data_options,
-                     parse_model_options, record_command, version)
+                     parse_model_options, positive_int, record_command, version)
 
 __all__ = ["add_arguments", "wanted", "resolve_image_config", "command", "MODELS"]
 
@@ -84,9 +84,9 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("image-output tasks", DESCRIPTION)
     g.add_argument("--noise", metavar="SPEC", help="denoise: the input's noise (default "
                    f"{IMAGE_TASK_RECIPES['denoise']['noise']})")
-    g.add_argument("--bottleneck", type=_positive, metavar="N",
+    g.add_argument("--bottleneck", type=positive_int, metavar="N",
                    help="autoencode/denoise: the code's size (--model-option bottleneck=N)")
-    g.add_argument("--latent", type=_positive, metavar="N",
+    g.add_argument("--latent", type=positive_int, metavar="N",
                    help="vae/gan: the latent size (--model-option latent=N)")
     g.add_argument("--conditional", action="store_true",
                    help="gan: a class-conditional generator and discriminator")
@@ -98,11 +98,6 @@ def add_arguments(parser) -> None:
     g.add_argument("--class-weights", choices=("none", "balanced"), dest="class_weights",
                    help="segment: weight the cross entropy's classes by inverse pixel frequency "
                    "(balanced) or not (default)")
-
-
-def _positive(text):
-    from .common import positive_int
-    return positive_int(text)
 
 
 def wanted(given: dict) -> bool:
@@ -403,8 +398,8 @@ def _class_frequencies(dataset):
         return inner.class_frequencies()
     counts = None
     for i in range(len(dataset)):
-        m = xp.asarray(dataset[i][1].numpy() if isinstance(dataset[i][1], Tensor)
-                       else dataset[i][1]).ravel()
+        mask = dataset[i][1]
+        m = xp.asarray(mask.numpy() if isinstance(mask, Tensor) else mask).ravel()
         c = xp.bincount(m[m >= 0], minlength=256)
         counts = c if counts is None else counts + c
     n = int(xp.flatnonzero(counts).max()) + 1

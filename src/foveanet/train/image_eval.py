@@ -216,11 +216,9 @@ def frechet_report(extractor, generated, real, seed: int = 0):
 def _gan(config, G, loader):
     seed = int(config["seed"])
     k = getattr(G, "num_classes", 0)
-    labels = (xp.arange(64) % k) if k else None
     arrays = {"samples": generate(G, 100 if k else 64, seed + 31,
                                   (xp.arange(100) % k) if k else None),
               "interpolation": _interpolation(G, seed + 32)}
-    del labels
     test = {}
     if config.get("classifier"):
         from .image_metrics import ClassifierFeatures, FrechetScore
