@@ -6,7 +6,8 @@ from pathlib import Path
 
 import foveanet
 
-BUDGET = 420  # code lines (not blank, not comments, not docstrings) in the core files
+BUDGET = 445  # code lines (not blank, not comments, not docstrings) in the core files; 420 until
+# gradient hooks and backward callbacks (the seam data-parallel training overlaps on) came in
 CORE = ["autograd.py"]
 
 

@@ -21,6 +21,7 @@ import time
 import weakref
 
 from .backend import device_of, get_default_dtype, parse_to, xp
+from .hooks import RemovableHandle
 
 # ----------------------------------------------------------------------------------------- modes
 _state = threading.local()
@@ -204,8 +205,32 @@ def _add_grad(grads: dict, t: "Tensor", g) -> None:
     grads[key] = g if key not in grads else grads[key] + g
 
 
+def queue_callback(fn) -> None:
+    """Run ``fn()`` once, when the backward pass now running on this thread ends (PyTorch's
+    ``Variable._execution_engine.queue_callback``): a gradient hook uses it to finish work after
+    the last gradient is in, e.g. a data-parallel all-reduce waiting for its last bucket. Outside
+    a backward pass it raises RuntimeError. Callbacks run in the order queued, after the outermost
+    backward (a backward inside a Function's backward, as checkpointing makes, does not end it)."""
+    queue = getattr(_state, "callbacks", None)
+    if queue is None:
+        raise RuntimeError("queue_callback: no backward pass is running on this thread")
+    queue.append(fn)
+
+
 def run_backward(root: "Tensor", grad, retain_graph: bool = False) -> None:
-    """Back-propagate ``grad`` (d output / d root) from ``root`` to every leaf that requires it."""
+    """Back-propagate ``grad`` (d output / d root) from ``root`` to every leaf that requires it,
+    then run the callbacks queued during it (``queue_callback``)."""
+    outer = getattr(_state, "callbacks", None) is None  # else the enclosing backward runs them
+    queue = _state.callbacks = [] if outer else _state.callbacks
+    try:
+        _run_backward(root, grad, retain_graph)
+    finally:
+        _state.callbacks = None if outer else queue
+    while outer and queue:  # not on an error: the gradients are incomplete then
+        queue.pop(0)()
+
+
+def _run_backward(root, grad, retain_graph):
     if root._grad_fn is None:  # a leaf: its gradient is the seed itself
         root._accumulate(grad)
         return
@@ -316,6 +341,21 @@ class Tensor:
             self.grad = Tensor._wrap(g)
         else:  # a new array: gradient arrays may be shared between inputs of one Function
             self.grad = Tensor._wrap(self.grad.data + g)
+        for hook in tuple(self.__dict__.get("_post_accumulate_hooks", {}).values()):
+            hook(self)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` each time backward has added a gradient into this leaf's
+        ``.grad`` (PyTorch's hook of the same name; a leaf used twice in one graph gets two
+        calls). Returns a handle whose ``remove()`` unregisters it. Data-parallel training starts
+        a bucket's all-reduce from here while the rest of backward runs."""
+        if self._grad_fn is not None or not callable(hook):
+            raise (RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+                   if callable(hook) else TypeError(f"register_post_accumulate_grad_hook: hook "
+                                                    f"must be callable, got {type(hook).__name__}"))
+        handle = RemovableHandle(self.__dict__.setdefault("_post_accumulate_hooks", {}))
+        handle.hooks[handle.id] = hook
+        return handle
 
     def backward(self, gradient=None, retain_graph: bool = False) -> None:
         """Compute d self / d leaf for every leaf that requires grad and add it into ``leaf.grad``."""

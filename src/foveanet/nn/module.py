@@ -14,12 +14,12 @@ a layer deep inside a model raises, it names that layer by its path (``features.
 """
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
 from ..autograd import Tensor
+from ..hooks import RemovableHandle
 from ..backend import parse_to, to_device, xp
 from .parameter import Parameter
 
@@ -37,28 +37,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by ``register_forward_hook`` and friends: ``handle.remove()`` unregisters the hook.
-
-    Also a context manager: ``with model.register_forward_hook(f): ...`` removes it on exit."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
-        return False
 
 
 _call_state = threading.local()
