@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: demo test bench install install-test data clean
+.PHONY: demo test bench install install-test data browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(PY)
 	$(PIP) install --quiet -e '.[train]'
 	$(PY) -c 'import foveanet; print(foveanet.backend.cpu.warm())'
 
-install-test: $(PY)
+install-test: $(PY) browser
 	$(PIP) install --quiet -e '.[test]'
 	$(PY) -c 'import foveanet; print(foveanet.backend.cpu.warm())'
 
@@ -33,6 +33,18 @@ data:
 	  (apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)); \
 	else \
 	  echo "Fashion-MNIST: not found locally; it will be downloaded"; \
+	fi
+
+# the Playground's browser tests drive a headless Chromium: Debian's package when we are root on
+# Debian (Playwright's own browser download is not used); without one those tests are skipped
+browser:
+	@if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then \
+	  echo "Chromium: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Chromium: installing Debian's chromium"; \
+	  (apt-get install -y -qq chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)); \
+	else \
+	  echo "Chromium: not found; the browser tests will be skipped"; \
 	fi
 
 demo: install data

@@ -1,8 +1,9 @@
 """The layering contract of the source tree, read from every import statement (those inside
 functions too), without importing anything:
 
-    backend (with the CPU runtime) <- autograd, random <- ops, profiler <- nn, optim, utils
-        <- data, models, train, interop, onnx <- recipes, report, visual <- cli, the package itself
+    backend (with the CPU runtime), hooks <- autograd, random <- ops, profiler <- nn, optim,
+        utils <- data, models, train, interop, onnx, distributed <- recipes, report, visual,
+        playground <- cli, the package itself
 
 - a module imports only from its own layer or a lower one; the one documented exception is
   ``autograd`` -> ``ops`` (Tensor's methods call the primitives; ops needs Tensor first);
@@ -21,12 +22,12 @@ import foveanet
 
 ROOT = Path(foveanet.__file__).parent
 LAYERS = [
-    {"backend", "version"},
+    {"backend", "version", "hooks"},
     {"autograd", "random"},
     {"ops", "profiler"},
     {"nn", "optim", "utils"},
-    {"data", "models", "train", "interop", "onnx"},
-    {"recipes", "report", "visual"},
+    {"data", "models", "train", "interop", "onnx", "distributed"},
+    {"recipes", "report", "visual", "playground"},
     {"cli", "__main__", "__init__"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

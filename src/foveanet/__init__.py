@@ -22,7 +22,7 @@ from .ops import (abs, amax, amin, arange, argmax, argmin, as_tensor, broadcast_
 from .ops import add  # noqa: F401
 from .random import (Generator, get_rng_state, initial_seed, manual_seed, normal, rand, randint,  # noqa: F401
                      randn, randperm, seed, set_rng_state)
-from . import data, interop, models, nn, onnx, optim, train, utils, visual  # noqa: E402,F401
+from . import data, distributed, interop, models, nn, onnx, optim, train, utils, visual  # noqa: E402,F401
 from .profiler import profile  # noqa: E402,F401
 from .train.run import load_run  # noqa: E402,F401
 

@@ -40,6 +40,8 @@ from .common import (Formatter, UsageError, add_observers, fit_run, fraction, mo
                      parse_model_options, positive_float, positive_int, probability, run_report,
                      takes_points, usage_text, version)
 from . import train_images, train_language
+from .distributed import Distributed
+from .distributed import add_arguments as add_distributed_arguments
 
 # the known names --dataset trains on: the registry's, less the regression sets and the series
 CLASSIFICATION_SETS = tuple(n for n in KNOWN_DATASETS if n not in REGRESSION and n not in SERIES)
@@ -49,7 +51,7 @@ TASKS = ("classification", "forecast", "language_model",  # language_model: trai
          "autoencode", "denoise", "segment", "vae", "gan")  # train_images.py
 # options of `train` that are not part of a run's configuration: they may differ on --resume
 ENVIRONMENT_OPTIONS = ("data_dir", "download", "no_progress", "resume", "out", "tensorboard",
-                       "save_kernels")
+                       "save_kernels", "distributed", "sync_bn", "comm_timeout")
 
 EPILOG = """\
 examples:
@@ -187,6 +189,7 @@ def add_parser(sub):
     g.add_argument("--no-progress", action="store_true", dest="no_progress",
                    help="no progress bar (one line per epoch)")
     add_observers(g)
+    add_distributed_arguments(t.add_argument_group("several processes (MPI)"))
     return t
 
 
@@ -553,20 +556,27 @@ def forecast_lines(test: dict, where: str) -> list:
 def command(args) -> int:
     t_start = time.perf_counter()
     given = {k: v for k, v in vars(args).items() if k != "command" and not k.startswith("_")}
+    own_flow = train_language.wanted(given) or train_images.wanted(given)
+    if given.get("distributed") and own_flow:
+        raise UsageError("--distributed trains classifiers and forecasters so far; the language "
+                         "and image-output tasks run on one process")
     if train_language.wanted(given):  # a language model's run: its own flow
         return train_language.command(args, given, t_start)
     if train_images.wanted(given):  # a network that outputs images: its own flow
         return train_images.command(args, given, t_start)
 
-    cfg, run_dir, resume_dir, checkpoint_exists = open_run(
+    dist = Distributed(given)
+    cfg, run_dir, resume_dir, checkpoint_exists = dist.shared(lambda: open_run(
         given, lambda g: {**(c := resolve_config(g)), **dataset_config(c)}, check_resume_options,
-        default_run_dir)
+        default_run_dir))
+    if not dist.is_main:  # rank 0 alone writes and prints; the others train quietly
+        given["no_progress"] = True
     if resume_dir is not None and given.get("data_dir") is not None:
         cfg["data_dir"] = os.path.abspath(given["data_dir"])
     data_dir = cfg.get("data_dir")
     download = bool(given.get("download"))
 
-    set_num_threads(int(cfg["threads"]))
+    set_num_threads(dist.threads(int(cfg["threads"])))
     try:
         model = build_model(cfg)
         check_model_fits(model, cfg)
@@ -581,18 +591,21 @@ def command(args) -> int:
             raise UsageError(f"{usage_text(exc)}\nthe rows of a CSV table are feature vectors: "
                              "use an MLP (--model mlp)") from None
         raise
-    out(f"foveanet {version()}: {'resuming' if resume_dir else 'training'} {cfg['model']} on "
+    say = out if dist.is_main else (lambda *a, **k: None)
+    say(f"foveanet {version()}: {'resuming' if resume_dir else 'training'} {cfg['model']} on "
         f"{cfg['dataset']}")
-    out("configuration:")
+    say("configuration:")
     for line in config_lines(cfg, given):
-        out(line)
+        say(line)
+    if dist.enabled:
+        say(dist.describe())
 
     train_set, val_set = load_train_val(cfg, data_dir, download)
     test_set = load_test(cfg, data_dir, download)
     if resume_dir is not None:
         for split, dataset in (("train", train_set), ("test", test_set)):
             note = data_files_note(cfg, split, dataset)
-            if note:
+            if note and dist.is_main:
                 print(f"note: {note}", file=sys.stderr)
     elif cfg["dataset"] in IMAGE_DATASETS:
         cfg["data_files"] = {"train": data_files(train_set), "test": data_files(test_set)}
@@ -600,30 +613,41 @@ def command(args) -> int:
         cfg["task"] = Forecast(cfg["horizon"], train_set.offset, train_set.scale).config()
     elif cfg["dataset"] not in TOY_DATASETS:
         new_run_data(cfg, train_set, test_set)
-    train_loader = make_loader(train_set, cfg, True)
-    val_loader = make_loader(val_set, cfg, False) if val_set is not None else None
+    sharded = dist.sharded(cfg, resume_dir is not None)
+    if sharded:  # each rank: its shard, its share of every batch
+        train_loader = make_loader(train_set, cfg, True, dist.shard_train(train_set, cfg["seed"]),
+                                   dist.batch_size(int(cfg["batch_size"])))
+        val_loader = make_loader(dist.shard_eval(val_set), cfg, False) \
+            if val_set is not None else None
+    else:
+        train_loader = make_loader(train_set, cfg, True)
+        val_loader = make_loader(val_set, cfg, False) if val_set is not None else None
     test_loader = make_loader(test_set, cfg, False)
-    out(f"data: {len(train_set)} training, {len(val_set) if val_set is not None else 0} "
+    say(f"data: {len(train_set)} training, {len(val_set) if val_set is not None else 0} "
         f"validation, {len(test_set)} test {'windows' if is_forecast(cfg) else 'samples'}; "
         f"{len(train_loader)} batches per epoch")
     for note in (cfg.get("series") or {}).get("notes", []):
-        out(f"note: {cfg['dataset'] if is_series_name(cfg['dataset']) else 'the series'}: {note}")
+        say(f"note: {cfg['dataset'] if is_series_name(cfg['dataset']) else 'the series'}: {note}")
     optimizer = build_optimizer(model, cfg)
     scheduler, interval = build_scheduler(optimizer, cfg, len(train_loader), SCHEDULES)
 
     record_command(cfg, args, resume_dir is not None)
-    trainer = Trainer(model, optimizer, loss_fn=getattr(model, "loss_fn", None),
+    trainer = Trainer(dist.wrap(model), optimizer, loss_fn=getattr(model, "loss_fn", None),
                       scheduler=scheduler, scheduler_interval=interval,
                       l1=cfg["l1"], l2=cfg["l2"],
                       progress="plain" if given.get("no_progress") else "auto",
                       run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"],
                       task=tasks.from_config(cfg["task"]) if is_forecast(cfg) else None,
-                      callbacks=observers(given, run_dir))
+                      callbacks=(observers(given, run_dir) if dist.is_main else [])
+                      + dist.callbacks(int(cfg["seed"]), train_loader, sharded),
+                      rank=dist.rank, world_size=dist.size)
     cfg["task"] = trainer.task.config()  # what fv.load_run(...).task rebuilds
     history = fit_run(trainer, train_loader, val_loader, int(cfg["epochs"]), run_dir,
-                      checkpoint_exists, cfg, resume_dir is not None)
+                      checkpoint_exists, cfg if dist.is_main else None, resume_dir is not None)
     if history is None:
         return 130
+    if not dist.is_main:  # testing and the report: rank 0's
+        return 0
 
     # the lecture: keep the model with the lowest validation error
     epochs_done = len(history)

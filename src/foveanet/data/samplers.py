@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..backend import xp
+from ..backend import process_group, xp
 from ..random import Generator, numpy_rng
 from ..random import default_generator as _global_generator
 
@@ -184,14 +184,19 @@ class DistributedSampler(Sampler):
     epochs, and code that forgets it still gets a new order every epoch instead of PyTorch's
     silent repeat of epoch 0's. ``.epoch`` is the epoch of the latest iteration (or the one set).
 
-    ``num_replicas`` and ``rank`` default to 1 and 0 (one process; foveanet has no distributed
-    package yet to ask); ``rank`` must be in [0, num_replicas).
+    ``num_replicas`` and ``rank`` default to the process group's size and this process's rank
+    (``fv.distributed.init_process_group``), else 1 and 0 (one process); ``rank`` must be in
+    [0, num_replicas).
     """
 
     def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None,
                  shuffle: bool = True, seed: int = 0, drop_last: bool = False):
-        num_replicas = 1 if num_replicas is None else _int(num_replicas, "num_replicas", 1)
-        rank = 0 if rank is None else rank
+        group = process_group.current()
+        if num_replicas is None:
+            num_replicas = 1 if group is None else group.size
+        num_replicas = _int(num_replicas, "num_replicas", 1)
+        if rank is None:
+            rank = 0 if group is None else group.rank
         if not isinstance(rank, numbers.Integral) or isinstance(rank, bool) or \
                 not 0 <= rank < num_replicas:
             raise ValueError(f"Invalid rank {rank!r}, rank should be in the interval "

@@ -14,5 +14,7 @@ from .layers import (ELU, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d
 from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase  # noqa: F401
 from .layers import Hopfield, HopfieldPooling  # noqa: F401
 from .layers import DiceLoss  # noqa: F401
+from .layers import SyncBatchNorm  # noqa: F401
 from .module import Module, RemovableHandle  # noqa: F401
 from .parameter import Parameter  # noqa: F401
+

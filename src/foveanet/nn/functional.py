@@ -10,6 +10,6 @@ from ..ops.layer_norm import layer_norm  # noqa: F401
 from ..ops.linalg import linear  # noqa: F401
 from ..ops.loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
                         dice_loss, mse_loss, nll_loss, one_hot, sum_squared_error)
-from ..ops.norm import batch_norm, local_response_norm  # noqa: F401
+from ..ops.norm import batch_norm, local_response_norm, sync_batch_norm  # noqa: F401
 from ..ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d  # noqa: F401
 from ..ops.shape import pad  # noqa: F401

@@ -15,7 +15,7 @@ from .layer_norm import layer_norm  # noqa: F401
 from .linalg import linear, matmul  # noqa: F401
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
                    mse_loss, nll_loss, one_hot, sum_squared_error)
-from .norm import batch_norm, local_response_norm  # noqa: F401
+from .norm import batch_norm, local_response_norm, sync_batch_norm  # noqa: F401
 from . import rnn  # noqa: F401  (recurrent layers: ops.rnn.Recurrence, gather_rows, ...)
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_unpool2d  # noqa: F401
 from .reduction import (amax, amin, argmax, argmin, logsumexp, max, mean, min, norm, std, sum,  # noqa: F401

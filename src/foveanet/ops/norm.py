@@ -262,6 +262,99 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                            eps=float(eps))
 
 
+# ------------------------------------------------------------------------ synchronised batch norm
+class SyncBatchNorm(Function):
+    """Training-mode batch norm over the ranks of a process group ``comm`` (None: this process
+    alone): the statistics of the global batch. Forward gathers every rank's per-channel count,
+    mean and sum of squared deviations (one all-gather) and merges them by Chan et al.'s
+    parallel formula in float64 (no E[x^2] - E[x]^2 cancellation); backward all-reduces the two
+    sums the input gradient needs. With M the global number of values per channel,
+        dx = weight / sqrt(var + eps) * (g - (sum over all ranks of g) / M
+                                           - xhat * (sum over all ranks of g * xhat) / M),
+    and ``weight``/``bias`` get this rank's part of their gradient, as in PyTorch: the
+    data-parallel average then makes it the global one."""
+
+    def forward(self, x, weight, bias, running_mean, running_var, momentum, eps, comm):
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.reshape(n, c, -1)
+        count = x3.shape[0] * x3.shape[2]
+        local_mean = _csum(x3) / count if count else xp.zeros(c, x.dtype)
+        xc = x3 - _col(local_mean)
+        local_m2 = _cdot(xc, xc) if count else xp.zeros(c, x.dtype)
+        stats = xp.concatenate([[count], local_mean, local_m2]).astype(xp.float64)
+        if comm is not None and comm.size > 1:
+            gathered = comm.allgather(stats, "the all-gather of SyncBatchNorm statistics")
+        else:
+            gathered = stats[None]
+        total, mean, m2 = 0.0, xp.zeros(c), xp.zeros(c)
+        for row in gathered:  # Chan et al.: merge (count, mean, M2) pairs, rank by rank
+            k = row[0]
+            if k == 0:
+                continue
+            delta = row[1:1 + c] - mean
+            new_total = total + k
+            mean = mean + delta * (k / new_total)
+            m2 = m2 + row[1 + c:] + delta * delta * (total * k / new_total)
+            total = new_total
+        if total <= 1:
+            raise ValueError(f"SyncBatchNorm: expected more than 1 value per channel over all "
+                             f"ranks when training, got {int(total)}")
+        var = m2 / total
+        invstd = 1.0 / xp.sqrt(var + eps)
+        if running_mean is not None:
+            running_mean *= 1.0 - momentum
+            running_mean += (momentum * mean).astype(running_mean.dtype)
+        if running_var is not None:
+            running_var *= 1.0 - momentum
+            running_var += (momentum * var * (total / (total - 1))).astype(running_var.dtype)
+        dt = x.dtype
+        mean, invstd = mean.astype(dt), invstd.astype(dt)
+        xhat = (x3 - _col(mean)) * _col(invstd)
+        out = xhat * _col(weight) if weight is not None else xhat.copy()
+        if bias is not None:
+            out += _col(bias)
+        self.xhat, self.invstd, self.weight, self.total, self.comm = xhat, invstd, weight, total, comm
+        self.shape, self.bias_dtype = x.shape, None if bias is None else bias.dtype
+        return out.reshape(x.shape)
+
+    def backward(self, g):
+        xhat, invstd, weight = self.xhat, self.invstd, self.weight
+        g3 = g.reshape(xhat.shape)
+        sum_g, sum_gx = _csum(g3), _cdot(g3, xhat)
+        dw = sum_gx if weight is not None and self.needs_input_grad[1] else None
+        db = sum_g if self.bias_dtype is not None and self.needs_input_grad[2] else None
+        dx = None
+        if self.needs_input_grad[0]:
+            sums = xp.concatenate([sum_g, sum_gx]).astype(xp.float64)
+            if self.comm is not None and self.comm.size > 1:
+                self.comm.allreduce(sums, "the all-reduce of SyncBatchNorm gradients")
+            c = sum_g.shape[0]
+            mean_g = (sums[:c] / self.total).astype(g.dtype)
+            mean_gx = (sums[c:] / self.total).astype(g.dtype)
+            scale = invstd if weight is None else invstd * weight
+            dx = (g3 - _col(mean_g) - xhat * _col(mean_gx)) * _col(scale)
+            dx = dx.reshape(self.shape)
+        return dx, dw, db, None, None
+
+
+def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None,  # noqa: A002
+                    momentum=0.1, eps=1e-5, group=None):
+    """Training-mode batch normalisation with the statistics of every rank of ``group`` (a
+    process group, ``backend.process_group.current()``; None: this process alone, which is
+    exactly ``batch_norm(..., training=True)``). The running buffers are updated in place with
+    the global statistics."""
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if x.ndim < 2:
+        raise ValueError(f"sync_batch_norm expects an input of shape (N, C, ...), got shape "
+                         f"{tuple(x.shape)}")
+    c = x.shape[1]
+    rm = None if running_mean is None else _buffer(running_mean, c, "running_mean")
+    rv = None if running_var is None else _buffer(running_var, c, "running_var")
+    w = _param(weight, c, "weight", x.dtype)
+    b = _param(bias, c, "bias", x.dtype)
+    return SyncBatchNorm.apply(x, w, b, rm, rv, momentum=float(momentum), eps=float(eps), comm=group)
+
+
 # ------------------------------------------------------------------------ local response norm
 def _window_sum(x, before, after):
     """s[:, c] = sum of x[:, c - before .. c + after] along axis 1 (zero beyond the ends)."""

@@ -52,6 +52,8 @@ class ForecastMetrics(tasks.Metric):
         self.scale = float(scale)
         super().__init__()
 
+    _sums = ("count", "elements", "sae", "sse")  # additive: ranks' states add up
+
     def reset(self) -> None:
         self.count = 0
         self.elements = 0

@@ -107,9 +107,15 @@ class ProgressCallback(Callback):
         self._out = self.stream if self.stream is not None else sys.stdout
         t = self.trainer
         start = t.epoch
-        models = (type(t.model).__name__ if t.single_model else
-                  " + ".join(f"{name} ({type(m).__name__})" for name, m in t.models.items()))
+        def kind(m):  # a data-parallel wrapper: the model inside it
+            return type(getattr(m, "module", m) if type(m).__name__ == "DistributedDataParallel"
+                        else m).__name__
+
+        models = (kind(t.model) if t.single_model else
+                  " + ".join(f"{name} ({kind(m)})" for name, m in t.models.items()))
         what = f"fit {models}: epochs {start + 1}..{t.target_epochs}, {t.num_batches} batches/epoch"
+        if t.world_size > 1:
+            what += f" per rank, data-parallel on {t.world_size} ranks"
         if start:
             what += f" (resumed after epoch {start})"
         if self._use_bar(self._out):

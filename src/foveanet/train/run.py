@@ -649,11 +649,13 @@ def load_test(config, data_dir=None, download=False):
     return _subsample(test, config["limit_test"], config["seed"] + 13)
 
 
-def make_loader(dataset, config, train: bool):
+def make_loader(dataset, config, train: bool, sampler=None, batch_size=None):
     """The training loader (shuffled and augmented from a generator of its own) or an evaluation
-    loader (in order, ``eval_batch_size``, with the evaluation transform) of ``dataset``."""
+    loader (in order, ``eval_batch_size``, with the evaluation transform) of ``dataset``.
+    ``sampler``/``batch_size``: a rank's shard of the data and its share of the batch."""
     if train:
-        return DataLoader(dataset, batch_size=config["batch_size"], shuffle=True,
+        return DataLoader(dataset, batch_size=batch_size or config["batch_size"],
+                          shuffle=sampler is None, sampler=sampler,
                           generator=Generator(config["seed"] + 14),
                           transform=augmentation(config["augment"]))
     return DataLoader(dataset, batch_size=config.get("eval_batch_size") or 500, shuffle=False,

@@ -73,6 +73,31 @@ class Metric:
     def results(self) -> dict:
         return self.compute()
 
+    # ------------------------------------------------------- combining ranks (fv.distributed)
+    _sums: tuple = ("count",)   # additive counters
+    _arrays: tuple = ()         # additive arrays (None until the first update)
+
+    def state(self) -> dict:
+        """What this rank accumulated, as JSON values: data-parallel training gathers every
+        rank's state and ``merge_state``s them into one epoch's metric. A subclass whose
+        accumulators are not plain sums overrides both (or cannot run on several ranks)."""
+        if type(self).compute is not Metric.compute and "_sums" not in type(self).__dict__:
+            raise NotImplementedError(f"{type(self).__name__} cannot be combined across ranks: "
+                                      "define state() and merge_state()")
+        out = {k: getattr(self, k) for k in self._sums}
+        out.update({k: None if getattr(self, k) is None else getattr(self, k).tolist()
+                    for k in self._arrays})
+        return out
+
+    def merge_state(self, state: dict) -> None:
+        """Add another rank's ``state()`` into this one."""
+        for k in self._sums:
+            setattr(self, k, getattr(self, k) + state[k])
+        for k in self._arrays:
+            if state[k] is not None:
+                mine, theirs = getattr(self, k), xp.asarray(state[k])
+                setattr(self, k, theirs if mine is None else mine + theirs)
+
     def __repr__(self):
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                           for k, v in self.compute().items())
@@ -142,6 +167,17 @@ class ClassificationMetrics(Metric):
             self.matrix = batch_cm if self.matrix is None else self.matrix + batch_cm
         self.count += o.shape[0]
 
+    _sums = ("count", "correct", "topk_hits")
+    _arrays = ("matrix",)
+
+    def state(self) -> dict:
+        return {**super().state(), "num_classes": self.num_classes}
+
+    def merge_state(self, state: dict) -> None:
+        super().merge_state(state)
+        if self.num_classes is None:
+            self.num_classes = state["num_classes"]
+
     def _has_topk(self) -> bool:
         return self.topk is not None and self.num_classes is not None and self.num_classes >= self.topk
 
@@ -197,6 +233,26 @@ class RegressionMetrics(Metric):
             self.sae = self.sae + xp.abs(err).sum(axis=0)
         self.count += n
 
+    def state(self) -> dict:
+        arrays = ("sse", "sae", "mean", "m2")
+        return {"count": self.count, **{k: None if getattr(self, k) is None else
+                                         getattr(self, k).tolist() for k in arrays}}
+
+    def merge_state(self, state: dict) -> None:
+        n = state["count"]
+        if not n:
+            return
+        sse, sae, mean, m2 = (xp.asarray(state[k], dtype=xp.float64)
+                              for k in ("sse", "sae", "mean", "m2"))
+        if self.count == 0:
+            self.sse, self.sae, self.mean, self.m2, self.count = sse, sae, mean, m2, n
+            return
+        total = self.count + n  # Chan et al., as update() merges batches
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.count * n / total)
+        self.sse, self.sae, self.count = self.sse + sse, self.sae + sae, total
+
     def compute(self) -> dict:
         if not self.count:
             return {}
@@ -247,6 +303,9 @@ class SegmentationMetrics(Metric):
         self.matrix += xp.bincount(t * c + pred, minlength=c * c).reshape(c, c)
         self.count += o.shape[0]
 
+    _sums = ("count",)
+    _arrays = ("matrix",)
+
     def _iou(self):
         cm = self.matrix.astype(xp.float64)
         tp = xp.diagonal(cm)
@@ -284,6 +343,8 @@ class ReconstructionMetrics(Metric):
         self.count = 0
         self.elements = 0
         self.sse = 0.0
+
+    _sums = ("count", "elements", "sse")
 
     def update(self, output, target) -> None:
         o, t = _same_size(output, target, "reconstruction")
@@ -332,6 +393,20 @@ class _GuessedMetrics(Metric):
         if not self.count:
             return {}
         return self.inner.compute() if self.inner is not None else {"accuracy": None}
+
+    def state(self) -> dict:
+        return {"count": self.count, "classification": self.classification,
+                "inner": None if self.inner is None else self.inner.state()}
+
+    def merge_state(self, state: dict) -> None:
+        self.count += state["count"]
+        if self.classification is None:
+            self.classification = state["classification"]
+        if state["inner"] is not None:
+            if self.inner is None:
+                self.inner = (ClassificationMetrics() if self.stage == "train"
+                              else ClassificationMetrics(topk=5, confusion=True))
+            self.inner.merge_state(state["inner"])
 
     def results(self) -> dict:
         if self.inner is not None:

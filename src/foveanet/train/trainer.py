@@ -20,8 +20,8 @@ model and its task (``task.loss`` is ``F.cross_entropy`` for the default classif
             if l2 > 0:
                 cost = cost + fv.optim.l2_penalty(weights, l2)
             # backward(cost): a NaN/inf cost stops here with TrainingDiverged, before any update
-            cost.backward()
-            on_after_backward()                          # (a data-parallel all-reduce goes here)
+            cost.backward()                  # (data-parallel: returns with averaged gradients)
+            on_after_backward()
             # step(): on_before_optimizer_step(optimizer), which clips, then the update
             if clip_grad_norm is not None:
                 fv.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -95,7 +95,10 @@ outside foveanet's generators, e.g. from ``numpy.random`` or ``random`` in your 
 captured.)
 
 Processes: ``Trainer(rank=r, world_size=n)`` says which of the ``n`` processes of a run this
-one is; the callbacks that write files or print (``rank_zero_only``) run in rank 0 only.
+one is; the callbacks that write files or print (``rank_zero_only``) run in rank 0 only. With
+``n > 1`` and ``fv.distributed`` initialised (the model in ``DistributedDataParallel``) each rank's
+loaders hold its shard; at the end of every epoch the loss sums, sample counts and metric states
+(``Metric.state()``) of all ranks are combined, so every rank logs the global values.
 """
 from __future__ import annotations
 
@@ -586,6 +589,8 @@ class Trainer:
         if batch == 0:
             raise ValueError("fit: the training loader yielded no batches")
         train_time = time.perf_counter() - t0
+        local_seen = seen
+        totals, seen = self._combine_ranks(totals, seen, self.train_metrics, "training")
         means = {key: total / seen for key, total in totals.items()}
         logs = {"epoch": epoch, "global_step": self.global_step}
         if "loss" in means:
@@ -597,7 +602,28 @@ class Trainer:
         logs.update(lrs)
         logs["train_time"] = train_time
         logs["images_per_sec"] = seen / train_time if train_time > 0 else None
+        if getattr(self, "_combining", False):
+            logs["images_per_sec_per_rank"] = local_seen / train_time if train_time > 0 else None
         return logs
+
+    def _combine_ranks(self, totals: dict, seen: int, metrics, what: str):
+        """With several ranks (``world_size > 1``, ``fv.distributed`` initialised): every rank's
+        sums, sample count and metric state combined, so the epoch's logs are the global ones,
+        the same on every rank. One process (or no process group): unchanged."""
+        if not getattr(self, "_combining", False):
+            return totals, seen
+        from .. import distributed
+        comm = distributed.communicator()
+        mine = {"totals": {k: float(v) for k, v in totals.items()}, "seen": int(seen),
+                "metrics": metrics.state()}
+        totals, seen = {}, 0
+        metrics.reset()
+        for state in comm.allgather_json(mine, f"the all-gather of the epoch's {what} results"):
+            for key, value in state["totals"].items():
+                totals[key] = totals.get(key, 0.0) + value
+            seen += state["seen"]
+            metrics.merge_state(state["metrics"])
+        return totals, seen
 
     def _run_epoch(self, epoch: int, cbs: CallbackList) -> dict:
         t_start = time.perf_counter()
@@ -611,7 +637,7 @@ class Trainer:
                     self._diverged(f"non-finite (parameter {name!r} has NaN/inf entries)",
                                    "model", batch_known=False)
         if self.val_loader is not None:
-            means, metrics, _ = self._evaluate(self.val_loader)
+            means, metrics, _ = self._evaluate(self.val_loader, combine=True)
             if "loss" in means:
                 logs["val_loss"] = means.pop("loss")
             for key, value in metrics.compute().items():
@@ -658,6 +684,13 @@ class Trainer:
             self.resume(resume, train_loader, val_loader)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.target_epochs = int(epochs)
+        from .. import distributed
+        self._combining = self.world_size > 1 and distributed.is_initialized()
+        if self._combining:  # each rank trains and validates on its shard; logs are global
+            if distributed.get_world_size() != self.world_size:
+                raise ValueError(f"Trainer(world_size={self.world_size}) in a process group of "
+                                 f"{distributed.get_world_size()} ranks")
+            self.train_metrics.state()  # a metric that cannot combine ranks says so now
         try:
             self.num_batches = len(train_loader)
         except TypeError:
@@ -694,8 +727,9 @@ class Trainer:
                     close()
         return self.history
 
-    def _evaluate(self, loader):
-        """``(means of eval_step's values, the metric accumulator)`` over ``loader``."""
+    def _evaluate(self, loader, combine: bool = False):
+        """``(means of eval_step's values, the metric accumulator)`` over ``loader``;
+        ``combine``: each rank evaluated its shard, the results are combined across ranks."""
         self.eval_metrics = self._metrics("val")
         modes = {name: model.training for name, model in self.models.items()}
         totals, seen = {}, 0
@@ -710,6 +744,8 @@ class Trainer:
         finally:
             for name, model in self.models.items():
                 model.train(modes[name])
+        if combine:
+            totals, seen = self._combine_ranks(totals, seen, self.eval_metrics, "validation")
         if seen == 0:
             raise ValueError("evaluate: the loader yielded no samples")
         return {key: total / seen for key, total in totals.items()}, self.eval_metrics, seen

@@ -8,6 +8,7 @@ from .hopfield import Hopfield, HopfieldPooling  # noqa: F401
 from .linear import Linear  # noqa: F401
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, DiceLoss, MSELoss, NLLLoss,  # noqa: F401
                    SumSquaredErrorLoss)
+from .normalization import SyncBatchNorm  # noqa: F401
 from .normalization import (BatchNorm1d, BatchNorm2d, InstanceNorm2d, LayerNorm,  # noqa: F401
                             LocalResponseNorm)
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, MaxUnpool2d  # noqa: F401

@@ -4,7 +4,7 @@ competition between neighbouring channels)."""
 from __future__ import annotations
 
 from ...autograd import Tensor
-from ...backend import xp
+from ...backend import process_group, xp
 from ...ops.layer_norm import normalized_shape_tuple
 from .. import functional as F
 from .. import init
@@ -136,6 +136,75 @@ class BatchNorm2d(_BatchNorm):
 
     _ndims = (4,)
     _layout = "(N, {c}, H, W)"
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation over the global batch of all ranks (PyTorch's ``nn.SyncBatchNorm``):
+    input (N, C, ...) of any rank >= 2; the same arguments, parameters, buffers and state-dict
+    keys as BatchNorm1d/2d/3d, so a checkpoint moves between them. Training uses the process
+    group of ``fv.distributed`` when it is initialised (else this process alone); eval mode is
+    ordinary batch norm with the running statistics (``fv.distributed.init_process_group`` sets
+    the group; ``ops.norm.SyncBatchNorm`` has the arithmetic). Build one from an existing
+    network with ``SyncBatchNorm.convert_sync_batchnorm(model)``."""
+
+    _ndims = (2, 3, 4, 5)
+    _layout = "(N, {c}, ...)"
+
+    def forward(self, input):  # noqa: A002
+        if not self.training:
+            return super().forward(input)
+        group = process_group.current()
+        x = self._check_input(input) if group is None or group.size == 1 else \
+            _check_shape(self, input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.data[...] += 1
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked.data)
+        return F.sync_batch_norm(x, self.running_mean if self.track_running_stats else None,
+                                 self.running_var if self.track_running_stats else None,
+                                 self.weight, self.bias, factor, self.eps, group)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group=None) -> Module:
+        """``module`` with every BatchNorm1d/2d/3d replaced by a SyncBatchNorm that shares its
+        parameters and buffers (PyTorch's function of the same name); other layers untouched.
+        ``process_group`` is accepted for PyTorch's signature; foveanet has one group."""
+        return convert_sync_batchnorm(module)
+
+
+def _check_shape(layer, input):
+    """The checks of ``_check_input`` but the local 'more than one value' one: a rank's shard
+    may hold one sample, the global batch decides."""
+    saved = layer.training
+    layer.training = False
+    try:
+        return layer._check_input(input)
+    finally:
+        layer.training = saved
+
+
+def convert_sync_batchnorm(module: Module) -> Module:
+    """``module`` with its BatchNorm layers made SyncBatchNorm ones (sharing their tensors)."""
+    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+        ref = module.weight if module.weight is not None else module.running_mean
+        dtype = None if ref is None else ref.data.dtype
+        out = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats, dtype=dtype,
+                            bias=module.bias is not None or not module.affine)
+        for name in ("weight", "bias"):
+            if getattr(module, name, None) is not None:
+                setattr(out, name, getattr(module, name))
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            if getattr(module, name, None) is not None:
+                out.register_buffer(name, getattr(module, name))
+        out.train(module.training)
+        return out
+    for name, child in list(module.named_children()):
+        converted = convert_sync_batchnorm(child)
+        if converted is not child:
+            setattr(module, name, converted)
+    return module
 
 
 class LayerNorm(Module):
