@@ -9,7 +9,7 @@ the data backward) these read each array twice and write the output once.
 import numpy as np
 from numba import njit
 
-jit = njit(cache=True, nogil=True, fastmath=True)
+jit = njit(cache=True, nogil=True, fastmath=True, error_model="numpy")  # 1/0: inf, not an exception
 
 
 @jit
