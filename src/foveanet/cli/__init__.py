@@ -54,8 +54,8 @@ from ..data import DatasetError
 from ..data.images import prepare_image
 from ..train import CheckpointError
 from ..train.run import ConfigError, RunError, build_model, load_run_config
-from . import (evaluate, export, generate, models, predict, sample, segment, stylize, summary,
-               train, visualize)
+from . import (evaluate, export, generate, models, playground, predict, sample, segment, stylize,
+               summary, train, visualize)
 from .common import PROG, Formatter, UsageError, usage_text, version
 from .train import resolve_config
 
@@ -64,7 +64,8 @@ __all__ = ["main", "build_parser", "UsageError", "RunError", "resolve_config", "
 
 COMMANDS = {"train": train, "evaluate": evaluate, "predict": predict, "export": export,
             "summary": summary, "models": models, "sample": sample, "generate": generate,
-            "segment": segment, "visualize": visualize, "stylize": stylize}
+            "segment": segment, "visualize": visualize, "stylize": stylize,
+            "playground": playground}
 
 
 def build_parser() -> argparse.ArgumentParser:
