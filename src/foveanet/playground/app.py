@@ -69,7 +69,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..backend import xp
 from . import cnn
-from .limits import SessionRegistry
+from .limits import SessionRegistry, read_body
 from .session import (DEFAULT_STATE, LIMITS, MAX_CLASSES, MAX_POINTS, OPTIONS,
                       PlaygroundInputError, Session, Table, check_state)
 
@@ -185,18 +185,7 @@ def _error(exc: PlaygroundInputError) -> JSONResponse:
 
 
 async def _read_body(request: Request, limit: int, what: str) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PlaygroundInputError(f"the {what} is {int(length)} bytes; at most {limit} bytes "
-                                   "are accepted", "file", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PlaygroundInputError(f"the {what} is over {limit} bytes, the limit", "file",
-                                       413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, limit, what, PlaygroundInputError)
 
 
 def _find_lecture() -> Path | None:

@@ -85,6 +85,8 @@ from ..random import Generator, manual_seed, randperm
 from ..train.io import CheckpointError
 from ..train.run import ConfigError, RunError, load_run
 from ..visual import VisualError, activations, conv_layers, default_layers, get_layer, gradcam
+from ..visual.maps import inspecting
+from .limits import SessionRegistry, read_body
 
 __all__ = ["routes", "CnnSession", "CnnInputError", "check_command", "check_config", "open_run",
            "image_from_upload", "live_sessions", "MODELS", "OPTIMIZERS", "DEFAULTS", "LIMITS"]
@@ -429,23 +431,6 @@ def live_sessions() -> int:
         return sum(1 for s in _LIVE if s.thread.is_alive())
 
 
-@contextlib.contextmanager
-def _inspecting(model):
-    """Evaluation mode and no parameter gradients for the block, then as they were."""
-    modes = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in params:
-        p.requires_grad = False
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in params:
-            p.requires_grad = flag
-
-
 class CnnSession:
     """One tab's network, data and training loop, run in a thread of its own (``start``,
     ``submit(command)``, ``stop``). Messages go to ``outbox``."""
@@ -583,7 +568,7 @@ class CnnSession:
     def _evaluate_test(self):
         x_all, y_all = self.data["test_x"][:TEST_SIZE], self.data["test_y"][:TEST_SIZE]
         loss_sum, correct = 0.0, 0
-        with _inspecting(self.model), no_grad():
+        with inspecting(self.model), no_grad():
             for i in range(0, len(y_all), 250):
                 x, y = self._inputs(x_all[i:i + 250]), y_all[i:i + 250]
                 out = self.model(tensor(x))
@@ -620,7 +605,7 @@ class CnnSession:
                 outs[_name] = out
             handles.append(get_layer(self.model, name).register_forward_hook(hook))
         try:
-            with _inspecting(self.model), enable_grad():
+            with inspecting(self.model), enable_grad():
                 xt = tensor(x[None], requires_grad=True)
                 logits = self.model(xt)
                 scores = logits.data[0].astype(xp.float64)
@@ -844,41 +829,21 @@ class CnnSession:
 
 
 # ------------------------------------------------------------------------ the registry
-class _LocalRegistry:
-    """A session limit of this module's own, for an app without a shared registry."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.tokens: set = set()
-        self.lock = threading.Lock()
-
-    def acquire(self, kind: str):
-        with self.lock:
-            if len(self.tokens) >= self.limit:
-                return None
-            token = object()
-            self.tokens.add(token)
-            return token
-
-    def release(self, token) -> None:
-        with self.lock:
-            self.tokens.discard(token)
-
-
 _LOCAL_REGISTRIES: dict = {}
 
 
 def _registry(app):
     """The app's shared session registry (``app.state.sessions``, ``playground.limits.
     SessionRegistry``: ``acquire(kind)`` -> a token, or None when full; ``release(token)``),
-    else one of this module's with the limit ``app.state.max_sessions`` (default 8)."""
+    else one of this module's (an app built without ``create_app``), with the limit
+    ``app.state.max_sessions`` (default 8)."""
     state = getattr(app, "state", None)
     reg = getattr(state, "sessions", None)
     if reg is not None and hasattr(reg, "acquire") and hasattr(reg, "release"):
         return reg
     key = id(app)
     if key not in _LOCAL_REGISTRIES:
-        _LOCAL_REGISTRIES[key] = _LocalRegistry(int(getattr(state, "max_sessions", 8) or 8))
+        _LOCAL_REGISTRIES[key] = SessionRegistry(int(getattr(state, "max_sessions", 8) or 8))
     return _LOCAL_REGISTRIES[key]
 
 
@@ -914,18 +879,7 @@ async def api_options(request: Request):
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise CnnInputError(f"the upload is {int(length)} bytes; at most {limit} bytes "
-                            "(1 MiB) are accepted", "file", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise CnnInputError(f"the upload is over {limit} bytes (1 MiB), the limit", "file",
-                                413)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request, limit, "upload", CnnInputError)
 
 
 async def api_image(request: Request):

@@ -66,3 +66,20 @@ class SessionRegistry:
 def registry_of(app) -> SessionRegistry:
     """The registry of ``app`` (created by ``create_app``)."""
     return app.state.sessions
+
+
+async def read_body(request, limit: int, what: str, error) -> bytes:
+    """An HTTP request's body, refused with ``error(sentence, "file", 413)`` (the view's input
+    error class) as soon as it is known to pass ``limit`` bytes: by its Content-Length, or while
+    it streams in."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise error(f"the {what} is {int(length)} bytes; at most {limit} bytes are accepted",
+                    "file", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise error(f"the {what} is over {limit} bytes, the limit", "file", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)

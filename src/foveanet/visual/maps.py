@@ -56,7 +56,7 @@ from ..backend import xp
 from ..ops import tensor
 from ..random import numpy_rng
 
-__all__ = ["VisualError", "Saliency", "layer_names", "get_layer", "describe_layer", "conv_layers",
+__all__ = ["VisualError", "Saliency", "inspecting", "layer_names", "get_layer", "describe_layer", "conv_layers",
            "default_layers", "prepare_input", "predicted_class", "kernels", "activations",
            "saliency", "smoothgrad", "gradcam", "resize_map", "total_variation", "gaussian_blur",
            "maximize", "maximize_grid"]
@@ -181,8 +181,9 @@ def prepare_input(model, x):
 
 
 @contextlib.contextmanager
-def _inspecting(model):
-    """Evaluation mode and parameters without gradients for the block; then as they were."""
+def inspecting(model):
+    """Evaluation mode and parameters without gradients for the block; then as they were
+    (what looking inside a trained model needs: the Playground's CNN view uses it too)."""
     modes = [(m, m.training) for m in model.modules()]
     params = [(p, p.requires_grad) for p in model.parameters()]
     model.eval()
@@ -219,7 +220,7 @@ def _check_target(target, k: int):
 def predicted_class(model, x) -> int:
     """The class with the highest score for one input."""
     batch = prepare_input(model, x)
-    with _inspecting(model), no_grad():
+    with inspecting(model), no_grad():
         out = _scores(model, model(tensor(batch)), "predicted_class")
     return int(xp.argmax(out.data[0]))
 
@@ -304,7 +305,7 @@ def activations(model, x, layers=None) -> dict:
     batch = prepare_input(model, x)
     handles, calls, order = _record(model, names)
     try:
-        with _inspecting(model), no_grad():
+        with inspecting(model), no_grad():
             model(tensor(batch))
     finally:
         for h in handles:
@@ -339,7 +340,7 @@ def saliency(model, x, target=None) -> Saliency:
     predicted class) with respect to the input, ``(C, H, W)``, and the saliency map ``max_c |d
     score / d x_c|``, ``(H, W)``."""
     batch = prepare_input(model, x)
-    with _inspecting(model):
+    with inspecting(model):
         grad, _ = _input_gradients(model, batch, target)
     return Saliency(xp.abs(grad[0]).max(axis=0), grad[0])
 
@@ -361,7 +362,7 @@ def smoothgrad(model, x, target=None, n: int = 25, sigma: float = 0.15, generato
     scale = sigma * span if span > 0 else float(sigma)
     noise = numpy_rng(generator).standard_normal((n,) + batch.shape[1:]) * scale
     noisy = (batch.astype(xp.float64) + noise).astype(batch.dtype)
-    with _inspecting(model):
+    with inspecting(model):
         if target is None:
             with no_grad():
                 out = _scores(model, model(tensor(batch)), "smoothgrad")
@@ -420,7 +421,7 @@ def gradcam(model, x, layer: str | None = None, target=None, mode: str | None = 
     batch = prepare_input(model, x)
     handles, calls, _ = _record(model, [layer], replace=True)
     try:
-        with _inspecting(model), enable_grad():
+        with inspecting(model), enable_grad():
             out = _scores(model, model(tensor(batch)), "Grad-CAM")
             target = _check_target(target, out.shape[1])
             if target is None:
@@ -575,7 +576,7 @@ def maximize(model, layer: str | None = None, channel: int | None = None, target
     x = (init_scale * rng.standard_normal(shape)).astype(dtype)
     prepare_input(model, x)  # the channel check
     objective = _objective(model, layer, channel, target_class)
-    with _inspecting(model), enable_grad():
+    with inspecting(model), enable_grad():
         for step in range(steps):
             dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter \
                 else (0, 0)

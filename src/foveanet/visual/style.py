@@ -97,7 +97,7 @@ from ..optim import LBFGS, Adam
 from ..random import numpy_rng
 from ..train.generative import image_grid, png_bytes
 from ..train.io import atomic_write_bytes
-from .maps import (VisualError, _inspecting, describe_layer, get_layer, layer_names, resize_map,
+from .maps import (VisualError, inspecting, describe_layer, get_layer, layer_names, resize_map,
                    total_variation)
 
 __all__ = ["gram_matrix", "content_loss", "style_loss", "tv_loss", "FeatureNetwork",
@@ -329,7 +329,7 @@ class FeatureNetwork:
 
     def frozen(self):
         """The block in evaluation mode without parameter gradients; restored after."""
-        return _inspecting(self.model)
+        return inspecting(self.model)
 
     def use(self, layers) -> None:
         """Prepare to read ``layers`` (and any subset of them); nothing to do for a module."""
