@@ -68,12 +68,11 @@ def worker(args):
            "step_s": statistics.median(times), "wait_s": statistics.median(waits),
            "grad_bytes": sum(p.data.nbytes for p in model.parameters())}
     if distributed:
-        import foveanet.backend as backend
         every = comm.allgather_json(out)
         out["step_s"] = max(o["step_s"] for o in every)  # the slowest rank sets the pace
         out["wait_s"] = statistics.mean(o["wait_s"] for o in every)
         if args.allreduce:  # a collective: every rank takes part
-            out["allreduce"] = allreduce_curve(comm, backend.xp)
+            out["allreduce"] = allreduce_curve(comm, fv.backend.xp)
     out["images_per_s"] = args.ranks * args.batch / out["step_s"]
     if rank == 0:
         print("RESULT " + json.dumps(out), flush=True)
@@ -179,7 +178,6 @@ def median_run(runs):
 
 
 def run_config(model, ranks, threads, batch, steps, allreduce=False, warmup=5):
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
     from foveanet.distributed.launch import mpirun_command
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--ranks", str(ranks),
            "--threads", str(threads), "--batch", str(batch), "--steps", str(steps),

@@ -22,8 +22,9 @@ train --distributed ...``), data-parallel.
 """
 from __future__ import annotations
 
-import sys
-
+from .. import random as fv_random
+from ..backend import xp
+from ..train.callbacks import Callback
 from .common import UsageError
 
 __all__ = ["add_arguments", "Distributed"]
@@ -137,29 +138,18 @@ class Distributed:
         return (f"distributed: {self.size} ranks, {c.local_size} on this machine ({c.host}), "
                 f"global batch split {self.size} ways")
 
-    def note(self, text: str) -> None:
-        if self.is_main:
-            print(text, file=sys.stderr)
 
+class EpochReseed(Callback):
+    """At every epoch's start, the global generator and ``loader``'s reseeded from (seed, epoch,
+    rank): the ranks draw differently, and an epoch's draws do not depend on what came before."""
 
-def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    from ..backend import xp
-    return int(xp.random.SeedSequence([seed, epoch, rank, 24]).generate_state(1)[0])
+    order = -100  # before anything that draws
 
+    def __init__(self, seed: int, rank: int, loader):
+        self.seed, self.rank, self.loader = seed, rank, loader
 
-def EpochReseed(seed, rank, loader):
-    """A callback: at every epoch's start, the global generator and ``loader``'s reseeded from
-    (seed, epoch, rank)."""
-    from .. import random as fv_random
-    from ..train.callbacks import Callback
-
-    class _EpochReseed(Callback):
-        order = -100  # before anything that draws
-
-        def on_epoch_begin(self, epoch, logs):
-            s = _epoch_seed(seed, epoch, rank)
-            fv_random.manual_seed(s)
-            if loader.generator is not None:
-                loader.generator.manual_seed(s + 1)
-
-    return _EpochReseed()
+    def on_epoch_begin(self, epoch, logs):
+        s = int(xp.random.SeedSequence([self.seed, epoch, self.rank, 24]).generate_state(1)[0])
+        fv_random.manual_seed(s)
+        if self.loader.generator is not None:
+            self.loader.generator.manual_seed(s + 1)

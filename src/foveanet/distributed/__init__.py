@@ -75,7 +75,7 @@ def init_process_group(backend: str = "mpi", timeout: float = 300.0, threads="au
     if threads is not None:
         from ..backend import set_num_threads
         set_num_threads(int(threads))
-    _comm.threads = threads
+        _comm.threads = int(threads)
     return _comm
 
 

@@ -43,25 +43,20 @@ class Work:
     """A collective in flight: ``done()`` tests (and drives MPI's progress), ``wait()`` blocks
     until it is complete or the communicator's timeout has passed."""
 
-    def __init__(self, comm: "Communicator", requests, what: str, on_done=None):
-        self.comm, self.requests, self.what, self.on_done = comm, list(requests), what, on_done
+    def __init__(self, comm: "Communicator", requests, what: str):
+        self.comm, self.requests, self.what = comm, list(requests), what
         self.complete = False
 
     def done(self) -> bool:
-        if not self.complete and mpi().Request.Testall(self.requests):
-            self._finish()
+        if not self.complete:
+            self.complete = mpi().Request.Testall(self.requests)
         return self.complete
 
     def wait(self):
         if not self.complete:
             self.comm._wait(self.requests, self.what)
-            self._finish()
+            self.complete = True
         return self
-
-    def _finish(self):
-        self.complete = True
-        if self.on_done is not None:
-            self.on_done()
 
 
 class Communicator:
@@ -82,6 +77,7 @@ class Communicator:
         self.host = MPI.Get_processor_name()
         self.timeout = float(timeout)
         self.step = None
+        self.threads = None  # compute threads, when init_process_group set them
 
     # ---------------------------------------------------------------------------- waiting
     def _wait(self, requests, what: str) -> None:
@@ -109,10 +105,9 @@ class Communicator:
         os._exit(code)  # pragma: no cover - Abort does not return
 
     # -------------------------------------------------------------------------- collectives
-    def iallreduce(self, array: xp.ndarray, what: str = "an all-reduce", on_done=None) -> Work:
+    def iallreduce(self, array: xp.ndarray, what: str = "an all-reduce") -> Work:
         """Start summing ``array`` (contiguous) across ranks, in place."""
-        req = self.comm.Iallreduce(mpi().IN_PLACE, array, op=mpi().SUM)
-        return Work(self, [req], what, on_done)
+        return Work(self, [self.comm.Iallreduce(mpi().IN_PLACE, array, op=mpi().SUM)], what)
 
     def allreduce(self, array: xp.ndarray, what: str = "an all-reduce") -> xp.ndarray:
         """Sum ``array`` across ranks, in place; returns it."""

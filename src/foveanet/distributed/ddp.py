@@ -42,11 +42,18 @@ MB = 1 << 20
 
 
 class _Bucket:
-    __slots__ = ("index", "params", "dtype", "numel", "work", "flat")
+    """Parameters whose gradients travel in one flat array: ``spans`` are (parameter, start,
+    end) in it."""
+
+    __slots__ = ("index", "params", "dtype", "numel", "spans", "work", "flat")
 
     def __init__(self, index, params, dtype):
         self.index, self.params, self.dtype = index, params, dtype
-        self.numel = sum(p.data.size for p in params)
+        self.spans, offset = [], 0
+        for p in params:
+            self.spans.append((p, offset, offset + p.data.size))
+            offset += p.data.size
+        self.numel = offset
         self.work = self.flat = None
 
 
@@ -185,14 +192,8 @@ class DistributedDataParallel(Module):
 
     def _launch(self, b):
         flat = xp.empty(b.numel, dtype=b.dtype)
-        offset = 0
-        for p in b.params:
-            n = p.data.size
-            if p.grad is None:
-                flat[offset:offset + n] = 0
-            else:
-                flat[offset:offset + n] = p.grad.data.ravel()
-            offset += n
+        for p, lo, hi in b.spans:
+            flat[lo:hi] = 0 if p.grad is None else p.grad.data.reshape(-1)
         b.flat = flat
         b.work = self._comm.iallreduce(flat, f"the all-reduce of gradient bucket {b.index} "
                                        f"of {len(self._buckets)}")
@@ -212,11 +213,8 @@ class DistributedDataParallel(Module):
             flat = b.flat
             if size > 1:
                 flat /= size
-            offset = 0
-            for p in b.params:
-                n = p.data.size
-                p.grad = Tensor._wrap(flat[offset:offset + n].reshape(p.data.shape))
-                offset += n
+            for p, lo, hi in b.spans:
+                p.grad = Tensor._wrap(flat[lo:hi].reshape(p.data.shape))
             b.work = b.flat = None
         self.__dict__["_counts"] = {}
         self.__dict__["_next"] = 0

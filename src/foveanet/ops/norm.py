@@ -309,7 +309,9 @@ class SyncBatchNorm(Function):
             running_var += (momentum * var * (total / (total - 1))).astype(running_var.dtype)
         dt = x.dtype
         mean, invstd = mean.astype(dt), invstd.astype(dt)
-        xhat = (x3 - _col(mean)) * _col(invstd)
+        xc += _col(local_mean - mean)  # x - the global mean, in the local pass's buffer
+        xhat = xc
+        xhat *= _col(invstd)
         out = xhat * _col(weight) if weight is not None else xhat.copy()
         if bias is not None:
             out += _col(bias)

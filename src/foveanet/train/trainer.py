@@ -338,6 +338,7 @@ class Trainer:
         self.progress = progress
         self.run_dir = None if run_dir is None else os.fspath(run_dir)
         self.rank, self.world_size = int(rank), int(world_size)
+        self._combining = False  # fit: several ranks in a process group merge their epoch logs
         if self.single_model:
             self.model_config = None if model_config is None else dict(model_config)
             self.model_name = (model_name or (self.model_config or {}).get("name")
@@ -602,7 +603,7 @@ class Trainer:
         logs.update(lrs)
         logs["train_time"] = train_time
         logs["images_per_sec"] = seen / train_time if train_time > 0 else None
-        if getattr(self, "_combining", False):
+        if self._combining:
             logs["images_per_sec_per_rank"] = local_seen / train_time if train_time > 0 else None
         return logs
 
@@ -610,7 +611,7 @@ class Trainer:
         """With several ranks (``world_size > 1``, ``fv.distributed`` initialised): every rank's
         sums, sample count and metric state combined, so the epoch's logs are the global ones,
         the same on every rank. One process (or no process group): unchanged."""
-        if not getattr(self, "_combining", False):
+        if not self._combining:
             return totals, seen
         from .. import distributed
         comm = distributed.communicator()

@@ -65,7 +65,9 @@ class _BatchNorm(Module):
         if self.bias is not None:
             init.zeros_(self.bias)
 
-    def _check_input(self, x):
+    def _check_input(self, x, local_batch: bool = True):
+        """``x`` as a Tensor of the layer's layout and dtype; in training, with ``local_batch``,
+        more than one value per channel (SyncBatchNorm's global batch decides that itself)."""
         x = tensor_input(self, x)
         c = self.num_features
         if x.ndim not in self._ndims or x.shape[1] != c:
@@ -78,7 +80,7 @@ class _BatchNorm(Module):
                 msg += f" — {x.ndim} dimensions instead of {want}"
             raise ValueError(msg)
         check_dtype(self, x, self.weight if self.weight is not None else self.running_mean)
-        if self.training and x.numel() // c <= 1:
+        if self.training and local_batch and x.numel() // c <= 1:
             raise ValueError(f"{self._short_repr()}: expected more than 1 value per channel when "
                              f"training, got input of shape {shape_str(x.shape)} (use a batch of more "
                              "than one sample, or call .eval())")
@@ -154,8 +156,7 @@ class SyncBatchNorm(_BatchNorm):
         if not self.training:
             return super().forward(input)
         group = process_group.current()
-        x = self._check_input(input) if group is None or group.size == 1 else \
-            _check_shape(self, input)
+        x = self._check_input(input, local_batch=group is None or group.size == 1)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.data[...] += 1
@@ -171,17 +172,6 @@ class SyncBatchNorm(_BatchNorm):
         parameters and buffers (PyTorch's function of the same name); other layers untouched.
         ``process_group`` is accepted for PyTorch's signature; foveanet has one group."""
         return convert_sync_batchnorm(module)
-
-
-def _check_shape(layer, input):
-    """The checks of ``_check_input`` but the local 'more than one value' one: a rank's shard
-    may hold one sample, the global batch decides."""
-    saved = layer.training
-    layer.training = False
-    try:
-        return layer._check_input(input)
-    finally:
-        layer.training = saved
 
 
 def convert_sync_batchnorm(module: Module) -> Module:
