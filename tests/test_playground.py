@@ -377,10 +377,16 @@ def _wait_for(predicate, timeout=10.0):
     return False
 
 
-def _frames(ws, count, timeout=20.0):
+def _frames(ws, count, timeout=20.0, until=None):
+    """``count`` frames from ``ws`` or, with ``until``, frames until ``until(frames)`` holds (at
+    least ``count``); either way within ``timeout`` seconds."""
     out = []
     deadline = time.monotonic() + timeout
-    while len(out) < count and time.monotonic() < deadline:
+
+    def more():
+        return len(out) < count or (until is not None and not until(out))
+
+    while more() and time.monotonic() < deadline:
         msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
         if msg["type"] == "frame":
             out.append(msg)
@@ -408,9 +414,14 @@ def test_eight_sessions_train_independently_and_a_ninth_is_refused():
                 assert msg["type"] == "error" and "8 training sessions already" in msg["message"]
             for ws in sockets:
                 ws.send(json.dumps({"type": "play"}))
-            runs = [_frames(ws, 6) for ws in sockets]
+            # on a loaded machine a frame may carry a single update: read until the epoch moves
+            def advanced(frames):
+                playing = [f for f in frames if f["playing"]]
+                return len(playing) >= 2 and playing[-1]["epoch"] > playing[0]["epoch"]
+
+            runs = [_frames(ws, 6, timeout=60.0, until=advanced) for ws in sockets]
             for st, frames in zip(settings, runs):
-                assert len(frames) == 6, st
+                assert len(frames) >= 6, st
                 playing = [f for f in frames if f["playing"]]
                 assert playing[-1]["epoch"] > playing[0]["epoch"], st
                 assert playing[-1]["test_loss"] != playing[0]["test_loss"], st

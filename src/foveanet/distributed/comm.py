@@ -22,6 +22,7 @@ import time
 from ..backend import xp
 
 _MPI = None
+ABORT_GRACE_S = 1.0  # seconds between printing why the job ends and MPI_Abort
 
 
 def mpi():
@@ -101,6 +102,9 @@ class Communicator:
                          f"{step}: {reason}. Aborting the job (the last checkpoint stays valid: "
                          "resume from it).\n")
         sys.stderr.flush()
+        # the launcher forwards a rank's output through its own pipes and stops forwarding once
+        # MPI_Abort reaches it: give it a moment to pass the sentence on first
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
         os._exit(code)  # pragma: no cover - Abort does not return
 
