@@ -91,6 +91,39 @@ def test_split_over_threads(monkeypatch, taken, threads):
     assert taken
 
 
+@pytest.mark.parametrize("tile", [1, 23, 4096])
+@pytest.mark.parametrize("n,o,k", [(1, 5, 3), (1, 8, 3), (1, 4, 7), (2, 6, 5), (1, 1, 5)])
+def test_tiles_and_a_small_batch_split_over_its_output_channels(monkeypatch, taken, tile, n, o,
+                                                                 k):
+    # tiles of a few padded rows (one row, a ragged last tile, the whole plane), and fewer
+    # samples than threads: the output channels split instead (two or four a pass, an odd last
+    # one computed twice, a single channel on one thread)
+    monkeypatch.setattr(_direct, "TILE", tile)
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    rng = np.random.default_rng(tile + 10 * n + o)
+    x, wt, b = _arr(rng, n, 3, 13, 11), _arr(rng, o, 3, k, k), _arr(rng, o)
+    check_against_torch(lambda a, kk, z: F.conv2d(a, kk, z, padding=k // 2),
+                        lambda a, kk, z: T.conv2d(a, kk, z, padding=k // 2), [x, wt, b],
+                        rtol=1e-4, atol=1e-4)
+    assert taken
+    ours, _ = _conv((k // 2, 0, 1, k // 2))
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, wt, b))
+    gradcheck(ours, [x64[:, :2, :6, :7], w64[:, :2], b64])
+
+
+def test_few_channels_take_the_loops_up_to_11x11(taken):
+    rng = np.random.default_rng(3)
+    for c, k, direct in [(3, 11, True), (4, 11, True), (3, 13, False), (5, 11, False)]:
+        before = len(taken)
+        x, wt = _arr(rng, 1, c, 16, 16), _arr(rng, 8, c, k, k)
+        out = F.conv2d(fv.tensor(x), fv.tensor(wt), padding=k // 2).data
+        ref = T.conv2d(torch.tensor(x), torch.tensor(wt), padding=k // 2).numpy()
+        assert np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+        assert (len(taken) > before) == direct, (c, k)
+
+
 def test_same_as_im2col_and_only_what_is_asked(monkeypatch, taken):
     # float32 within a few 1e-6 of the im2col path; unbatched input; gradients only where needed
     rng = np.random.default_rng(7)

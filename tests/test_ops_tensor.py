@@ -307,6 +307,21 @@ def test_matmul_gradcheck_and_shape_error():
         fv.randn(3, 4) @ fv.randn(5, 2)
 
 
+@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple),
+       c=st.integers(1, 6), p=st.integers(1, 9), seed=st.integers(0, 1000))
+def test_gram_vs_torch(lead, c, p, seed):
+    (a,) = arrays(seed, lead + (c, p))
+    check_against_torch(fv.ops.gram, lambda x: x @ x.transpose(-1, -2), [a])
+
+
+def test_gram_gradcheck_and_shape_error():
+    for shape in [(3, 5), (2, 4, 7), (2, 1, 3, 2)]:
+        (a,) = arrays(11, shape, dtype=np.float64)
+        gradcheck(fv.ops.gram, [a])
+    with pytest.raises(ValueError, match=r"gram: expected a matrix .* got shape \(4,\)"):
+        fv.ops.gram(fv.randn(4))
+
+
 @given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple), fin=st.integers(1, 5),
        fout=st.integers(1, 5), bias=st.booleans(), seed=st.integers(0, 1000))
 def test_linear_vs_torch(lead, fin, fout, bias, seed):

@@ -1,6 +1,6 @@
 """Differentiable primitives, each a Function with its forward and backward side by side.
 
-Modules: elementwise, reduction, shape, linalg (matmul, linear), activation, conv, pool, norm,
+Modules: elementwise, reduction, shape, linalg (matmul, linear, gram), activation, conv, pool, norm,
 layer_norm, embedding, dropout, loss; creation holds the constructors. ``foveanet.nn.functional``
 re-exports the ones PyTorch has there, under PyTorch's names and signatures."""
 from .activation import elu, leaky_relu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: F401
@@ -12,7 +12,7 @@ from .elementwise import (abs, add, cast, clamp, clip, clone, compare, div, exp,
                           minimum, mul, neg, pow, sqrt, sub, where)
 from .embedding import embedding  # noqa: F401
 from .layer_norm import layer_norm  # noqa: F401
-from .linalg import linear, matmul  # noqa: F401
+from .linalg import gram, linear, matmul  # noqa: F401
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
                    mse_loss, nll_loss, one_hot, sum_squared_error)
 from .norm import batch_norm, local_response_norm, sync_batch_norm  # noqa: F401

@@ -77,42 +77,47 @@ def _pad_sample(x, n, top, left, wq, planes):
 
 
 @jit
-def forward(x, top, left, hp, wq, wp, b, width, out, lo, hi):
+def forward(x, top, left, hp, wq, wp, b, width, step, rows, out, lo, hi, olo, ohi):
     """out[n, o] = b[o] + sum_{c, ky, kx} wp[o, c, ky, kx] * plane(n, c)[y + ky, x + kx] for n in
-    [lo, hi), plane(n, c) being x[n, c] (N, C, H, W) zero-padded to hp x wq rows and columns
-    (top rows and left columns before it), wp (O, C, KH, J*width). Output channels two at a
-    time, or four for blocks of 3 taps when O is a multiple of 4 (with five taps, or a ragged
-    last block, four measured slower)."""
+    [lo, hi) and o in [olo, ohi) (a multiple of ``step`` apart, or up to O), plane(n, c) being
+    x[n, c] (N, C, H, W) zero-padded to hp x wq rows and columns (top rows and left columns
+    before it), wp (O, C, KH, J*width). Output channels ``step`` at a time: 4 for blocks of 3
+    taps when O is a multiple of 4, else 2 (with five taps, or a ragged last block, four
+    measured slower). The outputs go in tiles of ``rows`` padded rows, so that a large image's
+    accumulators stay in cache while every tap passes over them."""
     o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     c_n, kh, j_n = wp.shape[1], wp.shape[2], wp.shape[3] // width
     span = (oh - 1) * wq + ow
-    step = 4 if width == 3 and o_n % 4 == 0 else 2
-    acc = np.empty((step, span), dtype=out.dtype)
+    acc = np.empty((step, min(span, rows * wq)), dtype=out.dtype)
     xf = np.zeros((c_n, hp * wq + j_n * width), dtype=out.dtype)
     for n in range(lo, hi):
         _pad_sample(x, n, top, left, wq, xf)
-        for o in range(0, o_n, step):
-            o1 = min(o + 1, o_n - 1)  # an odd last channel is computed twice
-            for k in range(step):
-                acc[k] = b[min(o + k, o_n - 1)]
-            for c in range(c_n):
-                xr = xf[c]
-                for ky in range(kh):
-                    for j in range(j_n):
-                        e, s = width * j, ky * wq + width * j
-                        p, q = wp[o, c, ky, e:e + width], wp[o1, c, ky, e:e + width]
-                        if step == 4:
-                            _pass3x4(acc, xr[s:], xr[s + 1:], xr[s + 2:], p, q,
-                                     wp[o + 2, c, ky, e:e + 3], wp[o + 3, c, ky, e:e + 3], span)
-                        elif width == 3:
-                            _pass3(acc[0], acc[1], xr[s:], xr[s + 1:], xr[s + 2:], p, q, span)
-                        else:
-                            _pass5(acc[0], acc[1], xr, s, p, q, span)
-            for k in range(step):
-                dst, src = out[n, min(o + k, o_n - 1)], acc[k]
-                for y in range(oh):
-                    for q in range(ow):  # a loop: a slice copy per row measured ~3% slower
-                        dst[y, q] = src[y * wq + q]
+        for y0 in range(0, oh, rows):
+            t0 = y0 * wq
+            m = min(span, t0 + rows * wq) - t0
+            for o in range(olo, ohi, step):
+                o1 = min(o + 1, o_n - 1)  # an odd last channel is computed twice
+                for k in range(step):
+                    acc[k, :m] = b[min(o + k, o_n - 1)]
+                for c in range(c_n):
+                    xr = xf[c]
+                    for ky in range(kh):
+                        for j in range(j_n):
+                            e, s = width * j, ky * wq + width * j + t0
+                            p, q = wp[o, c, ky, e:e + width], wp[o1, c, ky, e:e + width]
+                            if step == 4:
+                                _pass3x4(acc, xr[s:], xr[s + 1:], xr[s + 2:], p, q,
+                                         wp[o + 2, c, ky, e:e + 3], wp[o + 3, c, ky, e:e + 3], m)
+                            elif width == 3:
+                                _pass3(acc[0], acc[1], xr[s:], xr[s + 1:], xr[s + 2:], p, q, m)
+                            else:
+                                _pass5(acc[0], acc[1], xr, s, p, q, m)
+                for k in range(step):
+                    dst, src = out[n, min(o + k, o_n - 1)], acc[k]
+                    for y in range(y0, min(oh, y0 + rows)):
+                        r = (y - y0) * wq
+                        for q in range(ow):  # a loop: a slice copy per row measured ~3% slower
+                            dst[y, q] = src[r + q]
 
 
 @inline

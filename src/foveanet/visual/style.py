@@ -92,7 +92,7 @@ from ..backend import xp
 from ..data.images import prepare_image
 from ..models.stylenet import IMAGENET_MEAN, IMAGENET_STD, RandomFeatures, TransformNet
 from ..nn import Module
-from ..ops import mse_loss, tensor
+from ..ops import gram, mse_loss, tensor
 from ..optim import LBFGS, Adam
 from ..random import numpy_rng
 from ..train.generative import image_grid, png_bytes
@@ -133,7 +133,7 @@ def gram_matrix(features):
         f = f.reshape(1, *f.shape)
     n, c, h, w = f.shape
     flat = f.reshape(n, c, h * w)
-    g = (flat @ flat.transpose(1, 2)) / (c * h * w)
+    g = gram(flat) / (c * h * w)  # one product each way
     return g[0] if one else g
 
 
