@@ -22,8 +22,8 @@ it). They take one sample at a time, with its channels innermost (so that each s
 tile's transform is vectorised over the channels), run on slices of the samples on the engine's
 threads (``threads.split``; numba's own thread pool is not used), and read the input through
 a zeroed buffer so that padding costs no pass of its own. The batch goes through
-in chunks of ``CHUNK_BYTES`` of transformed arrays (larger than the CPU cache: long products pay
-more than cached ones here). Products stay in NumPy's BLAS. float32 results differ from
+in equal chunks of at most ``CHUNK_BYTES`` of transformed arrays (larger than the CPU cache:
+long products pay more than cached ones here). Products stay in NumPy's BLAS. float32 results differ from
 im2col's by a few 1e-6 relative (the transforms' constants 4, 5, 8 and 1/24 round), float64's
 by 1e-15.
 
@@ -47,10 +47,11 @@ KERNELS = "foveanet.ops._winograd_kernels"
 # convolutions")
 MIN_CHANNELS = 16
 # Bytes of transformed input + products per chunk of samples. Unlike im2col's columns these need
-# not stay in the CPU cache: longer products matter more (16 MiB beat 4 and 8 MiB on resnet20's
-# steps, level on cnn-bn's; 32 and 64 MiB no faster; figures: benchmarks/RESULTS.md, "Winograd
-# convolutions").
-CHUNK_BYTES = 16 << 20
+# not stay in the CPU cache: longer products matter more. On the AVX2 machine of 2026-11-28 16
+# MiB beat 4 and 8 on resnet20's steps; on this AVX-512 one, with the faster transforms, 8 MiB
+# beat 16 and 4 (cnn-bn training 1.02 -> 1.10-1.16x PyTorch; figures: benchmarks/RESULTS.md,
+# "Winograd convolutions" and "Winograd's channel loops").
+CHUNK_BYTES = 8 << 20
 
 # G (6x3) of F(4x4, 3x3) with the interpolation points 0, 1, -1, 2, -2 and infinity
 _G = ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
@@ -75,7 +76,11 @@ def _tiles(oh: int, ow: int):
 
 
 def _step(n: int, c: int, o: int, tiles: int, itemsize: int) -> int:
-    return max(1, min(n, CHUNK_BYTES // (36 * (c + o) * tiles * itemsize)))
+    """Samples per chunk: at most CHUNK_BYTES' worth, the batch cut into equal chunks (113 + 15
+    samples would run a thin last product)."""
+    most = max(1, min(n, CHUNK_BYTES // (36 * (c + o) * tiles * itemsize)))
+    chunks = -(-n // most)
+    return -(-n // chunks)
 
 
 def _samples(kernel, samples: int, nbytes: int, *args) -> None:
