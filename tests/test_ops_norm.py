@@ -262,23 +262,11 @@ def test_warm_compiles_the_batch_norm_kernels():
 
 
 def test_compiled_batch_norm_gives_nan_not_an_exception_when_training_diverges():
-    # cnn_bn at learning rate 1 on Fashion-MNIST diverges within 13 steps; the compiled kernel
-    # once raised ZeroDivisionError there (numba's Python error model) instead of letting NaN
-    # through to the Trainer's divergence check
-    try:
-        ds = fv.data.FashionMNIST(train=True)
-    except fv.data.DatasetError as exc:
-        pytest.skip(f"Fashion-MNIST is not on this machine: {exc}")
-    fv.manual_seed(0)
-    m = fv.models.create("cnn_bn", width=16)
-    opt = fv.optim.SGD(m.parameters(), lr=1.0, momentum=0.9)
-    x = fv.tensor(np.asarray(ds.data[:128], np.float32)[:, None] / 255.0)
-    y = fv.tensor(np.asarray(ds.targets[:128]))
-    for _ in range(60):  # the step it blows up at depends on the kernels' rounding
-        opt.zero_grad()
-        loss = fv.nn.functional.cross_entropy(m(x), y)
-        if np.isnan(float(loss.data)):
-            break
-        loss.backward()
-        opt.step()
-    assert np.isnan(float(loss.data))  # diverged, and said so by a NaN
+    # a diverged network's activations overflow to inf; the compiled kernel once raised
+    # ZeroDivisionError there (numba's Python error model) instead of letting NaN through to the
+    # Trainer's divergence check (a real diverging run's step count depends on rounding)
+    x = np.ones((4, 3, 5, 5), np.float32)
+    x[0, 1, 2, 2] = np.inf
+    bn = fv.nn.BatchNorm2d(3)
+    out = bn(fv.tensor(x))
+    assert np.isnan(out.data[:, 1]).all() and np.isfinite(out.data[:, [0, 2]]).all()
