@@ -539,6 +539,32 @@ def test_unet_equals_its_torch_twin():
     twin_check(ours, theirs, [images(2, 2, 32, 32)], train=False)
 
 
+def test_residual_unet_adds_its_input_as_its_torch_twin():
+    """residual=True (an image-to-image net that learns the correction): output = input + the
+    plain U-Net's output, forward and every gradient as in torch."""
+    class TResUNet(TUNet):
+        def forward(self, x):
+            return x + super().forward(x)
+
+    fv.manual_seed(0)
+    ours = M.create("unet", num_classes=2, in_channels=2, width=4, depth=2, residual=True)
+    _perturb_bn(ours)
+    twin_check(ours, TResUNet(2, 2, 4, 2), [images(2, 2, 28, 28)])
+    plain = M.create("unet", num_classes=2, in_channels=2, width=4, depth=2)
+    plain.load_state_dict(ours.state_dict())
+    ours.eval(), plain.eval()
+    x = fv.tensor(images(2, 2, 28, 28))
+    with fv.no_grad():
+        np.testing.assert_allclose(ours(x).numpy(), x.numpy() + plain(x).numpy(), rtol=1e-6,
+                                   atol=1e-6)
+    assert "residual=True" in repr(ours)
+    with pytest.raises(ValueError, match=r"unet: residual=True .* num_classes == in_channels; "
+                                         r"got num_classes=11, in_channels=1"):
+        M.create("unet", residual=True)
+    with pytest.raises(TypeError, match="unet: residual must be True or False"):
+        M.create("unet", num_classes=1, residual="yes")
+
+
 @pytest.mark.parametrize("classes", [0, 10])
 def test_dcgan_nets_equal_their_torch_twins(classes):
     fv.manual_seed(0)

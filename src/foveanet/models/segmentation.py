@@ -153,13 +153,23 @@ class UNet(nn.Module):
     """``enc0`` ... ``enc{depth-1}`` (two Conv-BN-ReLU each) with a 2x2 max pooling after each,
     ``bottleneck``, then per level from the bottom ``up{i}`` (ConvTranspose2d 2x2 stride 2,
     halving the channels), the concatenation [enc_i's output, upsampled] and ``dec{i}``; ``head``
-    (1x1 convolution to ``num_classes``)."""
+    (1x1 convolution to ``num_classes``). ``residual=True`` (an image-to-image net, as
+    DnCNN: Zhang et al. 2017) returns the input plus the head's output, so the layers learn
+    the correction (for a denoiser, the noise) rather than the whole image; it needs
+    ``num_classes == in_channels``."""
 
-    def __init__(self, num_classes=11, in_channels=1, width=16, depth=3):
+    def __init__(self, num_classes=11, in_channels=1, width=16, depth=3, residual=False):
         super().__init__()
         owner = self._owner = "unet"
         self.num_classes = positive(owner, "num_classes", num_classes)
         self.in_channels = positive(owner, "in_channels", in_channels)
+        if not isinstance(residual, bool):
+            raise TypeError(f"{owner}: residual must be True or False, got {residual!r}")
+        if residual and self.num_classes != self.in_channels:
+            raise ValueError(f"{owner}: residual=True adds the input to the output, so it needs "
+                             f"num_classes == in_channels; got num_classes={self.num_classes}, "
+                             f"in_channels={self.in_channels}")
+        self.residual = residual
         width, self.depth = positive(owner, "width", width), positive(owner, "depth", depth)
         c = self.in_channels
         for i in range(self.depth):
@@ -176,7 +186,7 @@ class UNet(nn.Module):
     def forward(self, x):
         check_images(self._owner, x, self.in_channels)
         _divisible(self._owner, x, self.depth)
-        skips = []
+        image, skips = x, []
         for i in range(self.depth):
             x = getattr(self, f"enc{i}")(x)
             skips.append(x)
@@ -185,14 +195,16 @@ class UNet(nn.Module):
         for i in range(self.depth - 1, -1, -1):
             x = getattr(self, f"up{i}")(x)
             x = getattr(self, f"dec{i}")(cat([skips[i], x], 1))
-        return self.head(x)
+        return image + self.head(x) if self.residual else self.head(x)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, depth={self.depth}"
+        extra = ", residual=True" if self.residual else ""
+        return f"num_classes={self.num_classes}, depth={self.depth}{extra}"
 
 
 @register_model("unet")
-def unet(num_classes=11, in_channels=1, width=16, depth=3):
+def unet(num_classes=11, in_channels=1, width=16, depth=3, residual=False):
     """U-Net (Ronneberger et al. 2015) with padded convolutions: ``depth`` poolings, skip
-    connections by concatenation; sides divisible by 2^depth."""
-    return UNet(num_classes, in_channels, width, depth)
+    connections by concatenation; sides divisible by 2^depth. ``residual``: output = input +
+    the net's correction (image-to-image use, e.g. a denoiser)."""
+    return UNet(num_classes, in_channels, width, depth, residual)
