@@ -106,7 +106,8 @@ class ONNXExportError(RuntimeError):
 
 # ============================================================================== public entry point
 def export(model, example_input, path, opset=None, input_names=None, output_names=None,
-           dynamic_batch=True, optimize=False, dynamic_axes=None):
+           dynamic_batch=True, optimize=False, dynamic_axes=None, quantize=None,
+           calibration=None, calibration_method="minmax"):
     """Export ``model`` to ONNX and return the ``onnx.ModelProto``; write it to ``path`` too.
 
     ``example_input``: a Tensor (or array), or a tuple/list of them for a model with several
@@ -123,13 +124,20 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
     named here are dynamic: ``{input name: {axis: symbol}}`` (a list of axes names them
     ``{input}_{axis}``); a symbol shared by several inputs is one size, grown together (a
     recurrent model: ``{"input": {0: "seq", 1: "batch"}, "h0": {1: "batch"}}``). With it,
-    ``dynamic_batch`` is not consulted.
+    ``dynamic_batch`` is not consulted. ``quantize="int8"``: post-training static quantisation
+    (:mod:`foveanet.interop.quantize`): int8 weights with a scale per output channel, uint8
+    activations with scales calibrated on ``calibration`` (samples, or an iterable of batches,
+    e.g. a DataLoader; ``calibration_method``: "minmax", "percentile" or "entropy"), written as
+    QuantizeLinear / DequantizeLinear pairs that onnxruntime runs with its int8 kernels; it implies
+    ``optimize``.
 
     The model is run in evaluation mode under ``no_grad``; its train/eval mode is restored
     afterwards. Raises :class:`ONNXExportError` naming the operation and the module path where it
     ran when something cannot be exported."""
     onnx = _import_onnx()
     opset = _check_opset(onnx, opset)
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize={quantize!r}: the supported quantisation is 'int8' (or None)")
     inputs = _as_inputs(example_input)
     input_names = _io_names(input_names, len(inputs), "input")
     dynamic = _dynamic_axes(dynamic_axes, dynamic_batch, inputs, input_names)
@@ -142,14 +150,22 @@ def export(model, example_input, path, opset=None, input_names=None, output_name
     for twin in twins:
         _check_twins(graph, twin)
     _check_size(graph)
+    batches = None
+    if quantize:  # checked before the export's work, so bad calibration data fails fast
+        from .quantize import calibration_batches
+        batches = calibration_batches(calibration, len(inputs),
+                                      [tuple(t.shape[1:]) for t in inputs])
     proto = _Builder(onnx, opset, graph, twins, input_names, output_names).build(model)
-    if optimize:
+    if optimize or quantize:
         fold_batchnorm_into_conv(proto)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:  # a converter bug, not the user's: say so plainly
         raise ONNXExportError(f"ONNX export: the exported graph fails onnx's checker ({e}); "
                               "this is a bug in foveanet's exporter, please report it") from e
+    if quantize:
+        from .quantize import quantize_qdq
+        proto = quantize_qdq(proto, batches, input_names, calibration_method)
     if path is not None:
         from ..train.io import atomic_write_bytes
         atomic_write_bytes(os.fspath(path), proto.SerializeToString())

@@ -1372,6 +1372,86 @@ def value_dtype(code):
                 from None
 
 
+# --------------------------------------------------------------------------- int8 quantisation
+def _per_axis(node, x, v):
+    """A scale or zero point shaped to broadcast against ``x``: a scalar (or a single value) as
+    it is; a 1-D one along the node's ``axis`` (opset 13+, default 1); with ``block_size`` B
+    (opset 21), one of x's rank whose ``axis`` has ceil(size / B) entries, each covering B
+    consecutive positions."""
+    a = xp.asarray(v.data)
+    block = int(node.attr("block_size", 0) or 0)
+    if not block and a.size == 1:
+        return a.reshape(())
+    axis = _axis(node.attr("axis", 1), x.ndim)
+    if block:
+        want = tuple(-(-d // block) if i == axis else d for i, d in enumerate(x.shape))
+        if a.shape != want:
+            raise ValueError(f"a blocked scale or zero point of shape {a.shape} for input shape "
+                             f"{tuple(x.shape)}, axis {axis} and block_size {block}: expected "
+                             f"{want}")
+        return xp.take(xp.repeat(a, block, axis=axis), range(x.shape[axis]), axis=axis)
+    if a.ndim != 1:
+        raise ValueError(f"a scale or zero point must be a scalar or 1-D, got shape {a.shape}")
+    if a.shape[0] != x.shape[axis]:
+        raise ValueError(f"a per-axis scale or zero point of {a.shape[0]} values against axis "
+                         f"{axis} of size {x.shape[axis]} (input shape {tuple(x.shape)})")
+    shape = [1] * x.ndim
+    shape[axis] = a.shape[0]
+    return a.reshape(shape)
+
+
+def _int_range(dtype):
+    """(min, max) of an integer type, NumPy's or ml_dtypes' 2- and 4-bit ones; None otherwise."""
+    try:
+        info = xp.iinfo(dtype)
+    except ValueError:
+        try:
+            import ml_dtypes  # noqa: PLC0415 - only the 2- and 4-bit types need it
+            info = ml_dtypes.iinfo(dtype)
+        except (ImportError, ValueError, TypeError):
+            return None
+    return int(info.min), int(info.max)
+
+
+def QuantizeLinear(node, x, scale, zero_point=None):
+    """QuantizeLinear-10/13/19/21: y = saturate(round(x / scale) + zero_point), rounding half to
+    even, in the zero point's integer type (uint8 without one; opset 21's ``output_dtype``):
+    8- and 16-bit, and the 4- and 2-bit types; a 1-D scale runs along ``axis``, a blocked one
+    (``block_size``) along blocks of it. The float8/float4 targets are not supported. Integer
+    output: no gradient."""
+    if not _is_float(x):
+        raise TypeError(f"QuantizeLinear quantises floating-point data, got {x.dtype}")
+    if zero_point is not None:
+        dtype = xp.dtype(zero_point.dtype)
+    else:
+        code = node.attr("output_dtype", 0)
+        dtype = value_dtype(code) if code else xp.dtype(xp.uint8)
+    bounds = _int_range(dtype)
+    if bounds is None:
+        raise TypeError(f"QuantizeLinear to {dtype} is not supported (integer types only)")
+    s = _per_axis(node, x, scale).astype(x.dtype, copy=False)
+    zp = 0 if zero_point is None else _per_axis(node, x, zero_point).astype(xp.float64)
+    q = xp.rint(x.data / s) + zp
+    return _wrap(xp.clip(q, *bounds).astype(xp.int64).astype(dtype))
+
+
+def DequantizeLinear(node, x, scale, zero_point=None):
+    """DequantizeLinear-10/13/19/21: y = (x - zero_point) * scale in the scale's floating-point
+    type (opset 21's ``output_dtype`` where given); a 1-D scale and zero point run along
+    ``axis``, blocked ones along blocks of it. Integer inputs only (not float8/float4). The
+    result carries no gradient (its source is integer data: an imported quantised model runs,
+    it does not train its weights)."""
+    if _int_range(x.dtype) is None:
+        raise TypeError(f"DequantizeLinear from {x.dtype} is not supported (integer types only)")
+    s = _per_axis(node, x, scale)
+    v = xp.asarray(x.data).astype(xp.int64)
+    if zero_point is not None:
+        v = v - _per_axis(node, x, zero_point).astype(xp.int64)
+    out = (v.astype(s.dtype) * s).astype(s.dtype, copy=False)
+    code = node.attr("output_dtype", 0)
+    return _wrap(out.astype(value_dtype(code)) if code else out)
+
+
 def CastLike(node, x, like):
     return _cast(x, like.dtype)
 
@@ -1558,6 +1638,7 @@ OPS = {
     "Clip": Clip, "Cast": Cast, "CastLike": CastLike, "Constant": Constant,
     "ConstantOfShape": ConstantOfShape, "Range": Range, "Upsample": Upsample, "Resize": Resize,
     "LayerNormalization": LayerNormalization, "RNN": RNN, "GRU": GRU, "LSTM": LSTM,
+    "QuantizeLinear": QuantizeLinear, "DequantizeLinear": DequantizeLinear,
 }
 
 # Input positions that hold settings rather than data (shapes, axes, scales, bounds, ratios): a
@@ -1567,7 +1648,7 @@ STATIC_INPUTS = {
     "Squeeze": {1}, "Unsqueeze": {1}, "Split": {1}, "Pad": {1, 2, 3}, "Clip": {1, 2},
     "Resize": {1, 2, 3}, "Upsample": {1}, "Dropout": {1, 2}, "ReduceMean": {1}, "ReduceSum": {1},
     "ReduceMax": {1}, "ReduceMin": {1}, "Gather": {1}, "Range": {0, 1, 2}, "CastLike": {1},
-    "Shape": {0}, "Size": {0},
+    "Shape": {0}, "Size": {0}, "QuantizeLinear": {1, 2}, "DequantizeLinear": {1, 2},
 }
 # Input positions holding running statistics: registered as buffers (BatchNorm's mean and var).
 BUFFER_INPUTS = {"BatchNormalization": {3, 4}}
@@ -1754,6 +1835,12 @@ def _check_flags(node):
     return None
 
 
+def _check_quantize(node):
+    if int(node.attr("block_size", 0) or 0) < 0:
+        return f"block_size={node.attr('block_size')} must not be negative"
+    return None
+
+
 def check_node(node):
     """None, or why the node's attributes cannot be run, whatever its inputs: the checks every
     operator shares (0/1 flags), then the operator's own (``CHECKS``)."""
@@ -1768,4 +1855,5 @@ CHECKS = {"Resize": _check_resize, "Upsample": _check_resize, "Conv": _check_win
           "Transpose": _check_axes_list("perm"), "Squeeze": _check_axes_list("axes", 13),
           "Unsqueeze": _check_axes_list("axes", 13), "Slice": _check_slice,
           "ConstantOfShape": _check_constant_of_shape, "Cast": _check_cast, "LRN": _check_lrn,
-          "RNN": _check_recurrent, "GRU": _check_recurrent, "LSTM": _check_recurrent}
+          "RNN": _check_recurrent, "GRU": _check_recurrent, "LSTM": _check_recurrent,
+          "QuantizeLinear": _check_quantize, "DequantizeLinear": _check_quantize}
