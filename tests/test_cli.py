@@ -346,6 +346,13 @@ def test_transfer_from_onnx_then_export(tmp_path, data_dir, capsys):
         sess = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
         got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    dst = str(tmp_path / "int8.onnx")  # post-training int8, calibrated on training images
+    assert main(["export", run, "--onnx", dst, "--int8", "--calibration", "64"]) == 0
+    assert "int8 (calibrated on 64 training samples, minmax)" in capsys.readouterr().out
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(dst).graph.node}
+    sess = ort.InferenceSession(dst, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.abs(got - want).max() <= 0.1 * np.abs(want).max()
     assert main(["evaluate", run]) == 0
     plain = capsys.readouterr().out
     assert main(["evaluate", run, "--optimize"]) == 0

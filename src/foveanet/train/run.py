@@ -910,13 +910,32 @@ class Run:
             raise RunError(f"{self.run_dir}: cannot optimise {self.config['model']} for "
                            f"inference: {exc}", self.run_dir) from None
 
-    def export_onnx(self, path, opset=None, optimize: bool = False):
+    def calibration_samples(self, n: int = 512, data_dir=None):
+        """``n`` training samples (all if fewer), drawn with the run's seed from its training
+        split and prepared as its evaluation prepares data: the calibration data of int8
+        quantisation (the test set stays untouched)."""
+        train = load_train_val(self.config, data_dir)[0]
+        rng = xp.random.default_rng(self.config["seed"] + 16)
+        picked = xp.sort(rng.permutation(len(train))[:n])
+        xs = []
+        for x, _ in make_loader(Subset(train, picked.tolist()), self.config, train=False):
+            xs.append(xp.asarray(getattr(x, "data", x)))
+        return xp.concatenate(xs)
+
+    def export_onnx(self, path, opset=None, optimize: bool = False, quantize=None,
+                    calibration=None, calibration_method="minmax"):
         """Write the run's model as an ONNX file with a dynamic batch size (``fv.onnx.export``;
-        needs the onnx extra); returns the ONNX ModelProto."""
+        needs the onnx extra); returns the ONNX ModelProto. ``quantize="int8"``: post-training
+        quantisation calibrated on ``calibration`` (default: ``calibration_samples()``)."""
         from .. import onnx
         kwargs = {} if opset is None else {"opset": opset}
         if optimize:
             kwargs["optimize"] = True
+        if quantize:
+            kwargs["quantize"] = quantize
+            kwargs["calibration"] = self.calibration_samples() if calibration is None \
+                else calibration
+            kwargs["calibration_method"] = calibration_method
         self.model.eval()
         try:
             return onnx.export(self.model, zeros(1, *self.input_shape), path, **kwargs)
