@@ -132,3 +132,32 @@ def test_channel_threshold_and_numba_missing(taken, monkeypatch):
     disable_compiled(monkeypatch, "_winograd_kernels")  # as without numba
     out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()
+
+
+def test_weight_transform_as_one_product_equals_g_w_gt():
+    """U = G w G^T (and G^T dU G) computed as one product with kron(G, G) equal the per-kernel
+    formula, in both layouts."""
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((5, 3, 3, 3))
+    g = np.asarray(_winograd._G)
+    want = np.einsum("ai,ocij,bj->ocab", g, w, g).reshape(5, 3, 36).transpose(2, 0, 1)
+    np.testing.assert_allclose(_winograd.transform_weight(w), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_winograd.transform_weight(w, True), want.transpose(0, 2, 1),
+                               rtol=1e-12, atol=1e-12)
+    du = rng.standard_normal((36, 5, 3))
+    want_gw = np.einsum("ai,ocab,bj->ocij", g, du.transpose(1, 2, 0).reshape(5, 3, 6, 6), g)
+    np.testing.assert_allclose(_winograd.weight_gradient(du), want_gw, rtol=1e-12, atol=1e-12)
+
+
+def test_few_tiles_for_many_channels_go_to_im2col_but_a_plan_keeps_winograd():
+    """A call whose batch has fewer than max(C, O) / 4 output tiles takes im2col (the weight's
+    transform would not pay); a geometry without a batch (an inference plan) takes Winograd."""
+    def geom(c, batch=0, out_hw=()):
+        return algorithms.ConvGeometry(np.dtype(np.float32), (c, c, 3, 3), (1, 1), (1,) * 4,
+                                       (1, 1), 1, batch=batch, out_hw=out_hw)
+    assert not _winograd.suits(geom(512, 16, (7, 7)))   # 64 tiles < 128
+    assert _winograd.suits(geom(512, 32, (7, 7)))       # 128 tiles
+    assert not _winograd.suits(geom(256, 2, (14, 14)))  # 32 tiles < 64
+    assert _winograd.suits(geom(256, 4, (14, 14)))
+    assert _winograd.suits(geom(512))                    # no batch: a plan
+    assert algorithms.select("conv2d", geom(512, 1, (7, 7))).name == "im2col"

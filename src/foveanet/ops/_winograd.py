@@ -31,6 +31,7 @@ When. The ``winograd`` entry of the algorithm registry (``ops.algorithms``), aft
 (which takes the 3x3 layers with at most 150 taps per output, i.e. 16 input channels): ``suits``
 wants 3x3 kernels, stride 1, no dilation, no groups, padding at most 2 on each side, at least
 ``MIN_CHANNELS`` input and output channels (below that the 36 products are too thin for BLAS),
+enough output tiles in the batch for the weight's transform to pay (``CHANNELS_PER_TILE``),
 float32 or float64, and the compiled transforms. Figures: benchmarks/RESULTS.md, "Winograd
 convolutions".
 """
@@ -46,6 +47,14 @@ KERNELS = "foveanet.ops._winograd_kernels"
 # 36 products were slower than im2col's one (figures: benchmarks/RESULTS.md, "Winograd
 # convolutions")
 MIN_CHANNELS = 16
+# A call whose batch has fewer 4x4 output tiles than max(C, O) / CHANNELS_PER_TILE goes to
+# im2col: the weight's transform (36 O C values, made each call: the weights change every step)
+# and the 36 thin products then cost more than the 4x fewer multiply-adds save. Measured
+# (forward + backward, ms, Winograd / im2col): 512 channels at 7x7 with 64 tiles 80.7 / 73.1,
+# 128 tiles 130.9 / 141.2; 256 at 14x14, 32 tiles 11.3 / 10.6, 64 tiles 15.7 / 19.7; 128 at
+# 28x28, 49 tiles 4.5 / 5.3 (benchmarks/RESULTS.md, "Winograd's weight transform").
+# An inference plan transforms its weights once and serves any batch: it always takes Winograd.
+CHANNELS_PER_TILE = 4
 # Bytes of transformed input + products per chunk of samples. Unlike im2col's columns these need
 # not stay in the CPU cache: longer products matter more. On the AVX2 machine of 2026-11-28 16
 # MiB beat 4 and 8 on resnet20's steps; on this AVX-512 one, with the faster transforms, 8 MiB
@@ -66,9 +75,13 @@ def _kernels():
 def suits(g: algorithms.ConvGeometry) -> bool:
     """Whether a convolution takes the Winograd path (see the module's docstring)."""
     o, c, kh, kw = g.weight_shape
-    return (kh, kw) == (3, 3) and tuple(g.stride) == (1, 1) and tuple(g.dilation) == (1, 1) and \
+    fits = (kh, kw) == (3, 3) and tuple(g.stride) == (1, 1) and tuple(g.dilation) == (1, 1) and \
         g.groups == 1 and min(o, c) >= MIN_CHANNELS and max(g.pads) <= 2 and \
         g.dtype in (xp.float32, xp.float64)
+    if fits and g.batch and g.out_hw:
+        th, tw = _tiles(*g.out_hw)
+        fits = g.batch * th * tw * CHANNELS_PER_TILE >= max(o, c)
+    return fits
 
 
 def _tiles(oh: int, ow: int):
@@ -88,28 +101,46 @@ def _samples(kernel, samples: int, nbytes: int, *args) -> None:
     threads.split(lambda lo, hi: kernel(*args, lo, hi), samples, nbytes)
 
 
-def transform_weight(w):
-    """U = G w G^T of every (O, C) kernel, as (36, O, C) for the products."""
-    g = xp.asarray(_G, dtype=w.dtype)
+def _kron(dtype):
+    """(36, 9): row 6a + b, column 3i + j holds G[a, i] G[b, j], so U = G w G^T of one kernel is
+    this matrix times the kernel's 9 values, and G^T dU G its transpose times dU's 36."""
+    g = xp.asarray(_G, dtype=xp.float64)
+    return xp.kron(g, g).astype(dtype)
+
+
+def transform_weight(w, channels_first=False):
+    """U = G w G^T of every (O, C) kernel, as (36, O, C) (``channels_first``: (36, C, O), the
+    forward products' operand) in ONE product: kron(G, G) (36 x 9) @ the kernels (9 x O C).
+    (NumPy's batched G @ w @ G^T ran 2 O C tiny products: 100 ms for 512 x 512 channels, where
+    this takes ~2.)"""
     o, c = w.shape[:2]
-    u = g @ w @ g.T  # (O, C, 6, 6)
-    return xp.ascontiguousarray(u.reshape(o, c, 36).transpose(2, 0, 1))
+    if channels_first:
+        w = w.transpose(1, 0, 2, 3)
+    flat = xp.ascontiguousarray(w).reshape(-1, 9)
+    u = _kron(w.dtype) @ flat.T  # (36, O C): the layout the products read
+    return u.reshape(36, c, o) if channels_first else u.reshape(36, o, c)
 
 
-def forward(x, u, top: int, left: int, out_hw):
+def weight_gradient(du):
+    """dw = G^T dU G of every (O, C) pair of du (36, O, C), as (O, C, 3, 3), in one product."""
+    _, o, c = du.shape
+    return (du.reshape(36, o * c).T @ _kron(du.dtype)).reshape(o, c, 3, 3)
+
+
+def forward(x, ut, top: int, left: int, out_hw):
     """Correlate x (N, C, H, W), zero-padded by top / left (and as far as needed at the far
-    edges), with the transformed weight u (36, O, C): (N, O, *out_hw)."""
+    edges), with the transformed weight ut (36, C, O) (``transform_weight(w, True)``):
+    (N, O, *out_hw)."""
     k = _kernels()
     x = xp.ascontiguousarray(x)
     n, c = x.shape[:2]
-    o = u.shape[1]
+    o = ut.shape[2]
     oh, ow = out_hw
     th, tw = _tiles(oh, ow)
     out = xp.empty((n, o, oh, ow), dtype=x.dtype)
     step = _step(n, c, o, th * tw, x.itemsize)
     v = xp.empty((36, step * th * tw, c), dtype=x.dtype)
     m = xp.empty((36, step * th * tw, o), dtype=x.dtype)
-    ut = xp.ascontiguousarray(u.transpose(0, 2, 1))
     for s in range(0, n, step):
         e = min(n, s + step)
         t = (e - s) * th * tw
@@ -123,14 +154,15 @@ def forward(x, u, top: int, left: int, out_hw):
 def backward(x, g, u, top: int, left: int, in_hw, need_x: bool, need_w: bool):
     """The input gradient (N, C, *in_hw) and the weight gradient (O, C, 3, 3) of the stride-1
     convolution of x (padding top / left; None when the weight needs no gradient) with transformed
-    weight u, from its output gradient g, in one pass over the chunks sharing dM = A dY A^T:
+    weight u (36, O, C; None when the input needs no gradient), from its output gradient g, in
+    one pass over the chunks sharing dM = A dY A^T:
     dV = U^T dM goes back onto the input through B dV B^T, and dU = sum over tiles of dM V^T
     gives dw = G^T dU G."""
     k = _kernels()
     g = xp.ascontiguousarray(g)
     x = xp.ascontiguousarray(x) if need_w else None
     n, o, oh, ow = g.shape
-    c = u.shape[2]
+    c = x.shape[1] if x is not None else u.shape[2]
     th, tw = _tiles(oh, ow)
     step = _step(n, c, o, th * tw, g.itemsize)
     v = xp.empty((36, step * th * tw, c), dtype=g.dtype)
@@ -149,11 +181,7 @@ def backward(x, g, u, top: int, left: int, in_hw, need_x: bool, need_w: bool):
         if need_x:
             xp.matmul(ms, u, out=vs)
             _samples(k.input_adjoint, e - s, vs.nbytes, vs, top, left, th, tw, gx[s:e])
-    gw = None
-    if need_w:
-        gm = xp.asarray(_G, dtype=g.dtype)
-        gw = gm.T @ du.transpose(1, 2, 0).reshape(o, c, 6, 6) @ gm
-    return gx, gw
+    return gx, weight_gradient(du) if need_w else None
 
 
 def warm() -> str:
@@ -163,8 +191,8 @@ def warm() -> str:
         return "Winograd convolutions: numba is not installed, 3x3 convolutions use im2col"
     for dt in (xp.float32, xp.float64):
         x, w = xp.ones((1, 1, 4, 4), dtype=dt), xp.ones((1, 1, 3, 3), dtype=dt)
-        u = transform_weight(w)
-        backward(x, forward(x, u, 1, 1, (4, 4)), u, 1, 1, (4, 4), True, True)
+        out = forward(x, transform_weight(w, True), 1, 1, (4, 4))
+        backward(x, out, transform_weight(w), 1, 1, (4, 4), True, True)
     return "Winograd convolutions: numba transforms compiled"
 
 
@@ -178,19 +206,20 @@ class _Winograd:
     @staticmethod
     def forward(fn, x, w, b):
         top, _, left, _ = fn.pads
-        fn.u = transform_weight(w)
+        fn.w = w if fn.needs_input_grad[0] else None  # transformed again (the other way) in backward
         fn.x = x if fn.needs_input_grad[1] else None  # the input itself, no padded copy
-        return forward(x, fn.u, top, left, fn.out_hw)
+        return forward(x, transform_weight(w, True), top, left, fn.out_hw)
 
     @staticmethod
     def backward(fn, g, nx, nw):
         top, _, left, _ = fn.pads
-        return backward(fn.x, g, fn.u, top, left, fn.x_shape[-2:], nx, nw)
+        u = transform_weight(fn.w) if nx else None
+        return backward(fn.x, g, u, top, left, fn.x_shape[-2:], nx, nw)
 
     @staticmethod
     def inference(w4, wm, bias, geom):
         """The plan's step: the folded weight transformed once, now; ``run(x)`` adds the bias."""
-        u = transform_weight(w4)
+        u = transform_weight(w4, True)
         top, bottom, left, right = geom.pads
 
         def run(x):

@@ -60,7 +60,9 @@ class Algorithm:
 
 class ConvGeometry(NamedTuple):
     """What the convolution algorithms decide on: dtype, weight shape (O, C/groups, KH, KW),
-    stride, padding (top, bottom, left, right), dilation, groups, device."""
+    stride, padding (top, bottom, left, right), dilation, groups, device; and, where a call
+    knows them, its batch size and output size (0 and (): not known, as for an inference plan,
+    which serves any batch)."""
     dtype: object
     weight_shape: tuple
     stride: tuple
@@ -68,6 +70,8 @@ class ConvGeometry(NamedTuple):
     dilation: tuple
     groups: int
     device: Device = CPU
+    batch: int = 0
+    out_hw: tuple = ()
 
 
 _registry: dict = {}

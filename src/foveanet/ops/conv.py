@@ -248,7 +248,8 @@ class Conv2d(Function):
             x.shape, (x.shape[0], x.shape[1], hp, wp), pads, groups, w.shape
         self.out_hw, self.has_bias = (oh, ow), b is not None
         self.algorithm = algorithms.select(
-            "conv2d", algorithms.ConvGeometry(x.dtype, w.shape, stride, pads, dilation, groups))
+            "conv2d", algorithms.ConvGeometry(x.dtype, w.shape, stride, pads, dilation, groups,
+                                              batch=x.shape[0], out_hw=(oh, ow)))
         impl = self.algorithm.impl
         out = impl.forward(self, x, w, b)
         if b is not None and not impl.adds_bias:
