@@ -53,14 +53,15 @@ demo: install data
 test: install-test
 	$(PY) -m pytest
 
-# foveanet vs PyTorch side by side (benchmarks/README.md): the CNNs, the recurrent layers, then
-# the image-output networks (a DCGAN step, a small-SegNet step); about 8-12 minutes on 2 quiet
-# cores
+# foveanet vs PyTorch side by side (benchmarks/README.md): the CNNs, the recurrent layers, the
+# image-output networks (a DCGAN step, a small-SegNet step), style transfer, then the
+# ImageNet-size zoo at 224x224; about 15-20 minutes on 2 quiet cores
 bench: install-test
 	$(PY) benchmarks/compare.py --json benchmarks/compare.json
 	$(PY) benchmarks/rnn_compare.py --json benchmarks/rnn_compare.json
 	$(PY) benchmarks/generative_compare.py --json benchmarks/generative_compare.json
 	$(PY) benchmarks/style_compare.py --json benchmarks/style_compare.json
+	$(PY) benchmarks/zoo_compare.py --json benchmarks/zoo_compare.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
