@@ -68,14 +68,7 @@ def _time(fns, repeats, min_time):
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
-            n, t0 = 0, time.perf_counter()
-            while True:
-                f()
-                n += 1
-                t = time.perf_counter() - t0
-                if t >= min_time:
-                    break
-            times[k].append(t / n * 1e3)
+            times[k].append(compare.time_steps(f, min_time) * 1e3)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
@@ -121,7 +114,7 @@ def main(argv=None):
              "foveanet int8 file vs float": float((fv_i8.argmax(1) == ref.argmax(1)).mean()),
              "foveanet int8 file vs onnxruntime int8": float((fv_i8.argmax(1) ==
                                                                ort_i8.argmax(1)).mean())}
-    info = compare.machine_info(args.threads) if hasattr(compare, "machine_info") else {}
+    info = compare.machine_info(args.threads)
     print(f"model {run.config['model']} from {args.run}; calibration {args.calibration} training "
           f"images ({args.method}); quantising took {quantize_s:.1f} s; file {sizes['float']} -> "
           f"{sizes['int8']} bytes")
