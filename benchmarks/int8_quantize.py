@@ -35,17 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare  # noqa: E402 - the machine description
 
 import foveanet as fv  # noqa: E402
-from foveanet.train.run import load_run, load_test, load_train_val, make_loader  # noqa: E402
-
-
-def _arrays(dataset, config):
-    """The whole split as (inputs, labels) arrays, through the run's evaluation loader (its
-    evaluation transform, in order)."""
-    xs, ys = [], []
-    for x, y in make_loader(dataset, config, train=False):
-        xs.append(np.asarray(getattr(x, "data", x), dtype=np.float32))
-        ys.append(np.asarray(getattr(y, "data", y)))
-    return np.concatenate(xs), np.concatenate(ys)
+from foveanet.train.run import evaluation_arrays, load_run, load_test, load_train_val  # noqa: E402
 
 
 def _session(path, threads):
@@ -86,8 +76,8 @@ def main(argv=None):
     fv.set_num_threads(args.threads)
     run = load_run(args.run)
     model = run.model
-    x_train, _ = _arrays(load_train_val(run.config)[0], run.config)
-    x_test, y_test = _arrays(load_test(run.config), run.config)
+    x_train, _ = evaluation_arrays(load_train_val(run.config)[0], run.config)
+    x_test, y_test = evaluation_arrays(load_test(run.config), run.config)
     rng = np.random.default_rng(0)
     calib = x_train[rng.choice(len(x_train), args.calibration, replace=False)]
     with tempfile.TemporaryDirectory() as tmp:

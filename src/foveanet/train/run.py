@@ -77,7 +77,8 @@ __all__ = ["Run", "load_run", "RunError", "ConfigError", "CONFIG_FILE", "RESULTS
            "data_info", "describe_data", "regression_message", "data_kind", "forecast_data",
            "forecast_info",
            "check_data_options", "dataset_classes",
-           "feature_names", "load_train_val", "load_test", "make_loader", "augmentation",
+           "feature_names", "load_train_val", "load_test", "make_loader", "evaluation_arrays",
+           "augmentation",
            "eval_transform", "data_files", "data_files_note", "build_optimizer", "build_scheduler"]
 
 CONFIG_FILE = "config.json"
@@ -663,6 +664,16 @@ def make_loader(dataset, config, train: bool, sampler=None, batch_size=None):
                       transform=eval_transform(config["augment"]))
 
 
+def evaluation_arrays(dataset, config):
+    """The whole of ``dataset`` as (inputs, targets) arrays, through the configuration's
+    evaluation loader (in order, its evaluation transform)."""
+    xs, ys = [], []
+    for x, y in make_loader(dataset, config, train=False):
+        xs.append(xp.asarray(getattr(x, "data", x)))
+        ys.append(xp.asarray(getattr(y, "data", y)))
+    return xp.concatenate(xs), xp.concatenate(ys)
+
+
 def data_files(dataset):
     """The image and label files a (subset of a) Fashion-MNIST/MNIST split was read from, or
     None for data sets without files."""
@@ -917,10 +928,7 @@ class Run:
         train = load_train_val(self.config, data_dir)[0]
         rng = xp.random.default_rng(self.config["seed"] + 16)
         picked = xp.sort(rng.permutation(len(train))[:n])
-        xs = []
-        for x, _ in make_loader(Subset(train, picked.tolist()), self.config, train=False):
-            xs.append(xp.asarray(getattr(x, "data", x)))
-        return xp.concatenate(xs)
+        return evaluation_arrays(Subset(train, picked.tolist()), self.config)[0]
 
     def export_onnx(self, path, opset=None, optimize: bool = False, quantize=None,
                     calibration=None, calibration_method="minmax"):
