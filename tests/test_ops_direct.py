@@ -53,6 +53,9 @@ def _conv(pads, stride=1):
     (2, 4, 1, 6, 3, 3, 2),       # one output channel, output wider than the input
     (3, 2, 8, 9, 10, 3, 1),      # 3x3 with channels a multiple of 4: four per pass
     (2, 16, 16, 12, 12, 3, 1),   # resnet20's 16->16 (its input gradient too: four per pass)
+    (3, 4, 11, 9, 8, 3, 1),      # 3x3 to 11 (a segmentation head): two fours, then pairs
+    (2, 3, 6, 7, 7, 3, 1),       # a four, then one pair
+    (2, 3, 5, 7, 7, 3, 0),       # a four, then the last channel alone (computed twice)
 ])
 def test_matches_torch(taken, n, c, o, h, w, k, pad):
     rng = np.random.default_rng(n * 100 + h * 10 + w)
@@ -65,7 +68,8 @@ def test_matches_torch(taken, n, c, o, h, w, k, pad):
 
 @pytest.mark.parametrize("kh,kw,pads,o", [
     (3, 3, (0, 2, 1, 0), 3), (3, 3, (2, 1, 0, 2), 4), (5, 5, (4, 0, 0, 3), 3),
-    (2, 6, (1, 0, 3, 5), 3), (4, 1, (2, 3, 0, 0), 3), (1, 7, (0, 0, 6, 2), 3)])
+    (2, 6, (1, 0, 3, 5), 3), (4, 1, (2, 3, 0, 0), 3), (1, 7, (0, 0, 6, 2), 3),
+    (3, 3, (1, 1, 1, 1), 7)])
 def test_float64_and_finite_differences(taken, kh, kw, pads, o):
     # (top, bottom, left, right); the input gradient pads the gradient by k - 1 - each side
     rng = np.random.default_rng(kh * 10 + kw)
@@ -92,7 +96,8 @@ def test_split_over_threads(monkeypatch, taken, threads):
 
 
 @pytest.mark.parametrize("tile", [1, 23, 4096])
-@pytest.mark.parametrize("n,o,k", [(1, 5, 3), (1, 8, 3), (1, 4, 7), (2, 6, 5), (1, 1, 5)])
+@pytest.mark.parametrize("n,o,k", [(1, 5, 3), (1, 8, 3), (1, 4, 7), (2, 6, 5), (1, 1, 5),
+                                   (1, 11, 3), (2, 7, 3)])
 def test_tiles_and_a_small_batch_split_over_its_output_channels(monkeypatch, taken, tile, n, o,
                                                                  k):
     # tiles of a few padded rows (one row, a ragged last tile, the whole plane), and fewer

@@ -101,7 +101,7 @@ def _correlate(x, pads, w, bias, out_hw):
     out = xp.empty((n, o) + tuple(out_hw), dtype=x.dtype)
     b = xp.zeros(o, dtype=x.dtype) if bias is None else xp.ascontiguousarray(bias, x.dtype)
     forward_kernel, width = _kernels().forward, _block(w.shape[3])
-    step = 4 if width == 3 and o % 4 == 0 else 2
+    step = 4 if width == 3 and o >= 4 else 2
     rows = max(1, TILE // wq)
     wp = _blocks_wide(w)
     nbytes = out.nbytes + x.nbytes

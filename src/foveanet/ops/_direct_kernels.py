@@ -82,9 +82,9 @@ def forward(x, top, left, hp, wq, wp, b, width, step, rows, out, lo, hi, olo, oh
     [lo, hi) and o in [olo, ohi) (a multiple of ``step`` apart, or up to O), plane(n, c) being
     x[n, c] (N, C, H, W) zero-padded to hp x wq rows and columns (top rows and left columns
     before it), wp (O, C, KH, J*width). Output channels ``step`` at a time: 4 for blocks of 3
-    taps when O is a multiple of 4, else 2 (with five taps, or a ragged last block, four
-    measured slower). The outputs go in tiles of ``rows`` padded rows, so that a large image's
-    accumulators stay in cache while every tap passes over them."""
+    taps (the last one to three channels of an O that is not a multiple of 4 in pairs), 2 with
+    five taps (four measured slower). The outputs go in tiles of ``rows`` padded rows, so that a
+    large image's accumulators stay in cache while every tap passes over them."""
     o_n, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     c_n, kh, j_n = wp.shape[1], wp.shape[2], wp.shape[3] // width
     span = (oh - 1) * wq + ow
@@ -95,9 +95,11 @@ def forward(x, top, left, hp, wq, wp, b, width, step, rows, out, lo, hi, olo, oh
         for y0 in range(0, oh, rows):
             t0 = y0 * wq
             m = min(span, t0 + rows * wq) - t0
-            for o in range(olo, ohi, step):
+            o = olo
+            while o < ohi:
+                st = 4 if step == 4 and o + 4 <= o_n else 2
                 o1 = min(o + 1, o_n - 1)  # an odd last channel is computed twice
-                for k in range(step):
+                for k in range(st):
                     acc[k, :m] = b[min(o + k, o_n - 1)]
                 for c in range(c_n):
                     xr = xf[c]
@@ -105,19 +107,20 @@ def forward(x, top, left, hp, wq, wp, b, width, step, rows, out, lo, hi, olo, oh
                         for j in range(j_n):
                             e, s = width * j, ky * wq + width * j + t0
                             p, q = wp[o, c, ky, e:e + width], wp[o1, c, ky, e:e + width]
-                            if step == 4:
+                            if st == 4:
                                 _pass3x4(acc, xr[s:], xr[s + 1:], xr[s + 2:], p, q,
                                          wp[o + 2, c, ky, e:e + 3], wp[o + 3, c, ky, e:e + 3], m)
                             elif width == 3:
                                 _pass3(acc[0], acc[1], xr[s:], xr[s + 1:], xr[s + 2:], p, q, m)
                             else:
                                 _pass5(acc[0], acc[1], xr, s, p, q, m)
-                for k in range(step):
+                for k in range(st):
                     dst, src = out[n, min(o + k, o_n - 1)], acc[k]
                     for y in range(y0, min(oh, y0 + rows)):
                         r = (y - y0) * wq
                         for q in range(ow):  # a loop: a slice copy per row measured ~3% slower
                             dst[y, q] = src[r + q]
+                o += st
 
 
 @inline

@@ -16,9 +16,11 @@ col2im) and its input-gradient is a convolution (im2col, then product).
 Compiled paths take over where numba is installed (chosen in ``Conv2d.forward``): stride-1
 convolutions with few taps per output (C*KH*KW, e.g. LeNet-5's, or 3x3 on 16 channels) run as
 direct loops (``_direct.py``), the other 3x3 stride-1 convolutions with at least 16 channels each
-way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``), and 3x3 stride-2 layers
+way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``), 3x3 stride-2 layers
 with up to 64 channels each way (resnet20's downsampling layers) as direct loops on the input's
-four phase planes (``_direct.forward_s2``).
+four phase planes (``_direct.forward_s2``), and the other strided layers on enough channels and
+positions (a DCGAN's 4x4 stride-2 layers, both directions; ResNet-18's 3x3 stride-2) on
+channels-last columns (``_nhwc.py``).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from ..autograd import Function
 from ..backend import xp
 from ..backend.cpu import kernels, threads
 from ..backend.cpu.blas import blas_threads
-from . import _direct, _winograd, algorithms  # noqa: F401  (_direct, _winograd: their algorithms register)
+from . import _direct, _nhwc, _winograd, algorithms  # noqa: F401  (their algorithms register)
 from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 KERNELS = "foveanet.ops._im2col_kernels"
@@ -480,10 +482,10 @@ algorithms.register("conv2d", "im2col", _suits_anything, _Im2col, priority=1000,
 class ConvTranspose2d(Function):
     """The adjoint of Conv2d with respect to its input: columns = w^T @ x, then col2im.
 
-    Without groups the samples of a chunk go side by side, (C, m*H*W), so that each of the three
-    products is one BLAS call with m*H*W columns instead of m calls with H*W: a DCGAN generator
-    starts from 1x1 noise (H*W = 1: per sample a matrix-vector product, and the weight gradient
-    a sum of m outer products) and its next layers have 7x7 and 14x14 inputs."""
+    The algorithm comes from the registry (``ops.algorithms.select("conv_transpose2d", geometry)``,
+    the geometry's weight shape being (C_in, O/groups, KH, KW)): ``nhwc`` (``_nhwc.py``) for
+    strided layers on enough channels, else ``cols`` below. Each has ``forward(fn, x, w, b)``
+    (batched input, the bias added) and ``backward(fn, g, need_x, need_w)`` -> ``(dx, dw)``."""
 
     def forward(self, x, w, b=None, *, stride, padding, output_padding, dilation, groups):
         self.unbatched = x.ndim == 3
@@ -495,6 +497,40 @@ class ConvTranspose2d(Function):
         full = ((h - 1) * sh + dh * (kh - 1) + 1 + output_padding[0],
                 (wd - 1) * sw + dw * (kw - 1) + 1 + output_padding[1])
         self.geom = ((kh, kw), stride, dilation, (h, wd))
+        self.full, self.padding, self.groups = full, padding, groups
+        self.x_shape, self.w_shape, self.has_bias = x.shape, w.shape, b is not None
+        self.algorithm = algorithms.select(
+            "conv_transpose2d", algorithms.ConvGeometry(
+                x.dtype, w.shape, stride, (ph, ph, pw, pw), dilation, groups, batch=n,
+                out_hw=(full[0] - 2 * ph, full[1] - 2 * pw)))
+        out = self.algorithm.impl.forward(self, x, w, b)
+        return out[0] if self.unbatched else out
+
+    def backward(self, g):
+        if self.unbatched:
+            g = g[None]
+        nx, nw = self.needs_input_grad[:2]
+        gx, gw = self.algorithm.impl.backward(self, g, nx, nw)
+        gb = g.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_input_grad[2] else None
+        if nx and self.unbatched:
+            gx = gx[0]
+        return gx, gw, gb
+
+
+class _TransposeCols:
+    """The ``cols`` algorithm of conv_transpose2d (any geometry): NCHW columns w^T @ x, then
+    col2im; the input gradient an im2col and a product.
+
+    Without groups the samples of a chunk go side by side, (C, m*H*W), so that each of the three
+    products is one BLAS call with m*H*W columns instead of m calls with H*W: a DCGAN generator
+    starts from 1x1 noise (H*W = 1: per sample a matrix-vector product, and the weight gradient
+    a sum of m outer products) and its next layers have 7x7 and 14x14 inputs."""
+
+    @staticmethod
+    def forward(fn, x, w, b):
+        n, c, h, wd = x.shape
+        _, og, kh, kw = w.shape
+        groups, full, (ph, pw) = fn.groups, fn.full, fn.padding
         xm = x.reshape(n, groups, c // groups, h * wd)
         wm = w.reshape(groups, c // groups, og * kh * kw)
         wt = wm.transpose(0, 2, 1)
@@ -504,55 +540,49 @@ class ConvTranspose2d(Function):
             if groups == 1:  # the chunk's samples side by side: one product (see _transposed_cols)
                 m = min(step, n - s)
                 cols = (wt[0] @ _side_by_side(xm[s:s + m, 0])).reshape(-1, m, h, wd)
-                col2im(cols.transpose(1, 0, 2, 3), out[s:s + m], *self.geom)
+                col2im(cols.transpose(1, 0, 2, 3), out[s:s + m], *fn.geom)
             else:  # one batched BLAS product per chunk, then col2im
-                col2im(xp.matmul(wt, xm[s:s + step]), out[s:s + step], *self.geom)
+                col2im(xp.matmul(wt, xm[s:s + step]), out[s:s + step], *fn.geom)
         oh, ow = full[0] - 2 * ph, full[1] - 2 * pw
         if ph or pw:
             out = xp.ascontiguousarray(out[:, :, ph:ph + oh, pw:pw + ow])
         if b is not None:
             out += b.reshape(-1, 1, 1)
-        nx, nw = self.needs_input_grad[:2]
-        self.xm = xm if nw else None
-        self.wm = wm
-        self.full, self.padding, self.groups = full, padding, groups
-        self.x_shape, self.w_shape, self.has_bias = x.shape, w.shape, b is not None
-        return out[0] if self.unbatched else out
+        fn.xm = xm if fn.needs_input_grad[1] else None
+        fn.wm = wm
+        return out
 
-    def backward(self, g):
-        if self.unbatched:
-            g = g[None]
-        nx, nw = self.needs_input_grad[:2]
-        nb = self.has_bias and self.needs_input_grad[2]
-        (ph, pw), full, groups, wm = self.padding, self.full, self.groups, self.wm
-        n, c, h, w = self.x_shape
+    @staticmethod
+    def backward(fn, g, nx, nw):
+        (ph, pw), full, groups, wm = fn.padding, fn.full, fn.groups, fn.wm
+        n, c, h, w = fn.x_shape
         gpad = pad_array(g, ph, full[0] - ph - g.shape[2], pw, full[1] - pw - g.shape[3])
-        gb = None
         gx = xp.empty((n, groups, c // groups, h * w), dtype=g.dtype) if nx else None
         gw = xp.zeros(wm.shape, dtype=g.dtype) if nw else None
         step = _chunk(n, wm.shape[0] * wm.shape[2] * h * w * g.itemsize)
         for s in range(0, n, step):
             if groups == 1:  # side by side: (O*KH*KW, m*H*W) columns, one product per gradient
                 m = min(step, n - s)
-                gcols = _wide_cols(gpad[s:s + m], *self.geom)  # a col2im's gradient: an im2col
+                gcols = _wide_cols(gpad[s:s + m], *fn.geom)  # a col2im's gradient: an im2col
                 if nx:
                     gx[s:s + m, 0] = (wm[0] @ gcols).reshape(c, m, h * w).transpose(1, 0, 2)
                 if nw:
-                    gw[0] += _side_by_side(self.xm[s:s + m, 0]) @ gcols.T
+                    gw[0] += _side_by_side(fn.xm[s:s + m, 0]) @ gcols.T
                 continue
-            gcols = im2col(gpad[s:s + step], *self.geom, groups)  # a col2im's gradient is an im2col
+            gcols = im2col(gpad[s:s + step], *fn.geom, groups)  # a col2im's gradient is an im2col
             if nx:
                 xp.matmul(wm, gcols, out=gx[s:s + step])
             if nw:
-                gw += xp.matmul(self.xm[s:s + step], gcols.transpose(0, 1, 3, 2)).sum(axis=0)
+                gw += xp.matmul(fn.xm[s:s + step], gcols.transpose(0, 1, 3, 2)).sum(axis=0)
         if nx:
-            gx = gx.reshape(self.x_shape)
-            gx = gx[0] if self.unbatched else gx
+            gx = gx.reshape(fn.x_shape)
         if nw:
-            gw = gw.reshape(self.w_shape)
-        if nb:
-            gb = g.sum(axis=(0, 2, 3))
-        return gx, gw, gb
+            gw = gw.reshape(fn.w_shape)
+        return gx, gw
+
+
+algorithms.register("conv_transpose2d", "cols", _suits_anything, _TransposeCols, priority=1000,
+                    doc="NCHW columns + BLAS products: any transposed convolution (the fallback)")
 
 
 # ------------------------------------------------------------------------------ public functions
