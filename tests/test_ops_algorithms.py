@@ -126,17 +126,18 @@ def test_without_kernels_the_numpy_algorithms_run():
     x = fv.randn(2, 4, 8, 8, requires_grad=True)
     with without_compiled("_pool_kernels"):
         assert F.max_pool2d(x, 2).grad_fn.algorithm.name == "tiles"
-    assert F.max_pool2d(x, 3, 1).grad_fn.algorithm.name == "windows"
+        assert F.max_pool2d(x, 3, 1).grad_fn.algorithm.name == "windows"
     with without_compiled("_norm_kernels"):
         y = F.batch_norm(x, None, None, training=True)
         assert y.grad_fn.algorithm.name == "numpy"
     if COMPILED:
         assert F.max_pool2d(x, 2).grad_fn.algorithm.name == "compiled_2x2"
+        assert F.max_pool2d(x, 3, 1).grad_fn.algorithm.name == "compiled"
         assert F.batch_norm(x, None, None, training=True).grad_fn.algorithm.name == "compiled"
 
 
 @pytest.mark.parametrize("op,name", [("max_pool2d", "windows"), ("max_pool2d", "tiles"),
-                                     ("batch_norm", "numpy")])
+                                     ("max_pool2d", "compiled"), ("batch_norm", "numpy")])
 def test_forced_pooling_and_batch_norm_match_torch(op, name):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 4, 8, 8)).astype(np.float32)
@@ -149,7 +150,8 @@ def test_forced_pooling_and_batch_norm_match_torch(op, name):
 
 
 def test_algorithms_declare_their_devices():
-    fallbacks = {"conv2d": "im2col", "max_pool2d": "windows", "batch_norm": "numpy"}
+    fallbacks = {"conv2d": "im2col", "conv_transpose2d": "cols", "max_pool2d": "windows",
+                 "batch_norm": "numpy"}
     for op, fallback in fallbacks.items():
         cands = algorithms.candidates(op)
         assert cands[-1].name == fallback and cands[-1].kernels is None  # plain NumPy, last

@@ -1,9 +1,11 @@
 """max_pool2d (values, indices, gradients), max_unpool2d, avg_pool2d and adaptive_avg_pool2d
 against PyTorch (float32) and finite differences (float64), plus the error messages."""
+import contextlib
+
 import numpy as np
 import pytest
 import torch
-from helpers import check_against_torch, disable_compiled, gradcheck
+from helpers import check_against_torch, disable_compiled, gradcheck, without_compiled
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -89,26 +91,49 @@ def _data(shape, seed, ties=False, dtype=np.float32):
 
 
 # ------------------------------------------------------------------------------------ max pool
+# the properties run twice: with the compiled loops (where numba is installed: the 2x2 tiles and
+# the general windows) and through NumPy's passes alone
+PATHS = ["compiled", "numpy"] if pool._kernels() is not None else ["numpy"]
+
+
+def _path(name):
+    return contextlib.nullcontext() if name == "compiled" else without_compiled("_pool_kernels")
+
+
+@pytest.mark.parametrize("path", PATHS)
 @MORE
 @given(pool_cases(), st.booleans())
-def test_max_pool2d_matches_torch(case, return_indices):
+def test_max_pool2d_matches_torch(path, case, return_indices):
     shape, kw, ties, seed = case
     # values, PyTorch's indices (compared exactly) and gradients (ties: the first maximum wins)
-    check_against_torch(lambda x: F.max_pool2d(x, return_indices=return_indices, **kw),
-                        lambda x: T.max_pool2d(x, return_indices=return_indices, **kw),
-                        [_data(shape, seed, ties)])
+    with _path(path):
+        check_against_torch(lambda x: F.max_pool2d(x, return_indices=return_indices, **kw),
+                            lambda x: T.max_pool2d(x, return_indices=return_indices, **kw),
+                            [_data(shape, seed, ties)])
+        with fv.no_grad():  # values only (an inference's path)
+            out = F.max_pool2d(fv.tensor(_data(shape, seed, ties)), **kw)
+    np.testing.assert_array_equal(out.numpy(), T.max_pool2d(torch.tensor(_data(shape, seed, ties)),
+                                                            **kw).numpy())
 
 
+@pytest.mark.parametrize("path", PATHS)
 @MORE
 @given(pool_cases(max_extra=2, max_c=2))
-def test_max_pool2d_gradcheck(case):
+def test_max_pool2d_gradcheck(path, case):
     shape, kw, _, seed = case
-    gradcheck(lambda x: F.max_pool2d(x, **kw), [_data(shape, seed, dtype=np.float64)])
+    with _path(path):
+        gradcheck(lambda x: F.max_pool2d(x, **kw), [_data(shape, seed, dtype=np.float64)])
 
 
+@pytest.mark.parametrize("path", PATHS)
 @MORE
 @given(pool_cases(dilation=False))
-def test_max_unpool2d_inverts_max_pool2d_like_torch(case):
+def test_max_unpool2d_inverts_max_pool2d_like_torch(path, case):
+    with _path(path):
+        _unpool_inverts_pool(case)
+
+
+def _unpool_inverts_pool(case):
     shape, kw, ties, seed = case
     assume(not kw["ceil_mode"])  # unpool's output sizes are the floor-mode inverse
     kw.pop("ceil_mode")
@@ -356,6 +381,6 @@ def test_global_average_pooling_like_torch(kw):
 
 
 def test_warm_compiles_the_pooling_kernels():
-    expected = "2x2 max pooling: numba kernels compiled" if pool._kernels() is not None else \
-        "2x2 max pooling: numba is not installed, NumPy passes instead"
+    expected = "max pooling: numba kernels compiled" if pool._kernels() is not None else \
+        "max pooling: numba is not installed, NumPy passes instead"
     assert pool.warm() == expected

@@ -2,11 +2,13 @@
 activations, the original model untouched, clear errors."""
 import numpy as np
 import pytest
+from helpers import count_calls
 
 import foveanet as fv
 from foveanet import nn
 from foveanet.interop.optimize import InferenceModel, OptimizationError
 from foveanet.ops import _winograd
+from foveanet.ops import conv as conv_module
 
 
 def _randomise_bn(model, seed=0):
@@ -363,3 +365,24 @@ def test_clear_errors_for_what_a_plan_cannot_do():
         fv.optimize_for_inference(fv.models.create("perceptron"), (784,))
     with pytest.raises(TypeError, match="already an optimised"):
         fv.optimize_for_inference(fv.optimize_for_inference(nn.Linear(2, 2), (2,)), (2,))
+
+
+@pytest.mark.skipif(_winograd._kernels() is None, reason="needs numba")
+def test_winograd_steps_take_im2col_at_small_batches(monkeypatch):
+    # a plan serves any batch, so Winograd's step decides per call: 512 channels on a 7x7 map at
+    # batch 1 (4 tiles) is a read of the 36 x 512 x 512 transformed weight for little work,
+    # im2col's product is faster there; at batch 8 the tiles pay for it
+    fv.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(512, 512, 3, padding=1), nn.ReLU()).eval()
+    opt = fv.optimize_for_inference(model, (512, 7, 7))
+    assert "winograd (im2col at small batches)" in opt.describe()
+    xs = {n: fv.randn(n, 512, 7, 7) for n in (1, 8)}
+    with fv.no_grad():
+        refs = {n: model(x).numpy() for n, x in xs.items()}
+    im2col = count_calls(monkeypatch, conv_module, "infer_im2col")
+    winograd = count_calls(monkeypatch, _winograd, "forward")
+    for n, via in ((1, im2col), (8, winograd), (1, im2col)):
+        before = (len(im2col), len(winograd))
+        np.testing.assert_allclose(opt(xs[n]).numpy(), refs[n], rtol=1e-4, atol=1e-4)
+        assert (len(im2col), len(winograd)) == (before[0] + (via is im2col),
+                                                before[1] + (via is winograd)), n

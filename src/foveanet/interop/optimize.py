@@ -72,7 +72,7 @@ from ..backend import get_default_dtype, xp
 from ..nn.module import Module
 from ..ops import algorithms
 from ..ops.activation import LeakyReLU, ReLU, relu_into
-from ..ops.conv import Conv2d
+from ..ops.conv import Conv2d, out_size
 from ..ops.dropout import Dropout
 from ..ops.elementwise import Add, Cast, Clamp, Clone
 from ..ops.linalg import Linear
@@ -763,9 +763,20 @@ def _make_step(op, b, runtime, writable_after, i):
         run = algo.impl.inference(w4, wm, bias, geom)
         takes_epilogue = getattr(run, "takes_epilogue", False)
         epilogue = None if ep is None else (lambda out: _apply_epilogue(out, ep))
+        # an algorithm whose choice depends on the batch (Winograd's tiles) decides per call
+        per_call = getattr(algo.impl, "inference_suits", None)
+        by_batch = {}  # batch size -> does the plan's algorithm take a call of that batch?
+
+        def suits_batch(x):
+            n = x.shape[0]
+            if n not in by_batch:
+                hw = (out_size(x.shape[2] + pads[0] + pads[1], kernel[0], stride[0], dilation[0]),
+                      out_size(x.shape[3] + pads[2] + pads[3], kernel[1], stride[1], dilation[1]))
+                by_batch[n] = per_call(geom._replace(batch=n, out_hw=hw))
+            return by_batch[n]
 
         def conv(x):
-            if x.dtype != w4.dtype:
+            if x.dtype != w4.dtype or (per_call is not None and not suits_batch(x)):
                 return im2col(x, epilogue)
             if takes_epilogue:
                 return run(x, epilogue)
@@ -773,6 +784,8 @@ def _make_step(op, b, runtime, writable_after, i):
             return epilogue(out) if epilogue is not None else out
         bn = " (BN folded)" if op.folded_bn else ""
         how = "" if algo.name == "im2col" else " " + algo.name.replace("_", " ")
+        if per_call is not None:
+            how += " (im2col at small batches)"
         return conv, (f"conv {wm.shape[0]}x{wm.shape[1]} k{kernel[0]}x{kernel[1]} s{stride[0]}{how}"
                       f"{bn}{tag}{scope}")
     if op.kind == "linear":

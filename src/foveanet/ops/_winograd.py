@@ -53,8 +53,14 @@ MIN_CHANNELS = 16
 # (forward + backward, ms, Winograd / im2col): 512 channels at 7x7 with 64 tiles 80.7 / 73.1,
 # 128 tiles 130.9 / 141.2; 256 at 14x14, 32 tiles 11.3 / 10.6, 64 tiles 15.7 / 19.7; 128 at
 # 28x28, 49 tiles 4.5 / 5.3 (benchmarks/RESULTS.md, "Winograd's weight transform").
-# An inference plan transforms its weights once and serves any batch: it always takes Winograd.
 CHANNELS_PER_TILE = 4
+# An inference plan transforms its weights once and serves any batch, so it decides per call
+# (``inference_suits``): there the transformed weight (36 C O values, 4x the weight) is read
+# once per call, and with very few tiles that read is the cost. Fewer tiles in the call than
+# max(C, O) / PLAN_CHANNELS_PER_TILE take im2col's step. Measured (ms, Winograd / im2col, 2
+# threads): 512 channels at 7x7, batch 1 (4 tiles) 2.91 / 1.95, batch 4 4.78 / 5.63; 256 at
+# 14x14 batch 1 (16 tiles) 1.34 / 1.54 (benchmarks/RESULTS.md, "Winograd in a plan at batch 1").
+PLAN_CHANNELS_PER_TILE = 64
 # Bytes of transformed input + products per chunk of samples. Unlike im2col's columns these need
 # not stay in the CPU cache: longer products matter more. On the AVX2 machine of 2026-11-28 16
 # MiB beat 4 and 8 on resnet20's steps; on this AVX-512 one, with the faster transforms, 8 MiB
@@ -215,6 +221,14 @@ class _Winograd:
         top, _, left, _ = fn.pads
         u = transform_weight(fn.w) if nx else None
         return backward(fn.x, g, u, top, left, fn.x_shape[-2:], nx, nw)
+
+    @staticmethod
+    def inference_suits(g: algorithms.ConvGeometry) -> bool:
+        """Whether a plan's call with g's batch and output size runs this step (else im2col's;
+        see ``PLAN_CHANNELS_PER_TILE``)."""
+        o, c = g.weight_shape[:2]
+        th, tw = _tiles(*g.out_hw)
+        return g.batch * th * tw * PLAN_CHANNELS_PER_TILE >= max(o, c)
 
     @staticmethod
     def inference(w4, wm, bias, geom):

@@ -12,7 +12,8 @@ whose kernels are there and that suits; the last one registered for each op suit
                  > direct_s2 (3x3 stride 2, <= 64x64 channels) > nhwc (strided, channels-last
                  columns) > im2col (anything)
     conv_transpose2d  nhwc (strided, >= 16 output channels) > cols (anything)
-    max_pool2d   compiled_2x2 (2x2 tiles) > tiles (windows tiling the input) > windows (anything)
+    max_pool2d   compiled_2x2 (2x2 tiles) > tiles (windows tiling the input) > compiled (any
+                 window, compiled loops) > windows (anything, NumPy)
     batch_norm   compiled > numpy
 
 Tests and A/B runs choose instead of the rules, for the calls made inside a block on that thread::

@@ -172,8 +172,12 @@ def _wide_cols(xpad, kernel, stride, dilation, out_hw, pads=(0, 0, 0, 0)):
         x = xp.ascontiguousarray(xpad)
         wide = xp.empty((c * kh * kw, m, oh, ow), dtype=x.dtype)
         view, k, top, left = wide.transpose(1, 0, 2, 3), _strided_kernels().im2col, pads[0], pads[2]
-        threads.split(lambda lo, hi: k(x, top, left, kh, kw, sh, sw, dh, dw, view, lo, hi), m,
-                      wide.nbytes)
+        if m >= threads.threads():
+            threads.split(lambda lo, hi: k(x, top, left, kh, kw, sh, sw, dh, dw, view, lo, hi),
+                          m, wide.nbytes)
+        else:  # fewer samples than threads (batch 1 at inference): the output rows split
+            threads.split(lambda lo, hi: k(x, top - lo * sh, left, kh, kw, sh, sw, dh, dw,
+                                           view[:, :, lo:hi], 0, m), oh, wide.nbytes)
         return wide.reshape(c * kh * kw, m * oh * ow)
     if any(pads):
         xpad = pad_array(xpad, *pads)

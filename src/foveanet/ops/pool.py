@@ -145,17 +145,19 @@ def _tile_index(tap, kh, kw, w):
 
 
 def warm() -> str:
-    """Compile (or load from the cache) the 2x2 max-pooling kernels for float32 and float64."""
+    """Compile (or load from the cache) the max-pooling kernels for float32 and float64."""
     if _kernels() is None:
-        return "2x2 max pooling: numba is not installed, NumPy passes instead"
+        return "max pooling: numba is not installed, NumPy passes instead"
     for dt in (xp.float32, xp.float64):
-        x = Tensor._wrap(xp.ones((1, 1, 2, 2), dtype=dt))
+        x = Tensor._wrap(xp.ones((1, 1, 4, 4), dtype=dt))
         x.requires_grad = True
         max_pool2d(x, 2).sum().backward()
-    return "2x2 max pooling: numba kernels compiled"
+        max_pool2d(x, 3, 2, 1).sum().backward()  # the general windows, with indices
+        max_pool2d(x.detach(), 3, 2, 1)  # and values only
+    return "max pooling: numba kernels compiled"
 
 
-kernels.declare(KERNELS, "2x2 max pooling", warm)
+kernels.declare(KERNELS, "max pooling", warm)
 
 
 class PoolGeometry(NamedTuple):
@@ -180,6 +182,9 @@ algorithms.register("max_pool2d", "compiled_2x2", lambda g: _tiles(g) and tuple(
                     priority=10, kernels=KERNELS, doc="2x2 tiles, one compiled pass each way")
 algorithms.register("max_pool2d", "tiles", _tiles, priority=20,
                     doc="tiling windows: the winning tap by integer arithmetic (NumPy)")
+algorithms.register("max_pool2d", "compiled", lambda g: g.dtype in (xp.float32, xp.float64),
+                    priority=30, kernels=KERNELS,
+                    doc="any window (padding, overlap, dilation): compiled loops each way")
 algorithms.register("max_pool2d", "windows", lambda g: True, priority=1000,
                     doc="any window: separable max along the width, then the height (NumPy)")
 
@@ -194,12 +199,14 @@ class MaxPool2d(Function):
         self.kernel = kernel
         padded = not (ph == pw == 0 and (oh - 1) * sh + dh * (kh - 1) < h
                       and (ow - 1) * sw + dw * (kw - 1) < w)
-        # no padding needed (e.g. kernel == stride, the windows tiling the input as a
-        # (N, C, OH, k, OW, k) reshape): the strided taps below read the input itself, no -inf copy
-        xpad = _padded(x, kernel, stride, padding, dilation, out_hw, -xp.inf) if padded else x
         track = sink is not None or (is_grad_enabled() and self.needs_input_grad[0])
         self.algorithm = algorithms.select("max_pool2d", PoolGeometry(x.dtype, kernel, stride,
                                                                       padded, dilation))
+        if self.algorithm.name == "compiled":
+            return self._compiled(x, kernel, stride, padding, dilation, out_hw, track, sink)
+        # no padding needed (e.g. kernel == stride, the windows tiling the input as a
+        # (N, C, OH, k, OW, k) reshape): the strided taps below read the input itself, no -inf copy
+        xpad = _padded(x, kernel, stride, padding, dilation, out_hw, -xp.inf) if padded else x
         tiling = self.algorithm.name != "windows"
         compiled_2x2 = self.algorithm.name == "compiled_2x2"
         if not track and not compiled_2x2:  # values only: max along the width, then the height
@@ -240,6 +247,29 @@ class MaxPool2d(Function):
         self.idx = idx
         # windows that do not overlap send each input pixel at most one gradient: a scatter-assign
         self.disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
+        if sink is not None:
+            sink.append(idx[0] if self.unbatched else idx)
+        return out[0] if self.unbatched else out
+
+    def _compiled(self, x, kernel, stride, padding, dilation, out_hw, track, sink):
+        """The ``compiled`` algorithm: one pass over the input, no padded copy; with ``track``
+        also the indices (PyTorch's, NaN rule included) that the backward scatters through."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_hw
+        n, c, h, w = x.shape
+        k, p = _kernels(), n * c
+        x3 = xp.ascontiguousarray(x).reshape(p, h, w)
+        out = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        out3 = out.reshape(p, oh, ow)
+        if not track:
+            threads.split(lambda lo, hi: k.max_windows_values(
+                x3, kh, kw, sh, sw, ph, pw, dh, dw, xp.empty((h, ow), dtype=x.dtype), out3,
+                lo, hi), p, x.nbytes)
+            return out[0] if self.unbatched else out
+        idx = xp.empty((n, c, oh, ow), dtype=xp.int64)
+        idx3 = idx.reshape(p, oh, ow)
+        threads.split(lambda lo, hi: k.max_windows(x3, kh, kw, sh, sw, ph, pw, dh, dw, out3, idx3,
+                                                   lo, hi), p, x.nbytes)
+        self.x_shape, self.tap, self.idx = x.shape, None, idx
         if sink is not None:
             sink.append(idx[0] if self.unbatched else idx)
         return out[0] if self.unbatched else out
@@ -286,6 +316,14 @@ class MaxPool2d(Function):
                                 out=gx[lo:hi, :, i:i + kh * oh:kh, j:j + kw * ow:kw])
 
             threads.split(part, n, gx.nbytes)
+            return gx[0] if self.unbatched else gx
+        if self.algorithm.name == "compiled":
+            g3 = xp.ascontiguousarray(g).reshape(n * c, -1)
+            idx3 = self.idx.reshape(n * c, -1)
+            gx = xp.empty((n * c, h * w), dtype=g.dtype)
+            threads.split(lambda lo, hi: _kernels().max_windows_grad(g3, idx3, gx, lo, hi),
+                          n * c, gx.nbytes)
+            gx = gx.reshape(self.x_shape)
             return gx[0] if self.unbatched else gx
         g = g.reshape(n * c, -1)
         idx = self.idx.reshape(n * c, -1)
