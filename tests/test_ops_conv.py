@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import foveanet as fv
 from foveanet.ops import _direct, algorithms
+from foveanet.backend.cpu import threads as _parallel
 from foveanet.ops import conv as conv_module
 
 F = fv.nn.functional
@@ -378,3 +379,19 @@ def test_conv_transpose2d_gradcheck_options(kw):
     x, w, b = rng.standard_normal((2, 2, 3, 4)), rng.standard_normal((2, 2, 2, 3)), \
         rng.standard_normal(2 * kw.get("groups", 1))
     gradcheck(lambda *a: F.conv_transpose2d(*a, **kw), [x, w, b])
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_batch1_strided_columns_split_their_rows(monkeypatch, threads):
+    # fewer samples than threads: the compiled strided im2col splits the output rows (each part
+    # reading the padding at its own offset), as an inference plan's batch-1 stem does
+    if conv_module._strided_kernels() is None:
+        pytest.skip("needs numba")
+    monkeypatch.setattr(_parallel, "MIN_BYTES", 0)
+    monkeypatch.setattr(_parallel, "threads", lambda: threads)
+    monkeypatch.delenv("FOVEANET_THREADS", raising=False)
+    rng = np.random.default_rng(threads)
+    x, w, b = _arr(rng, 1, 3, 23, 21), _arr(rng, 8, 3, 7, 7), _arr(rng, 8)
+    out = conv_module.infer_im2col(x, w.reshape(8, -1), b, (7, 7), (2, 2), (3, 3, 3, 3), (1, 1))
+    ref = T.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=2, padding=3)
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-4)
