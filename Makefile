@@ -61,7 +61,7 @@ bench: install-test
 	$(PY) benchmarks/rnn_compare.py --json benchmarks/rnn_compare.json
 	$(PY) benchmarks/generative_compare.py --json benchmarks/generative_compare.json
 	$(PY) benchmarks/style_compare.py --json benchmarks/style_compare.json
-	$(PY) benchmarks/zoo_compare.py --json benchmarks/zoo_compare.json
+	$(PY) benchmarks/zoo_compare.py --plan --json benchmarks/zoo_compare.json
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/zoo_compare.py [--models alexnet,vgg16,resnet18,resnet50,densenet121]
         [--train-batch 16] [--infer-batches 1,32] [--busy] [--repeats 3] [--warmup 1]
-        [--min-time 0] [--threads 2] [--json F] [--quick]
+        [--min-time 0] [--threads 2] [--json F] [--quick] [--plan] [--no-train]
 
 For each network, foveanet's zoo model (``fv.models.create(name)``, 1000 classes) and its
 plain-torch twin (``tests/zoo_twins.py``: torchvision's modules written out, since torchvision
@@ -13,9 +13,14 @@ state_dict) and the same random images. Equal work is checked first (logits and 
 for the other's spinning threads, one untimed step before each):
 
 - ``train``: one SGD (momentum 0.9) step on ``--train-batch`` images, cross-entropy;
-- ``infer b1``, ``infer b32``: a forward pass in eval mode without gradients.
+- ``infer b1``, ``infer b32``: a forward pass in eval mode without gradients;
+- with ``--plan``, ``plan b1``, ``plan b32``: ``fv.optimize_for_inference(model)`` beside
+  onnxruntime running the file ``fv.onnx.export`` writes for the same model (its
+  ``intra_op_num_threads`` = ``--threads``, one inter-op thread, all graph optimisations), the
+  outputs checked equal first (within 1e-4 of the largest logit).
 
-The figure is the median seconds per step, the ratio PyTorch / foveanet (> 1: foveanet faster).
+The figure is the median seconds per step, the ratio PyTorch / foveanet (> 1: foveanet faster;
+for the plan rows onnxruntime / foveanet's plan).
 ``--busy``: one other process spins on a core the whole time (a shared machine); the quiet gate
 is then off.
 """
@@ -61,8 +66,8 @@ def bench_model(name, args):
     check = equal_work_check(name, fmodel, tmodel, xc, yc)
     xt, yt = images(args.train_batch, 1)
     res = dict(model=name, input=[3, SIZE, SIZE], equal_work=check, figures={})
-    for figure, batch in [("train", args.train_batch)] + [(f"infer b{b}", b)
-                                                         for b in args.infer_batches]:
+    train_figure = [] if args.no_train else [("train", args.train_batch)]
+    for figure, batch in train_figure + [(f"infer b{b}", b) for b in args.infer_batches]:
         xi, _ = images(batch, 2)
         fr, tr = FvRunner(name, fmodel, xt, yt, xi), TorchRunner(name, tmodel, xt, yt, xi)
         train = figure == "train"
@@ -78,7 +83,46 @@ def bench_model(name, args):
               f"{t_med * 1e3:9.1f} ms  PyTorch/foveanet {t_med / f_med:.3f}", flush=True)
         del fr, tr
         gc.collect()
+    if args.plan:
+        res["figures"].update(bench_plan(name, fmodel, args))
     return res
+
+
+def bench_plan(name, fmodel, args):
+    """``plan bN`` figures: the optimised plan beside onnxruntime on the exported file."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    fmodel.eval()
+    opt = fv.optimize_for_inference(fmodel, (3, SIZE, SIZE))
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{name}.onnx")
+        fv.onnx.export(fmodel, fv.tensor(images(1, 3)[0]), path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feed_name = sess.get_inputs()[0].name
+        for batch in args.infer_batches:
+            x, _ = images(batch, 2)
+            mine, theirs = opt.run(x), sess.run(None, {feed_name: x})[0]
+            err = float(np.max(np.abs(mine - theirs)))
+            if err > 1e-4 * float(np.max(np.abs(theirs))) + 1e-5:
+                raise SystemExit(f"{name} plan batch {batch}: differs from onnxruntime by {err:.2e}")
+            GATE["log"] = []
+            f_s, t_s = interleaved(lambda: opt.run(x), lambda: sess.run(None, {feed_name: x}),
+                                   args.repeats, args.warmup, args.min_time)
+            f_med, t_med = statistics.median(f_s), statistics.median(t_s)
+            figures[f"plan b{batch}"] = dict(batch=batch, versus="onnxruntime", foveanet_s=f_s,
+                                             torch_s=t_s, foveanet_median_s=f_med,
+                                             torch_median_s=t_med, ratio=t_med / f_med,
+                                             max_abs_error=err)
+            print(f"{name:12s} plan b{batch:<4d} batch {batch:3d}: foveanet plan {f_med * 1e3:9.1f} ms  "
+                  f"onnxruntime {t_med * 1e3:9.1f} ms  onnxruntime/plan {t_med / f_med:.3f}",
+                  flush=True)
+        del sess
+    return figures
 
 
 def main(argv=None):
@@ -88,6 +132,9 @@ def main(argv=None):
     ap.add_argument("--infer-batches", default="1,32")
     ap.add_argument("--busy", action="store_true",
                     help="one other process keeps a core busy during the measurements")
+    ap.add_argument("--no-train", action="store_true", help="leave out the training step")
+    ap.add_argument("--plan", action="store_true",
+                    help="also fv.optimize_for_inference beside onnxruntime at the infer batches")
     side_by_side_options(ap, warmup=1)
     args = ap.parse_args(argv)
     models = chosen_cases(ap, args.models, MODELS)
@@ -108,7 +155,9 @@ def main(argv=None):
             for r in results for fig, v in r["figures"].items()]
     print(("with one core kept busy by another process\n" if args.busy else "") +
           text_table(["model", "figure", "batch", "foveanet ms", "PyTorch ms", "PyTorch/foveanet"],
-                     rows, left=2))
+                     rows, left=2) +
+          ("\n(plan rows: foveanet's optimised plan against onnxruntime in the PyTorch columns)"
+           if args.plan else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "busy": args.busy, "repeats": args.repeats,
