@@ -161,3 +161,15 @@ def test_few_tiles_for_many_channels_go_to_im2col_but_a_plan_keeps_winograd():
     assert _winograd.suits(geom(256, 4, (14, 14)))
     assert _winograd.suits(geom(512))                    # no batch: a plan
     assert algorithms.select("conv2d", geom(512, 1, (7, 7))).name == "im2col"
+
+
+def test_only_the_bias_wants_a_gradient():
+    # a frozen weight and an input without grad: the backward has nothing to transform
+    rng = np.random.default_rng(4)
+    x, w = fv.tensor(_arr(rng, 2, 16, 8, 8)), fv.tensor(_arr(rng, 16, 16, 3, 3))
+    b = fv.tensor(_arr(rng, 16), requires_grad=True)
+    with algorithms.force(conv2d="winograd", strict=True):
+        out = F.conv2d(x, w, b, padding=1)
+    g = _arr(rng, *out.shape)
+    out.backward(fv.tensor(g))
+    np.testing.assert_allclose(b.grad.numpy(), g.sum(axis=(0, 2, 3)), rtol=1e-5)

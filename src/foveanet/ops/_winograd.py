@@ -218,6 +218,8 @@ class _Winograd:
 
     @staticmethod
     def backward(fn, g, nx, nw):
+        if not (nx or nw):  # only the bias wants a gradient (Conv2d sums it)
+            return None, None
         top, _, left, _ = fn.pads
         u = transform_weight(fn.w) if nx else None
         return backward(fn.x, g, u, top, left, fn.x_shape[-2:], nx, nw)

@@ -9,8 +9,9 @@ whose kernels are there and that suits; the last one registered for each op suit
 (the fallback). Training and ``optimize_for_inference`` ask the same ``select``, so they agree.
 
     conv2d       direct (stride 1, few taps) > winograd (3x3 stride 1, >= 16 channels)
-                 > direct_s2 (3x3 stride 2, <= 64x64 channels) > nhwc (strided, channels-last
-                 columns) > im2col (anything)
+                 > direct_s2 (3x3 stride 2, <= 64x64 channels) > phases (strided, <= 4
+                 channels, over the phase planes) > nhwc (strided, channels-last columns)
+                 > im2col (anything)
     conv_transpose2d  nhwc (strided, >= 16 output channels) > cols (anything)
     max_pool2d   compiled_2x2 (2x2 tiles) > tiles (windows tiling the input) > compiled (any
                  window, compiled loops) > windows (anything, NumPy)

@@ -18,9 +18,11 @@ convolutions with few taps per output (C*KH*KW, e.g. LeNet-5's, or 3x3 on 16 cha
 direct loops (``_direct.py``), the other 3x3 stride-1 convolutions with at least 16 channels each
 way as Winograd F(4x4, 3x3), 4x fewer multiply-adds (``_winograd.py``), 3x3 stride-2 layers
 with up to 64 channels each way (resnet20's downsampling layers) as direct loops on the input's
-four phase planes (``_direct.forward_s2``), and the other strided layers on enough channels and
-positions (a DCGAN's 4x4 stride-2 layers, both directions; ResNet-18's 3x3 stride-2) on
-channels-last columns (``_nhwc.py``).
+four phase planes (``_direct.forward_s2``), strided layers on an image's few channels whose
+kernel the stride cuts to 3x3 (AlexNet's 11x11 stride 4) as Winograd over the phase planes
+(``_phases.py``), and the other strided layers on enough channels and positions (a DCGAN's 4x4
+stride-2 layers, both directions; ResNet-18's 3x3 stride-2) on channels-last columns
+(``_nhwc.py``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from ..autograd import Function
 from ..backend import xp
 from ..backend.cpu import kernels, threads
 from ..backend.cpu.blas import blas_threads
-from . import _direct, _nhwc, _winograd, algorithms  # noqa: F401  (their algorithms register)
+from . import _direct, _nhwc, _phases, _winograd, algorithms  # noqa: F401  (their algorithms register)
 from ._util import as_tensor_arg, check_float, int_pair, pad_array
 
 KERNELS = "foveanet.ops._im2col_kernels"
