@@ -512,15 +512,7 @@ class ConvTranspose2d(Function):
         out = self.algorithm.impl.forward(self, x, w, b)
         return out[0] if self.unbatched else out
 
-    def backward(self, g):
-        if self.unbatched:
-            g = g[None]
-        nx, nw = self.needs_input_grad[:2]
-        gx, gw = self.algorithm.impl.backward(self, g, nx, nw)
-        gb = g.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_input_grad[2] else None
-        if nx and self.unbatched:
-            gx = gx[0]
-        return gx, gw, gb
+    backward = Conv2d.backward  # the same: the algorithm's two gradients, the bias's sum
 
 
 class _TransposeCols:
