@@ -98,7 +98,8 @@ def positions_first(g):
 
 
 def taps_first(w):
-    """A conv weight (O, C, KH, KW) -> (O, KH*KW*C), the columns' order."""
+    """A conv weight (O, C, KH, KW) -> (O, KH*KW*C), the columns' order (a transposed
+    convolution's (C, O, KH, KW) -> (C, KH*KW*O) likewise)."""
     o = w.shape[0]
     return xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(o, -1)
 
@@ -125,7 +126,7 @@ def suits(g: algorithms.ConvGeometry) -> bool:
 def conv_forward(x, wt, bias, pads, kernel, stride, dilation, out_hw, keep=False):
     """conv2d of x (N, C, H, W) with wt (O, KH*KW*C) (``taps_first``) -> (N, O, OH, OW) and, if
     ``keep``, the columns (for the weight gradient)."""
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     top, bottom, left, right = pads
     xt = to_nhwc(x, (top, left), (h + top + bottom, w + left + right))
     cols = columns(xt, kernel, stride, dilation, out_hw)
@@ -181,13 +182,13 @@ class _Transpose:
 
     @staticmethod
     def forward(fn, x, w, b):
-        n, c, h, wd = x.shape
+        n, _, h, wd = x.shape
         kernel, stride, dilation, _ = fn.geom
         (ph, pw), full = fn.padding, fn.full
         oh, ow = full[0] - 2 * ph, full[1] - 2 * pw
         xr = positions_first(x)  # (N*H*W, C)
         fn.xr = xr if fn.needs_input_grad[1] else None
-        fn.wt = xp.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(c, -1)  # (C, KH*KW*O)
+        fn.wt = taps_first(w)  # (C, KH*KW*O)
         out = gather(xr @ fn.wt, n, (h, wd), kernel, stride, dilation, (ph, pw),
                      (n, w.shape[1], oh, ow))
         if b is not None:
@@ -196,15 +197,14 @@ class _Transpose:
 
     @staticmethod
     def backward(fn, g, nx, nw):
-        n, c, h, w = fn.x_shape
+        n, _, h, w = fn.x_shape
         kernel, stride, dilation, _ = fn.geom
         (ph, pw), full = fn.padding, fn.full
         gcols = columns(to_nhwc(g, (ph, pw), full), kernel, stride, dilation, (h, w))
         gx = positions_last(gcols @ fn.wt.T, n, (h, w)) if nx else None
         gw = None
         if nw:
-            gw = xp.ascontiguousarray((fn.xr.T @ gcols).reshape(c, kernel[0], kernel[1], -1)
-                                      .transpose(0, 3, 1, 2))
+            gw = _taps_back(fn.xr.T @ gcols, fn.w_shape)
             fn.xr = None
         return gx, gw
 

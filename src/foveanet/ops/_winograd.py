@@ -85,9 +85,15 @@ def suits(g: algorithms.ConvGeometry) -> bool:
         g.groups == 1 and min(o, c) >= MIN_CHANNELS and max(g.pads) <= 2 and \
         g.dtype in (xp.float32, xp.float64)
     if fits and g.batch and g.out_hw:
-        th, tw = _tiles(*g.out_hw)
-        fits = g.batch * th * tw * CHANNELS_PER_TILE >= max(o, c)
+        fits = _enough_tiles(g, CHANNELS_PER_TILE)
     return fits
+
+
+def _enough_tiles(g: algorithms.ConvGeometry, channels_per_tile: int) -> bool:
+    """At least max(C, O) / channels_per_tile output tiles in g's batch."""
+    o, c = g.weight_shape[:2]
+    th, tw = _tiles(*g.out_hw)
+    return g.batch * th * tw * channels_per_tile >= max(o, c)
 
 
 def _tiles(oh: int, ow: int):
@@ -228,9 +234,7 @@ class _Winograd:
     def inference_suits(g: algorithms.ConvGeometry) -> bool:
         """Whether a plan's call with g's batch and output size runs this step (else im2col's;
         see ``PLAN_CHANNELS_PER_TILE``)."""
-        o, c = g.weight_shape[:2]
-        th, tw = _tiles(*g.out_hw)
-        return g.batch * th * tw * PLAN_CHANNELS_PER_TILE >= max(o, c)
+        return _enough_tiles(g, PLAN_CHANNELS_PER_TILE)
 
     @staticmethod
     def inference(w4, wm, bias, geom):
