@@ -1,12 +1,17 @@
-"""The default `foveanet train` recipe, trained in plain PyTorch on the same data, for comparison.
+"""A `foveanet train` recipe on Fashion-MNIST, trained in plain PyTorch on the same data, for
+comparison: the default recipe (what `make demo` runs), or a named one (`--recipe fashion95`:
+`foveanet train --recipe fashion95`).
 
 Same model (cnn_bn with the recipe's width), same split (foveanet's stratified train/validation
-split with the recipe's seed), same normalisation, same augmentation (random horizontal flip),
-same optimizer (AdamW), OneCycle schedule stepped per batch, same batch size and epochs, same
-thread count. It prints the wall time of training and the test accuracy of the best-validation
-epoch, the figures `make demo` prints for foveanet.
+split with the recipe's seed), same inputs (pixels / 255), the same augmentation (the recipe's
+``augment`` string through foveanet's own batch transforms, ``fv.data.parse_augment``, so both
+libraries train on identically distributed batches), same optimizer (AdamW, the recipe's rate and
+decay), OneCycle schedule stepped per batch with foveanet's parameters (``SCHEDULES``), same
+batch size and epochs, same thread count; the test set is scored once, with the weights of the
+epoch of lowest validation loss. It prints the wall time of training and that test accuracy, the
+figures `foveanet train` prints.
 
-    .venv/bin/python benchmarks/fashion_recipe_torch.py [--epochs N]
+    .venv/bin/python benchmarks/fashion_recipe_torch.py [--recipe NAME] [--epochs N]
 """
 import argparse
 import copy
@@ -17,7 +22,8 @@ import torch
 
 import foveanet as fv
 from foveanet.data import FashionMNIST, train_val_split
-from foveanet.recipes import DEFAULT_RECIPE
+from foveanet.data import parse_augment
+from foveanet.recipes import NAMED_RECIPES, SCHEDULES, recipe_for
 
 
 def cnn_bn(width, hidden=256, dropout=0.25, classes=10):
@@ -29,12 +35,18 @@ def cnn_bn(width, hidden=256, dropout=0.25, classes=10):
                                torch.nn.Linear(2 * width * 49, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
 
 
-def accuracy(model, x, y, bs=500):
+def accuracy(model, x, y, bs=500, tta="none"):
+    """(accuracy, mean loss); tta "flip": scored by the mean softmax of each image and its mirror
+    image, as foveanet's ``--tta flip``."""
     model.eval()
     with torch.no_grad():
         correct = loss = 0.0
         for i in range(0, len(x), bs):
-            out = model(torch.from_numpy(x[i:i + bs]))
+            xb = torch.from_numpy(x[i:i + bs])
+            out = model(xb)
+            if tta == "flip":
+                p = (out.softmax(1) + model(xb.flip(-1)).softmax(1)) / 2
+                out = p.clamp_min(torch.finfo(p.dtype).tiny).log()
             t = torch.from_numpy(y[i:i + bs])
             loss += torch.nn.functional.cross_entropy(out, t, reduction="sum").item()
             correct += (out.argmax(1) == t).sum().item()
@@ -42,10 +54,17 @@ def accuracy(model, x, y, bs=500):
 
 
 def main():
-    r = DEFAULT_RECIPE
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=r["epochs"])
+    ap.add_argument("--recipe", choices=sorted(NAMED_RECIPES), default=None,
+                    help="a named recipe (default: the default recipe)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     args = ap.parse_args()
+    r = recipe_for(recipe=args.recipe)
+    if r["model"] != "cnn_bn" or r["optimizer"] != "adamw" or r["scheduler"] != "onecycle":
+        raise SystemExit(f"this script builds cnn_bn with AdamW and OneCycle; the recipe has "
+                         f"{r['model']}, {r['optimizer']}, {r['scheduler']}")
+    epochs = args.epochs or r["epochs"]
+    augment = parse_augment(r["augment"])
     torch.set_num_threads(r["threads"])
     torch.manual_seed(r["seed"])
     rng = np.random.default_rng(r["seed"])
@@ -58,21 +77,26 @@ def main():
     xtr, ytr = x[tr_idx], train.targets[tr_idx].astype(np.int64)
     xva, yva = x[va_idx], train.targets[va_idx].astype(np.int64)
     yte = test.targets.astype(np.int64)
-    model = cnn_bn(r["model_options"]["width"])
+    opts = r["model_options"]
+    model = cnn_bn(opts.get("width", 32), opts.get("hidden", 256), opts.get("dropout", 0.25))
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
     bs = r["batch_size"]
-    steps = args.epochs * -(-len(xtr) // bs)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=steps)
+    steps = epochs * -(-len(xtr) // bs)
+    one = SCHEDULES["onecycle"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=r["lr"], total_steps=steps, pct_start=one["pct_start"],
+        div_factor=one["div_factor"], final_div_factor=one["final_div_factor"])
     best = (float("inf"), None, 0)
     t0 = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
+    print(f"recipe {r.get('recipe', 'default')}: cnn_bn {opts}, {epochs} epochs, augment "
+          f"{r['augment']!r}, AdamW lr {r['lr']:g} decay {r['weight_decay']:g}, batch {bs}",
+          flush=True)
+    for epoch in range(1, epochs + 1):
         model.train()
         perm = rng.permutation(len(xtr))
         for i in range(0, len(perm), bs):
             b = perm[i:i + bs]
-            xb = xtr[b].copy()
-            flip = rng.random(len(b)) < 0.5
-            xb[flip] = xb[flip][..., ::-1]
+            xb = np.ascontiguousarray(augment(xtr[b], rng)) if augment is not None else xtr[b]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(ytr[b]))
             loss.backward()
@@ -86,9 +110,13 @@ def main():
     train_time = time.perf_counter() - t0
     model.load_state_dict(best[1])
     te_acc, _ = accuracy(model, xt, yte)
+    tta = r.get("tta") or "none"
+    with_tta = ""
+    if tta != "none":
+        with_tta = f", {100 * accuracy(model, xt, yte, tta=tta)[0]:.2f}% with {tta} averaging"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: training {train_time:.0f} s "
-          f"({args.epochs * len(xtr) / train_time:.0f} images/s), test accuracy {100 * te_acc:.2f}% "
-          f"(best epoch {best[2]})")
+          f"({epochs * len(xtr) / train_time:.0f} images/s), test accuracy {100 * te_acc:.2f}%"
+          f"{with_tta} (best epoch {best[2]})")
 
 
 if __name__ == "__main__":

@@ -151,6 +151,46 @@ def test_default_recipe_is_read_from_recipes(monkeypatch):
     assert toy["model"] == recipes.TOY_RECIPE["model"] and toy["augment"] == "none"
 
 
+def test_named_recipe_lays_over_the_default_and_options_still_win(capsys):
+    """--recipe NAME takes NAMED_RECIPES[NAME] over the data set's recipe; options given win; the
+    printed configuration says where each value came from; an unknown name is refused."""
+    from foveanet import recipes
+    from foveanet.cli import resolve_config
+    from foveanet.cli.train import config_lines
+    named = recipes.NAMED_RECIPES["fashion95"]
+    cfg = resolve_config({"recipe": "fashion95"})
+    assert cfg["recipe"] == "fashion95"
+    for key, value in named.items():
+        assert cfg[key] == value, key
+    assert cfg["batch_size"] == recipes.DEFAULT_RECIPE["batch_size"]  # not in the named recipe
+    given = {"recipe": "fashion95", "epochs": 2, "lr": 0.01}
+    cfg = resolve_config(given)
+    assert cfg["epochs"] == 2 and cfg["lr"] == 0.01 and cfg["augment"] == named["augment"]
+    lines = config_lines(cfg, given)
+    assert lines[0].split() == ["recipe", "fashion95", "(command", "line)"]
+    assert any(line.split()[0] == "augment" and line.endswith("(recipe fashion95)")
+               for line in lines)
+    assert any(line.split()[0] == "epochs" and line.endswith("(command line)") for line in lines)
+    assert "recipe" not in resolve_config({})  # no named recipe: config.json as before
+    with pytest.raises(ValueError, match="unknown recipe 'fast'.*fashion95"):
+        recipes.recipe_for(recipe="fast")
+    assert main(["train", "--recipe", "fast"]) == 2
+    assert "invalid choice: 'fast'" in capsys.readouterr().err
+    assert main(["train", "--recipe", "fashion95", "--task", "vae"]) == 2
+    assert "--recipe names a classification recipe" in capsys.readouterr().err
+
+
+def test_tta_option(capsys):
+    """--tta flip goes into the configuration; images only (the toy sets are refused by name)."""
+    from foveanet.cli import resolve_config
+    assert resolve_config({})["tta"] == "none"
+    assert resolve_config({"tta": "flip"})["tta"] == "flip"
+    assert main(["train", "--dataset", "xor", "--tta", "flip"]) == 2
+    assert "--tta flip: test-time augmentation mirrors images; 'xor'" in capsys.readouterr().err
+    assert main(["train", "--tta", "rotate"]) == 2
+    assert "invalid choice: 'rotate'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
 @pytest.mark.parametrize("scheduler", ["none", "step", "multistep", "cosine", "onecycle", "plateau"])
 def test_optimizers_and_schedulers(optimizer, scheduler):

@@ -121,3 +121,41 @@ def test_evaluate_few_classes_regression_and_errors():
     assert m.training
     with pytest.raises(ValueError, match="no samples"):
         fv.train.evaluate(mlp(), [])
+
+
+def test_flip_test_time_augmentation():
+    """predict_loader(tta="flip"): the logits are log((softmax(f(x)) + softmax(f(mirror x))) / 2),
+    computed here by hand; the loss is their cross-entropy; a flip-symmetric input scores as the
+    plain pass does; inputs that are not images and unknown modes are refused by name."""
+    from foveanet.train.evaluation import predict_loader
+    rng = np.random.default_rng(0)
+    fv.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 5 * 6, 4))
+    x = rng.standard_normal((10, 1, 5, 6)).astype(np.float32)
+    y = rng.integers(0, 4, 10)
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    with fv.no_grad():
+        plain = model(fv.tensor(x)).data
+        mirrored = model(fv.tensor(np.ascontiguousarray(x[..., ::-1]))).data
+    want = np.log((softmax(plain) + softmax(mirrored)) / 2)
+    got = predict_loader(model, TinyLoader(x, y, 4), tta="flip")
+    np.testing.assert_allclose(got["logits"], want, rtol=1e-5, atol=1e-6)
+    assert abs(got["loss"] - float(np.mean(-want[np.arange(10), y]))) < 1e-5
+    assert not np.allclose(got["logits"], plain - np.log(np.exp(plain).sum(1, keepdims=True)))
+    sym = np.concatenate([x, x[..., ::-1]], axis=3)[..., 3:9]  # symmetric about the middle
+    sym = np.ascontiguousarray((sym + sym[..., ::-1]) / 2)
+    a = predict_loader(model, TinyLoader(sym, y, 4), tta="flip")["logits"]
+    b = predict_loader(model, TinyLoader(sym, y, 4))["logits"]
+    np.testing.assert_allclose(a, b - np.log(np.exp(b).sum(1, keepdims=True)), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="tta must be one of none, flip, got 'rotate'"):
+        predict_loader(model, TinyLoader(x, y, 4), tta="rotate")
+    flat = mlp(4, 3)
+    with pytest.raises(ValueError, match=r"mirrors images \(N, C, H, W\); the inputs have shape"):
+        predict_loader(flat, TinyLoader(rng.standard_normal((6, 4)).astype(np.float32),
+                                        rng.integers(0, 3, 6), 3), tta="flip")

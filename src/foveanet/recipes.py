@@ -39,6 +39,8 @@ scheduler          ``none``, ``step``, ``multistep``, ``cosine``, ``onecycle``, 
 scheduler_interval ``batch`` or ``epoch``: when ``onecycle``/``cosine`` step (the others always
                    step per epoch)
 augment            ``--augment`` string (``fv.data.parse_augment``): ``flip``, ``flip,crop=2``, ...
+tta                test-time augmentation of the test set: ``none`` or ``flip`` (each image scored
+                   by the mean softmax of it and its mirror image; the plain score is kept too)
 l1, l2             the lecture's penalties on the weights: Cost = Loss + alpha * sum |w| (or w^2)
 dropout            None, or the p of every Dropout layer
 val_split          fraction of the training set held out for validation (0: none)
@@ -59,7 +61,7 @@ import os
 from .data import DATASETS
 
 __all__ = ["DEFAULT_RECIPE", "TOY_RECIPE", "FORECAST_RECIPE", "FORECAST_WINDOWS", "MODEL_RECIPES",
-           "SCHEDULES", "recipe_for"]
+           "NAMED_RECIPES", "SCHEDULES", "recipe_for"]
 
 DEFAULT_RECIPE = {
     "model": "cnn_bn",
@@ -75,6 +77,7 @@ DEFAULT_RECIPE = {
     "scheduler": "onecycle",
     "scheduler_interval": "batch",
     "augment": "flip",
+    "tta": "none",
     "l1": 0.0,
     "l2": 0.0,
     "dropout": None,
@@ -183,6 +186,15 @@ MODEL_RECIPES = {
                    "weight_decay": 0.0, "scheduler": "none", "augment": "none", "epochs": 2},
 }
 
+# Named recipes (``foveanet train --recipe NAME``): values laid over the data set's recipe (and a
+# model's own), options given on the command line still winning. ``fashion95``: the run to >= 95%
+# test accuracy on Fashion-MNIST within two hours on a 2-core machine (docs/MODELS.md, "95% on
+# Fashion-MNIST"; its PyTorch twin: benchmarks/fashion_recipe_torch.py --recipe fashion95).
+NAMED_RECIPES = {
+    "fashion95": {"model": "cnn_bn", "model_options": {"width": 32}, "epochs": 30,
+                  "augment": "flip,crop=2,erase=0.5", "lr": 3e-3},
+}
+
 # How each --scheduler is built; E is the number of epochs the schedule was planned for and S
 # the number of batches per epoch.
 SCHEDULES = {
@@ -211,22 +223,32 @@ def _is_path(name: str) -> bool:
 
 
 def recipe_for(dataset: str | None = None, model: str | None = None,
-               task: str | None = None) -> dict:
+               task: str | None = None, recipe: str | None = None) -> dict:
     """A deep copy of the recipe for ``dataset``: ``DEFAULT_RECIPE``, with ``TOY_RECIPE`` laid
     over it for feature vectors (the toy sets, a ``.csv`` file), or ``FORECAST_RECIPE`` for
-    ``task='forecast'``, and ``MODEL_RECIPES[model]`` over that for models with a learning rule
-    of their own. A known name is lower-cased; a path is kept as it is."""
-    recipe = copy.deepcopy(DEFAULT_RECIPE)
-    given = dataset or recipe["dataset"]
+    ``task='forecast'``, ``NAMED_RECIPES[recipe]`` over that, and ``MODEL_RECIPES[model]`` over
+    that for models with a learning rule of their own. A known name is lower-cased; a path is
+    kept as it is. ValueError for a ``recipe`` that is not one of ``NAMED_RECIPES``."""
+    named = None
+    if recipe is not None:
+        recipe = str(recipe).strip().lower()
+        if recipe not in NAMED_RECIPES:
+            raise ValueError(f"unknown recipe {recipe!r}; the named recipes are: "
+                             f"{', '.join(sorted(NAMED_RECIPES))}")
+        named = {**copy.deepcopy(NAMED_RECIPES[recipe]), "recipe": recipe}
+    out = copy.deepcopy(DEFAULT_RECIPE)
+    given = dataset or out["dataset"]
     name = given if _is_path(given) else given.lower()
     if task == "forecast":
-        recipe.update(copy.deepcopy(FORECAST_RECIPE))
-        recipe["window"] = FORECAST_WINDOWS.get(name, recipe["window"])
+        out.update(copy.deepcopy(FORECAST_RECIPE))
+        out["window"] = FORECAST_WINDOWS.get(name, out["window"])
     elif name in ("circle", "xor", "gauss", "spiral") or _is_table(name):
-        recipe.update(copy.deepcopy(TOY_RECIPE))
+        out.update(copy.deepcopy(TOY_RECIPE))
+    if named is not None:
+        out.update(named)
     if model is not None and model.lower().replace("-", "_") in MODEL_RECIPES:
-        recipe.update(copy.deepcopy(MODEL_RECIPES[model.lower().replace("-", "_")]))
-        recipe["model"] = model
+        out.update(copy.deepcopy(MODEL_RECIPES[model.lower().replace("-", "_")]))
+        out["model"] = model
     if dataset is not None:
-        recipe["dataset"] = name
-    return recipe
+        out["dataset"] = name
+    return out

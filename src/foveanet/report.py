@@ -271,10 +271,10 @@ def _duration(seconds):
     return f"{h} h {m:02d} min {s:02d} s" if h else f"{m} min {s:02d} s"
 
 
-_CONFIG_ORDER = ["model", "model_options", "dropout", "dataset", "limit_train", "limit_test",
-                 "val_split", "stratify", "augment", "epochs", "batch_size", "optimizer", "lr",
-                 "momentum", "weight_decay", "scheduler", "scheduler_interval", "l1", "l2",
-                 "seed", "threads", "toy_n", "toy_noise", "input_shape", "num_classes"]
+_CONFIG_ORDER = ["recipe", "model", "model_options", "dropout", "dataset", "limit_train",
+                 "limit_test", "val_split", "stratify", "augment", "tta", "epochs", "batch_size",
+                 "optimizer", "lr", "momentum", "weight_decay", "scheduler", "scheduler_interval",
+                 "l1", "l2", "seed", "threads", "toy_n", "toy_noise", "input_shape", "num_classes"]
 
 
 def render_markdown(config, history, results, plots) -> str:
@@ -292,6 +292,11 @@ def render_markdown(config, history, results, plots) -> str:
                   f"{_fmt(test.get('loss'))}, {test.get('num_samples', '?')} images), with the "
                   f"{which} (epoch {results.get('epoch')} of "
                   f"{results.get('epochs', len(history))}).", ""]
+        plain = test.get("without_tta")
+        if plain:
+            lines += [f"Test-time augmentation ({test.get('tta')}): each image scored by the mean "
+                      f"softmax of it and its mirror image; without it the test accuracy is "
+                      f"{_fmt(plain.get('accuracy'), True)} (loss {_fmt(plain.get('loss'))}).", ""]
     if results.get("status") and results["status"] != "completed":
         lines += [f"Run status: {results['status']}.", ""]
 
@@ -585,6 +590,11 @@ def render_forecast_markdown(config, history, results, plots) -> str:
                      f"{'lower' if skill >= 0 else 'higher'})" if skill is not None else "")
                   + f". With the {which} (epoch {results.get('epoch')} of "
                   f"{results.get('epochs', len(history))}).", ""]
+        plain = test.get("without_tta")
+        if plain:
+            lines += [f"Test-time augmentation ({test.get('tta')}): each image scored by the mean "
+                      f"softmax of it and its mirror image; without it the test accuracy is "
+                      f"{_fmt(plain.get('accuracy'), True)} (loss {_fmt(plain.get('loss'))}).", ""]
     if results.get("status") and results["status"] != "completed":
         lines += [f"Run status: {results['status']}.", ""]
 

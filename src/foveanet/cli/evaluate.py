@@ -88,7 +88,7 @@ def command(args) -> int:
         test = forecast_metrics(pred, (cfg.get("series") or {}).get("unit", ""))
     else:
         pred = predict_loader(model, make_loader(test_set, cfg, False),
-                              keep_inputs=takes_points(cfg))
+                              keep_inputs=takes_points(cfg), tta=cfg.get("tta") or "none")
         test = compute_test_metrics(pred, run.classes)
     out(f"{run.run_dir}: {cfg['model']} on {run.dataset}, {run.weights} (epoch {run.epoch}), "
         f"{test['num_samples']} test {'windows' if is_forecast(cfg) else 'samples'}")

@@ -22,9 +22,9 @@ from ..data import REGRESSION, DatasetError
 from ..data.registry import resolve
 from ..data.series import SERIES, is_series_name
 from ..optim import OPTIMIZERS, SCHEDULERS
-from ..recipes import DEFAULT_RECIPE, SCHEDULES, recipe_for
+from ..recipes import DEFAULT_RECIPE, NAMED_RECIPES, SCHEDULES, recipe_for
 from ..train import Trainer, tasks
-from ..train.evaluation import compute_test_metrics, predict_loader
+from ..train.evaluation import TTA_MODES, compute_test_metrics, predict_loader
 from ..train.forecast import (Forecast, forecast_metrics, is_forecast, predict_forecast,
                               series_option)
 from ..train.run import (BEST_FILE, IMAGE_DATASETS, TOY_DATASETS, ConfigError, augmentation,
@@ -113,6 +113,9 @@ def add_parser(sub):
                        "history, report and plots.", epilog=EPILOG,
                        formatter_class=Formatter, argument_default=S)
     g = t.add_argument_group("model")
+    g.add_argument("--recipe", metavar="NAME", choices=sorted(NAMED_RECIPES),
+                   help="start from a named recipe (foveanet.recipes.NAMED_RECIPES: "
+                   f"{', '.join(sorted(NAMED_RECIPES))}); the options given still win")
     g.add_argument("--model", metavar="NAME", help=f"a registered model (default {R['model']}; "
                    "see 'foveanet models')")
     g.add_argument("--model-option", metavar="KEY=VALUE", action="append", dest="model_option",
@@ -144,6 +147,10 @@ def add_parser(sub):
     g.add_argument("--augment", metavar="SPEC",
                    help=f"augmentation, e.g. flip,crop=2,rotate=10 or none "
                    f"(default {R['augment']!r})")
+    g.add_argument("--tta", choices=TTA_MODES,
+                   help="test-time augmentation: flip scores each test image by the mean softmax "
+                   f"of it and its mirror image (the plain score is reported too; default "
+                   f"{R['tta']})")
     g.add_argument("--val-split", type=fraction, metavar="F", dest="val_split",
                    help=f"validation fraction, stratified (default {R['val_split']}; 0: none)")
     g.add_argument("--limit-train", type=positive_int, metavar="N", dest="limit_train",
@@ -362,7 +369,7 @@ def resolve_config(given: dict) -> dict:
     """The full configuration of a new run from the options given on the command line (``given``:
     only the options that were given) and the recipe for the data set."""
     task = run_task(given)
-    recipe = recipe_for(given.get("dataset"), given.get("model"), task)
+    recipe = recipe_for(given.get("dataset"), given.get("model"), task, given.get("recipe"))
     # regression data first: no other option matters for a data set that is refused
     if task != "forecast":
         check_classification(recipe["dataset"], parse_data_options(given.get("data_option")))
@@ -403,6 +410,9 @@ def resolve_config(given: dict) -> dict:
     except ConfigError as exc:
         raise UsageError(usage_text(exc)) from None
     augmentation(cfg["augment"])  # a bad spec is a usage error now, not after loading data
+    if cfg.get("tta", "none") != "none" and (toy or is_table(cfg["dataset"]) or task == "forecast"):
+        raise UsageError(f"--tta {cfg['tta']}: test-time augmentation mirrors images; "
+                         f"{dataset_label(cfg['dataset'])!r} is not an image data set")
     # momentum: the recipe's for the 'momentum' optimizer; otherwise only when given
     opt = cfg["optimizer"]
     if "momentum" in given:
@@ -422,8 +432,9 @@ def resolve_config(given: dict) -> dict:
 
 def config_lines(cfg: dict, given: dict) -> list:
     """The configuration as printed before training, options from the command line marked."""
-    keys = ["model", "model_options", "dropout", "dataset", "data_dir", "limit_train", "limit_test",
-            "val_split", "augment", "epochs", "batch_size", "optimizer", "lr", "momentum",
+    keys = ["recipe"] if cfg.get("recipe") else []
+    keys += ["model", "model_options", "dropout", "dataset", "data_dir", "limit_train", "limit_test",
+            "val_split", "augment", "tta", "epochs", "batch_size", "optimizer", "lr", "momentum",
             "weight_decay", "scheduler", "scheduler_interval", "l1", "l2", "seed", "threads"]
     if cfg["dataset"] in TOY_DATASETS:
         keys += ["toy_n", "toy_noise"]
@@ -442,6 +453,8 @@ def config_lines(cfg: dict, given: dict) -> list:
         if k == "task" and isinstance(v, dict):
             v = v.get("name")
         src = "  (command line)" if flag.get(k, k) in given or k in toy_given else ""
+        if not src and cfg.get("recipe") and k in NAMED_RECIPES.get(cfg["recipe"], {}):
+            src = f"  (recipe {cfg['recipe']})"
         lines.append(f"  {k:<19}{v if not isinstance(v, float) else f'{v:g}'}{src}")
     return lines
 
@@ -557,6 +570,9 @@ def command(args) -> int:
     t_start = time.perf_counter()
     given = {k: v for k, v in vars(args).items() if k != "command" and not k.startswith("_")}
     own_flow = train_language.wanted(given) or train_images.wanted(given)
+    if own_flow and "recipe" in given:
+        raise UsageError("--recipe names a classification recipe; the language and image-output "
+                         "tasks have their own (foveanet.recipes)")
     if given.get("distributed") and own_flow:
         raise UsageError("--distributed trains classifiers and forecasters so far; the language "
                          "and image-output tasks run on one process")
@@ -664,8 +680,14 @@ def command(args) -> int:
         pred = predict_forecast(model, test_loader, trainer.task)
         test = forecast_metrics(pred, cfg["series"].get("unit", ""))
     else:
-        pred = predict_loader(model, test_loader, keep_inputs=takes_points(cfg))
+        tta = cfg.get("tta") or "none"
+        pred = predict_loader(model, test_loader, keep_inputs=takes_points(cfg), tta=tta)
         test = compute_test_metrics(pred, cfg["classes"])
+        if tta != "none":  # the plain score beside it
+            plain = predict_loader(model, test_loader, keep_misclassified=0)
+            test["tta"] = tta
+            test["without_tta"] = {k: v for k, v in compute_test_metrics(
+                plain, cfg["classes"]).items() if k in ("loss", "accuracy", "top5")}
     results = {"checkpoint": which, "epoch": best_epoch, "epochs": epochs_done,
                "val_loss": val_loss, "status": history.status, "test": test}
     wall = time.perf_counter() - t_start
@@ -679,7 +701,10 @@ def command(args) -> int:
         for line in forecast_lines(test, where):
             out(line)
     else:
-        out(f"test accuracy: {100 * results['test']['accuracy']:.2f}% ({where})")
+        plain = test.get("without_tta")
+        tta = f" with {test['tta']} averaging ({100 * plain['accuracy']:.2f}% without)" \
+            if plain else ""
+        out(f"test accuracy: {100 * test['accuracy']:.2f}%{tta} ({where})")
     out(f"run directory: {run_dir}")
     out(f"wall time: {time.perf_counter() - t_start:.1f}s (training {train_time:.1f}s, "
         f"{results['images_per_sec'] or 0:.0f} {'windows' if is_forecast(cfg) else 'images'}/s)")

@@ -6,26 +6,44 @@ report's picture grid); ``compute_test_metrics(pred, classes)`` turns that into 
 metrics ``foveanet train`` writes to results.json and ``foveanet evaluate`` prints: loss,
 accuracy, top-5 accuracy, the confusion matrix (rows: true class, columns: predicted class), the
 per-class accuracy and the class counts.
+
+Test-time augmentation (``tta="flip"``, ``foveanet train --tta flip``): each image is scored as
+the mean of its softmax and its mirror image's (flipped left to right), and that mean's log is
+kept as the logits, so the loss is the cross-entropy of the averaged probabilities.
 """
 from __future__ import annotations
 
 import math
 
-from ..autograd import no_grad
+from ..autograd import Tensor, no_grad
 from ..backend import xp
 from ..data import DatasetError
 from ..nn import functional as F
 from .metrics import confusion_matrix, per_class_accuracy, topk_accuracy
 
-__all__ = ["predict_loader", "compute_test_metrics"]
+__all__ = ["predict_loader", "compute_test_metrics", "TTA_MODES"]
+
+TTA_MODES = ("none", "flip")
 
 
-def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: bool = False) -> dict:
+def _flip_average(model, x):
+    """log of the mean of the softmax of ``x`` and of ``x`` mirrored along its last axis."""
+    a = F.softmax(model(x), dim=1).data
+    b = F.softmax(model(Tensor._wrap(xp.ascontiguousarray(x.data[..., ::-1]))), dim=1).data
+    return Tensor._wrap(xp.log(xp.maximum((a + b) * a.dtype.type(0.5), xp.finfo(a.dtype).tiny)))
+
+
+def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: bool = False,
+                   tta: str = "none") -> dict:
     """Run ``model`` over ``loader`` (eval mode, no gradients; the mode is restored after).
     Returns a dict: ``logits`` (N, C) float32, ``labels`` (N,), ``loss`` (the mean of the model's
     ``loss_fn``, else cross-entropy), the first ``keep_misclassified`` misclassified
     ``mis_images`` / ``mis_labels`` / ``mis_preds`` (None when there are none), and every input as
-    ``inputs`` when ``keep_inputs`` (else None). DatasetError when the loader gives no batch."""
+    ``inputs`` when ``keep_inputs`` (else None). DatasetError when the loader gives no batch.
+    ``tta="flip"``: the logits are the log of the mean softmax of each image and its mirror image
+    (images only: ValueError for inputs with fewer than 3 dimensions)."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     was = model.training
     model.eval()
     logits, labels, inputs = [], [], []
@@ -36,7 +54,10 @@ def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: boo
     try:
         with no_grad():
             for x, y in loader:
-                out = model(x)
+                if tta == "flip" and x.ndim < 3:
+                    raise ValueError(f"tta='flip' mirrors images (N, C, H, W); the inputs have "
+                                     f"shape {tuple(x.shape)}")
+                out = _flip_average(model, x) if tta == "flip" else model(x)
                 b = int(out.shape[0])
                 loss_sum += float(loss_fn(out, y).data) * b
                 n += b
