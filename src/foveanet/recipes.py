@@ -191,8 +191,8 @@ MODEL_RECIPES = {
 # test accuracy on Fashion-MNIST within two hours on a 2-core machine (docs/MODELS.md, "95% on
 # Fashion-MNIST"; its PyTorch twin: benchmarks/fashion_recipe_torch.py --recipe fashion95).
 NAMED_RECIPES = {
-    "fashion95": {"model": "cnn_bn", "model_options": {"width": 32}, "epochs": 30,
-                  "augment": "flip,crop=2,erase=0.5", "lr": 3e-3},
+    "fashion95": {"model": "cnn_bn", "model_options": {"width": 48}, "epochs": 50,
+                  "augment": "flip,crop=2,erase=0.5", "tta": "flip", "lr": 3e-3},
 }
 
 # How each --scheduler is built; E is the number of epochs the schedule was planned for and S
