@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 import foveanet as fv
-from foveanet.data import FashionMNIST, train_val_split
-from foveanet.data import parse_augment
+from foveanet.data import FashionMNIST, parse_augment, train_val_split
 from foveanet.recipes import NAMED_RECIPES, SCHEDULES, recipe_for
 
 

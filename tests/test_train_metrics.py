@@ -146,6 +146,7 @@ def test_flip_test_time_augmentation():
     got = predict_loader(model, TinyLoader(x, y, 4), tta="flip")
     np.testing.assert_allclose(got["logits"], want, rtol=1e-5, atol=1e-6)
     assert abs(got["loss"] - float(np.mean(-want[np.arange(10), y]))) < 1e-5
+    np.testing.assert_allclose(got["plain"]["logits"], plain, rtol=1e-6)  # the same pass's
     assert not np.allclose(got["logits"], plain - np.log(np.exp(plain).sum(1, keepdims=True)))
     sym = np.concatenate([x, x[..., ::-1]], axis=3)[..., 3:9]  # symmetric about the middle
     sym = np.ascontiguousarray((sym + sym[..., ::-1]) / 2)

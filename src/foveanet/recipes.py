@@ -188,8 +188,8 @@ MODEL_RECIPES = {
 
 # Named recipes (``foveanet train --recipe NAME``): values laid over the data set's recipe (and a
 # model's own), options given on the command line still winning. ``fashion95``: the run to >= 95%
-# test accuracy on Fashion-MNIST within two hours on a 2-core machine (docs/MODELS.md, "95% on
-# Fashion-MNIST"; its PyTorch twin: benchmarks/fashion_recipe_torch.py --recipe fashion95).
+# test accuracy on Fashion-MNIST within two hours on a 2-core machine (docs/MODELS.md, "Towards
+# 95% on Fashion-MNIST"; its PyTorch twin: benchmarks/fashion_recipe_torch.py --recipe fashion95).
 NAMED_RECIPES = {
     "fashion95": {"model": "cnn_bn", "model_options": {"width": 48}, "epochs": 50,
                   "augment": "flip,crop=2,erase=0.5", "tta": "flip", "lr": 3e-3},

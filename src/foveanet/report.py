@@ -590,11 +590,6 @@ def render_forecast_markdown(config, history, results, plots) -> str:
                      f"{'lower' if skill >= 0 else 'higher'})" if skill is not None else "")
                   + f". With the {which} (epoch {results.get('epoch')} of "
                   f"{results.get('epochs', len(history))}).", ""]
-        plain = test.get("without_tta")
-        if plain:
-            lines += [f"Test-time augmentation ({test.get('tta')}): each image scored by the mean "
-                      f"softmax of it and its mirror image; without it the test accuracy is "
-                      f"{_fmt(plain.get('accuracy'), True)} (loss {_fmt(plain.get('loss'))}).", ""]
     if results.get("status") and results["status"] != "completed":
         lines += [f"Run status: {results['status']}.", ""]
 

@@ -683,11 +683,10 @@ def command(args) -> int:
         tta = cfg.get("tta") or "none"
         pred = predict_loader(model, test_loader, keep_inputs=takes_points(cfg), tta=tta)
         test = compute_test_metrics(pred, cfg["classes"])
-        if tta != "none":  # the plain score beside it
-            plain = predict_loader(model, test_loader, keep_misclassified=0)
+        if pred["plain"] is not None:  # the same pass's plain score beside it
             test["tta"] = tta
             test["without_tta"] = {k: v for k, v in compute_test_metrics(
-                plain, cfg["classes"]).items() if k in ("loss", "accuracy", "top5")}
+                pred["plain"], cfg["classes"]).items() if k in ("loss", "accuracy", "top5")}
     results = {"checkpoint": which, "epoch": best_epoch, "epochs": epochs_done,
                "val_loss": val_loss, "status": history.status, "test": test}
     wall = time.perf_counter() - t_start

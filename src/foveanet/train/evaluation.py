@@ -27,10 +27,13 @@ TTA_MODES = ("none", "flip")
 
 
 def _flip_average(model, x):
-    """log of the mean of the softmax of ``x`` and of ``x`` mirrored along its last axis."""
-    a = F.softmax(model(x), dim=1).data
+    """(log of the mean of the softmax of ``x`` and of ``x`` mirrored along its last axis, the
+    model's plain output for ``x``)."""
+    plain = model(x)
+    a = F.softmax(plain, dim=1).data
     b = F.softmax(model(Tensor._wrap(xp.ascontiguousarray(x.data[..., ::-1]))), dim=1).data
-    return Tensor._wrap(xp.log(xp.maximum((a + b) * a.dtype.type(0.5), xp.finfo(a.dtype).tiny)))
+    mean = xp.log(xp.maximum((a + b) * a.dtype.type(0.5), xp.finfo(a.dtype).tiny))
+    return Tensor._wrap(mean), plain
 
 
 def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: bool = False,
@@ -41,7 +44,8 @@ def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: boo
     ``mis_images`` / ``mis_labels`` / ``mis_preds`` (None when there are none), and every input as
     ``inputs`` when ``keep_inputs`` (else None). DatasetError when the loader gives no batch.
     ``tta="flip"``: the logits are the log of the mean softmax of each image and its mirror image
-    (images only: ValueError for inputs with fewer than 3 dimensions)."""
+    (images only: ValueError for inputs with fewer than 3 dimensions), and ``plain`` holds the
+    same pass's scores without it (``logits``, ``labels``, ``loss``); None without TTA."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
     was = model.training
@@ -49,6 +53,7 @@ def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: boo
     logits, labels, inputs = [], [], []
     mis_x, mis_y, mis_p = [], [], []
     loss_sum, n = 0.0, 0
+    plain_logits, plain_loss = [], 0.0
     loss_fn = getattr(model, "loss_fn", None) or F.cross_entropy
     kept = 0
     try:
@@ -57,7 +62,12 @@ def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: boo
                 if tta == "flip" and x.ndim < 3:
                     raise ValueError(f"tta='flip' mirrors images (N, C, H, W); the inputs have "
                                      f"shape {tuple(x.shape)}")
-                out = _flip_average(model, x) if tta == "flip" else model(x)
+                if tta == "flip":
+                    out, plain = _flip_average(model, x)
+                    plain_logits.append(plain.data)
+                    plain_loss += float(loss_fn(plain, y).data) * int(out.shape[0])
+                else:
+                    out = model(x)
                 b = int(out.shape[0])
                 loss_sum += float(loss_fn(out, y).data) * b
                 n += b
@@ -78,6 +88,8 @@ def predict_loader(model, loader, keep_misclassified: int = 36, keep_inputs: boo
     if n == 0:
         raise DatasetError("the test set is empty")
     res = {"logits": xp.concatenate(logits), "labels": xp.concatenate(labels), "loss": loss_sum / n}
+    res["plain"] = {"logits": xp.concatenate(plain_logits), "labels": res["labels"],
+                    "loss": plain_loss / n} if plain_logits else None
     res["mis_images"] = xp.concatenate(mis_x) if mis_x else None
     res["mis_labels"] = xp.concatenate(mis_y) if mis_y else None
     res["mis_preds"] = xp.concatenate(mis_p) if mis_p else None
