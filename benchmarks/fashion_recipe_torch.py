@@ -5,8 +5,9 @@ comparison: the default recipe (what `make demo` runs), or a named one (`--recip
 Same model (cnn_bn with the recipe's width), same split (foveanet's stratified train/validation
 split with the recipe's seed), same inputs (pixels / 255), the same augmentation (the recipe's
 ``augment`` string through foveanet's own batch transforms, ``fv.data.parse_augment``, so both
-libraries train on identically distributed batches), same optimizer (AdamW, the recipe's rate and
-decay), OneCycle schedule stepped per batch with foveanet's parameters (``SCHEDULES``), same
+libraries train on identically distributed batches), same optimizer (AdamW, or SGD with momentum
+for ``momentum``; the recipe's rate and decay), the same label smoothing (in the validation loss too,
+as foveanet's task computes it), OneCycle schedule stepped per batch with foveanet's parameters (``SCHEDULES``), same
 batch size and epochs, same thread count; the test set is scored once, with the weights of the
 epoch of lowest validation loss. It prints the wall time of training and that test accuracy, the
 figures `foveanet train` prints.
@@ -34,7 +35,7 @@ def cnn_bn(width, hidden=256, dropout=0.25, classes=10):
                                torch.nn.Linear(2 * width * 49, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
 
 
-def accuracy(model, x, y, bs=500, tta="none"):
+def accuracy(model, x, y, bs=500, tta="none", smoothing=0.0):
     """(accuracy, mean loss); tta "flip": scored by the mean softmax of each image and its mirror
     image, as foveanet's ``--tta flip``."""
     model.eval()
@@ -47,7 +48,8 @@ def accuracy(model, x, y, bs=500, tta="none"):
                 p = (out.softmax(1) + model(xb.flip(-1)).softmax(1)) / 2
                 out = p.clamp_min(torch.finfo(p.dtype).tiny).log()
             t = torch.from_numpy(y[i:i + bs])
-            loss += torch.nn.functional.cross_entropy(out, t, reduction="sum").item()
+            loss += torch.nn.functional.cross_entropy(out, t, reduction="sum",
+                                                      label_smoothing=smoothing).item()
             correct += (out.argmax(1) == t).sum().item()
     return correct / len(x), loss / len(x)
 
@@ -59,8 +61,9 @@ def main():
     ap.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     args = ap.parse_args()
     r = recipe_for(recipe=args.recipe)
-    if r["model"] != "cnn_bn" or r["optimizer"] != "adamw" or r["scheduler"] != "onecycle":
-        raise SystemExit(f"this script builds cnn_bn with AdamW and OneCycle; the recipe has "
+    if r["model"] != "cnn_bn" or r["optimizer"] not in ("adamw", "momentum") \
+            or r["scheduler"] != "onecycle":
+        raise SystemExit(f"this script builds cnn_bn with AdamW or momentum and OneCycle; the recipe has "
                          f"{r['model']}, {r['optimizer']}, {r['scheduler']}")
     epochs = args.epochs or r["epochs"]
     augment = parse_augment(r["augment"])
@@ -78,7 +81,12 @@ def main():
     yte = test.targets.astype(np.int64)
     opts = r["model_options"]
     model = cnn_bn(opts.get("width", 32), opts.get("hidden", 256), opts.get("dropout", 0.25))
-    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+    if r["optimizer"] == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r["momentum"],
+                              weight_decay=r["weight_decay"])
+    smoothing = float(r.get("label_smoothing") or 0.0)
     bs = r["batch_size"]
     steps = epochs * -(-len(xtr) // bs)
     one = SCHEDULES["onecycle"]
@@ -88,7 +96,8 @@ def main():
     best = (float("inf"), None, 0)
     t0 = time.perf_counter()
     print(f"recipe {r.get('recipe', 'default')}: cnn_bn {opts}, {epochs} epochs, augment "
-          f"{r['augment']!r}, AdamW lr {r['lr']:g} decay {r['weight_decay']:g}, batch {bs}",
+          f"{r['augment']!r}, {type(opt).__name__} lr {r['lr']:g} decay {r['weight_decay']:g}, "
+          f"label smoothing {smoothing:g}, batch {bs}",
           flush=True)
     for epoch in range(1, epochs + 1):
         model.train()
@@ -97,11 +106,12 @@ def main():
             b = perm[i:i + bs]
             xb = np.ascontiguousarray(augment(xtr[b], rng)) if augment is not None else xtr[b]
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(ytr[b]))
+            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(ytr[b]),
+                                                     label_smoothing=smoothing)
             loss.backward()
             opt.step()
             sched.step()
-        va_acc, va_loss = accuracy(model, xva, yva)
+        va_acc, va_loss = accuracy(model, xva, yva, smoothing=smoothing)
         print(f"epoch {epoch}: val loss {va_loss:.4f} val accuracy {100 * va_acc:.2f}%  "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
         if va_loss < best[0]:

@@ -191,6 +191,35 @@ def test_tta_option(capsys):
     assert "invalid choice: 'rotate'" in capsys.readouterr().err
 
 
+def test_label_smoothing_option(tmp_path, data_dir, capsys):
+    """--label-smoothing EPS trains with the smoothed cross-entropy: config.json keeps it, the
+    run's task rebuilds it (its loss is F.cross_entropy(..., label_smoothing=EPS)), and a resumed
+    run keeps it; forecasters and models with a loss of their own refuse it."""
+    from foveanet.cli import resolve_config
+    assert resolve_config({})["label_smoothing"] == 0.0
+    run = str(tmp_path / "ls")
+    assert main(["train", "--data-dir", data_dir, "--epochs", "1", "--limit-train", "100",
+                 "--limit-test", "20", "--label-smoothing", "0.2", "--out", run] + TINY) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  label_smoothing\s+0.2  \(command line\)$", out, re.M), out
+    cfg = json.load(open(os.path.join(run, "config.json")))
+    assert cfg["label_smoothing"] == 0.2 and cfg["task"]["label_smoothing"] == 0.2
+    task = fv.load_run(run).task
+    logits = fv.tensor(np.random.default_rng(0).normal(size=(6, 10)).astype(np.float32))
+    target = fv.tensor(np.arange(6))
+    smoothed = fv.nn.functional.cross_entropy(logits, target, label_smoothing=0.2).item()
+    plain = fv.nn.functional.cross_entropy(logits, target).item()
+    assert task.loss(logits, target).item() == pytest.approx(smoothed) != pytest.approx(plain)
+    assert main(["train", "--dataset", "co2", "--label-smoothing", "0.1",
+                 "--out", str(tmp_path / "f")]) == 2
+    assert "--label-smoothing 0.1 applies to classification" in capsys.readouterr().err
+    assert main(["train", "--model", "perceptron", "--data-dir", data_dir, "--label-smoothing",
+                 "0.1", "--out", str(tmp_path / "p")]) == 2
+    assert "perceptron learns by a loss of its own" in capsys.readouterr().err
+    assert main(["train", "--label-smoothing", "1.5"]) == 2
+    assert "a fraction in [0, 1)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
 @pytest.mark.parametrize("scheduler", ["none", "step", "multistep", "cosine", "onecycle", "plateau"])
 def test_optimizers_and_schedulers(optimizer, scheduler):

@@ -41,6 +41,8 @@ scheduler_interval ``batch`` or ``epoch``: when ``onecycle``/``cosine`` step (th
 augment            ``--augment`` string (``fv.data.parse_augment``): ``flip``, ``flip,crop=2``, ...
 tta                test-time augmentation of the test set: ``none`` or ``flip`` (each image scored
                    by the mean softmax of it and its mirror image; the plain score is kept too)
+label_smoothing    classification: the cross-entropy's target mixed with the uniform distribution
+                   (``F.cross_entropy(label_smoothing=...)``; the validation loss uses it too)
 l1, l2             the lecture's penalties on the weights: Cost = Loss + alpha * sum |w| (or w^2)
 dropout            None, or the p of every Dropout layer
 val_split          fraction of the training set held out for validation (0: none)
@@ -78,6 +80,7 @@ DEFAULT_RECIPE = {
     "scheduler_interval": "batch",
     "augment": "flip",
     "tta": "none",
+    "label_smoothing": 0.0,
     "l1": 0.0,
     "l2": 0.0,
     "dropout": None,
@@ -192,7 +195,8 @@ MODEL_RECIPES = {
 # 95% on Fashion-MNIST"; its PyTorch twin: benchmarks/fashion_recipe_torch.py --recipe fashion95).
 NAMED_RECIPES = {
     "fashion95": {"model": "cnn_bn", "model_options": {"width": 48}, "epochs": 50,
-                  "augment": "flip,crop=2,erase=0.5", "tta": "flip", "lr": 3e-3},
+                  "augment": "flip,crop=2,erase=0.5", "tta": "flip", "lr": 3e-3,
+                  "weight_decay": 0.05, "label_smoothing": 0.1},
 }
 
 # How each --scheduler is built; E is the number of epochs the schedule was planned for and S

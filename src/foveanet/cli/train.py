@@ -183,6 +183,9 @@ def add_parser(sub):
                    help=f"the optimizer's weight decay (default {R['weight_decay']:g})")
     g.add_argument("--scheduler", choices=("none",) + SCHEDULERS,
                    help=f"learning-rate schedule (default {R['scheduler']})")
+    g.add_argument("--label-smoothing", type=fraction, metavar="EPS", dest="label_smoothing",
+                   help="classification: mix the cross-entropy's target with the uniform "
+                   f"distribution (default {R['label_smoothing']:g})")
     g.add_argument("--l1", type=nonneg_float, metavar="ALPHA", help="L1 penalty: Cost = Loss + "
                    "ALPHA * sum |w|")
     g.add_argument("--l2", type=nonneg_float, metavar="ALPHA", help="L2 penalty: Cost = Loss + "
@@ -413,6 +416,9 @@ def resolve_config(given: dict) -> dict:
     if cfg.get("tta", "none") != "none" and (toy or is_table(cfg["dataset"]) or task == "forecast"):
         raise UsageError(f"--tta {cfg['tta']}: test-time augmentation mirrors images; "
                          f"{dataset_label(cfg['dataset'])!r} is not an image data set")
+    if cfg.get("label_smoothing") and task == "forecast":
+        raise UsageError(f"--label-smoothing {cfg['label_smoothing']:g} applies to "
+                         "classification; a forecaster's loss is the mean squared error")
     # momentum: the recipe's for the 'momentum' optimizer; otherwise only when given
     opt = cfg["optimizer"]
     if "momentum" in given:
@@ -435,7 +441,8 @@ def config_lines(cfg: dict, given: dict) -> list:
     keys = ["recipe"] if cfg.get("recipe") else []
     keys += ["model", "model_options", "dropout", "dataset", "data_dir", "limit_train", "limit_test",
             "val_split", "augment", "tta", "epochs", "batch_size", "optimizer", "lr", "momentum",
-            "weight_decay", "scheduler", "scheduler_interval", "l1", "l2", "seed", "threads"]
+            "weight_decay", "scheduler", "scheduler_interval", "label_smoothing", "l1", "l2", "seed",
+            "threads"]
     if cfg["dataset"] in TOY_DATASETS:
         keys += ["toy_n", "toy_noise"]
     if "data_options" in cfg:
@@ -443,7 +450,7 @@ def config_lines(cfg: dict, given: dict) -> list:
     if is_forecast(cfg):
         keys[keys.index("dataset"):keys.index("dataset") + 1] = ["task", "dataset", "window",
                                                                  "horizon"]
-        keys = [k for k in keys if k not in ("limit_train", "limit_test")]
+        keys = [k for k in keys if k not in ("limit_train", "limit_test", "label_smoothing")]
     flag = {"model_options": "model_option", "data_options": "data_option"}
     # a toy set's --data-option n / noise set toy_n / toy_noise
     toy_given = {f"toy_{k}" for k in parse_data_options(given.get("data_option"))}
@@ -607,6 +614,10 @@ def command(args) -> int:
             raise UsageError(f"{usage_text(exc)}\nthe rows of a CSV table are feature vectors: "
                              "use an MLP (--model mlp)") from None
         raise
+    smoothing = float(cfg.get("label_smoothing") or 0.0)  # absent from older runs' config.json
+    if smoothing and getattr(model, "loss_fn", None) is not None:
+        raise UsageError(f"--label-smoothing {smoothing:g}: {cfg['model']} learns by a loss of "
+                         "its own (its loss_fn), not by the cross-entropy")
     say = out if dist.is_main else (lambda *a, **k: None)
     say(f"foveanet {version()}: {'resuming' if resume_dir else 'training'} {cfg['model']} on "
         f"{cfg['dataset']}")
@@ -648,12 +659,14 @@ def command(args) -> int:
     scheduler, interval = build_scheduler(optimizer, cfg, len(train_loader), SCHEDULES)
 
     record_command(cfg, args, resume_dir is not None)
+    task = tasks.from_config(cfg["task"]) if is_forecast(cfg) else \
+        tasks.Classification(label_smoothing=smoothing) if smoothing else None
     trainer = Trainer(dist.wrap(model), optimizer, loss_fn=getattr(model, "loss_fn", None),
                       scheduler=scheduler, scheduler_interval=interval,
                       l1=cfg["l1"], l2=cfg["l2"],
                       progress="plain" if given.get("no_progress") else "auto",
                       run_dir=run_dir, model_config=model_record(cfg), model_name=cfg["model"],
-                      task=tasks.from_config(cfg["task"]) if is_forecast(cfg) else None,
+                      task=task,
                       callbacks=(observers(given, run_dir) if dist.is_main else [])
                       + dist.callbacks(int(cfg["seed"]), train_loader, sharded),
                       rank=dist.rank, world_size=dist.size)
