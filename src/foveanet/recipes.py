@@ -194,7 +194,7 @@ MODEL_RECIPES = {
 # test accuracy on Fashion-MNIST within two hours on a 2-core machine (docs/MODELS.md, "Towards
 # 95% on Fashion-MNIST"; its PyTorch twin: benchmarks/fashion_recipe_torch.py --recipe fashion95).
 NAMED_RECIPES = {
-    "fashion95": {"model": "cnn_bn", "model_options": {"width": 48}, "epochs": 50,
+    "fashion95": {"model": "cnn_bn", "model_options": {"width": 40}, "epochs": 30,
                   "augment": "flip,crop=2,erase=0.5", "tta": "flip", "lr": 3e-3,
                   "weight_decay": 0.05, "label_smoothing": 0.1},
 }
