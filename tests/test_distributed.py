@@ -327,13 +327,15 @@ def _max_rel(a, b):
 def test_two_ranks_match_one_process(tmp_path, mode):
     """equivalence: 2 ranks x batch 64 against 1 x 128 after 20 steps (a CNN without batch
     norm); syncbn: SyncBatchNorm on 2 x 32 against BatchNorm on 1 x 64; hooks: no_sync
-    accumulation. The summation order is the only difference: within 1e-6 relative."""
+    accumulation. The summation order is the only difference: within 1e-5 relative (of each
+    tensor's largest magnitude; float32's epsilon is 1.2e-7). Measured: below 1e-6 on an AVX-512
+    machine, 1.37e-6 for syncbn on an AVX2 one, whose shorter vectors sum in another order."""
     one, _ = _worker(mode, tmp_path / "one.npz", 1)
     two, info = _worker(mode, tmp_path / "two.npz", 2)
     assert info["world"] == 2 and info["threads"] == 1  # 2 cores shared by 2 ranks
     rel = _max_rel(one, two)
     print(f"{mode}: largest relative difference after 20 steps {rel:.2e}")
-    assert rel < 1e-6
+    assert rel < 1e-5
     if mode == "syncbn":  # and plain batch norm per shard would not match
         assert "0.weight" in one.files
 
