@@ -3,6 +3,7 @@ QuantizeLinear / DequantizeLinear import: the file's structure (per-channel int8
 activations), onnxruntime and foveanet reading it alike, outputs near the float model's, the
 operators against ONNX's reference implementation, and clear errors that leave no file."""
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -15,6 +16,25 @@ import foveanet as fv  # noqa: E402
 from foveanet import nn  # noqa: E402
 from onnx import helper, numpy_helper, TensorProto  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+
+def _has_vnni() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True  # the saturation below is x86's
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return True
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+# onnxruntime's x86 uint8 x int8 kernels on a CPU without VNNI (AVX2 only) multiply with
+# VPMADDUBSW, whose int16 pair sums saturate (onnxruntime's quantization documentation says so):
+# measured on such a machine, onnxruntime's outputs 0.107 of the range from the float model's,
+# foveanet's exact integer arithmetic 0.076. With VNNI both stay under 0.1 and within 0.02 of
+# each other.
+ORT_TOL, ORT_FV_TOL = (0.1, 0.02) if _has_vnni() else (0.15, 0.15)
 
 
 def _session(proto):
@@ -88,10 +108,10 @@ def test_onnxruntime_and_foveanet_run_the_file_near_the_float_model(quantized):
         got_fv = loaded(fv.tensor(test)).numpy()
     scale = np.abs(ref).max()
     # int8 steps: the outputs move by a few percent of their range (this untrained net's logits
-    # are small, so relatively more), never more
-    assert np.abs(got_ort - ref).max() <= 0.1 * scale
+    # are small, so relatively more), never more (onnxruntime without VNNI: see ORT_TOL)
+    assert np.abs(got_ort - ref).max() <= ORT_TOL * scale
     assert np.abs(got_fv - ref).max() <= 0.1 * scale
-    assert np.abs(got_fv - got_ort).max() <= 0.02 * scale
+    assert np.abs(got_fv - got_ort).max() <= ORT_FV_TOL * scale
     assert (got_ort.argmax(1) == ref.argmax(1)).mean() >= 0.9
     assert (got_fv.argmax(1) == got_ort.argmax(1)).mean() >= 0.95
     # the quantisation did something: not the float model's outputs to float rounding
@@ -110,7 +130,8 @@ def test_other_calibration_methods_and_a_loader_of_batches(method, tmp_path):
     with fv.no_grad():
         ref = model(fv.tensor(test)).numpy()
     got = _session(proto).run(None, {"input": test})[0]
-    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()
+    # onnxruntime's outputs; 0.125 of the range measured on a CPU without VNNI (see ORT_TOL)
+    assert np.abs(got - ref).max() <= ORT_TOL * np.abs(ref).max()
 
 
 def test_errors_name_the_problem_and_leave_no_file(tmp_path):
