@@ -6,9 +6,9 @@ Same model (cnn_bn with the recipe's width), same split (foveanet's stratified t
 split with the recipe's seed), same inputs (pixels / 255), the same augmentation (the recipe's
 ``augment`` string through foveanet's own batch transforms, ``fv.data.parse_augment``, so both
 libraries train on identically distributed batches), same optimizer (AdamW, or SGD with momentum
-for ``momentum``; the recipe's rate and decay), the same label smoothing (in the validation loss too,
-as foveanet's task computes it), OneCycle schedule stepped per batch with foveanet's parameters (``SCHEDULES``), same
-batch size and epochs, same thread count; the test set is scored once, with the weights of the
+for ``momentum``; the recipe's rate and decay), the same label smoothing (in the validation loss
+too, as foveanet's task computes it), OneCycle schedule stepped per batch with foveanet's
+parameters (``SCHEDULES``), same batch size and epochs, same thread count; the test set is scored once, with the weights of the
 epoch of lowest validation loss. It prints the wall time of training and that test accuracy, the
 figures `foveanet train` prints.
 

@@ -193,8 +193,8 @@ def test_tta_option(capsys):
 
 def test_label_smoothing_option(tmp_path, data_dir, capsys):
     """--label-smoothing EPS trains with the smoothed cross-entropy: config.json keeps it, the
-    run's task rebuilds it (its loss is F.cross_entropy(..., label_smoothing=EPS)), and a resumed
-    run keeps it; forecasters and models with a loss of their own refuse it."""
+    run's task rebuilds it from there (its loss is F.cross_entropy(..., label_smoothing=EPS));
+    forecasters and models with a loss of their own refuse it."""
     from foveanet.cli import resolve_config
     assert resolve_config({})["label_smoothing"] == 0.0
     run = str(tmp_path / "ls")
