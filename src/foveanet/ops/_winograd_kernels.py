@@ -29,60 +29,82 @@ from numba import njit
 jit = njit(cache=True, nogil=True)
 inline = njit(inline="always")
 LANES = 16  # channels per block of the transform steps: one AVX-512 vector of float32
+HALF = LANES // 2  # then one block of 8 (an AVX2 vector) where that many are left
 
 
 @inline
-def bt(d0, d1, d2, d3, d4, d5):  # B^T (6x6) applied to 6 values
-    return (4 * d0 - 5 * d2 + d4, -4 * d1 - 4 * d2 + d3 + d4, 4 * d1 - 4 * d2 - d3 + d4,
-            -2 * d1 - d2 + 2 * d3 + d4, 2 * d1 - d2 - 2 * d3 + d4, 4 * d1 - 5 * d3 + d5)
+def bt(d0, d1, d2, d3, d4, d5, two, four, five):  # B^T (6x6) applied to 6 values
+    p, q = d4 - four * d2, d3 - four * d1
+    r, s = d4 - d2, two * (d3 - d1)
+    return four * d0 - five * d2 + d4, p + q, p - q, r + s, r - s, four * d1 - five * d3 + d5
 
 
 @inline
-def at(m0, m1, m2, m3, m4, m5):  # A^T (4x6) applied to 6 values
-    return (m0 + m1 + m2 + m3 + m4, m1 - m2 + 2 * (m3 - m4), m1 + m2 + 4 * (m3 + m4),
-            m1 - m2 + 8 * (m3 - m4) + m5)
+def at(m0, m1, m2, m3, m4, m5, two, four, eight):  # A^T (4x6) applied to 6 values
+    s12, d12, s34, d34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return m0 + s12 + s34, d12 + two * d34, s12 + four * s34, d12 + eight * d34 + m5
 
 
 @inline
-def a_(g0, g1, g2, g3):  # A (6x4) applied to 4 values
-    return (g0, g0 + g1 + g2 + g3, g0 - g1 + g2 - g3, g0 + 2 * g1 + 4 * g2 + 8 * g3,
-            g0 - 2 * g1 + 4 * g2 - 8 * g3, g3)
+def a_(g0, g1, g2, g3, two, four, eight):  # A (6x4) applied to 4 values
+    e, o = g0 + g2, g1 + g3
+    p, q = g0 + four * g2, two * g1 + eight * g3
+    return g0, e + o, e - o, p + q, p - q, g3
 
 
 @inline
-def b_(e0, e1, e2, e3, e4, e5):  # B (6x6) = (B^T)^T applied to 6 values
-    return (4 * e0, -4 * e1 + 4 * e2 - 2 * e3 + 2 * e4 + 4 * e5,
-            -5 * e0 - 4 * e1 - 4 * e2 - e3 - e4, e1 - e2 + 2 * e3 - 2 * e4 - 5 * e5,
-            e0 + e1 + e2 + e3 + e4, e5)
+def b_(e0, e1, e2, e3, e4, e5, two, four, five):  # B (6x6) = (B^T)^T applied to 6 values
+    s12, d12, s34, d34 = e1 + e2, e1 - e2, e3 + e4, e3 - e4
+    return (four * e0, four * (e5 - d12) - two * d34, -five * e0 - four * s12 - s34,
+            d12 + two * d34 - five * e5, e0 + s12 + s34, e5)
+
+
+@inline
+def _consts(a):
+    """2, 4, 5 and 8 in a's dtype: a literal would make float32 arithmetic float64."""
+    f = a.dtype.type
+    return f(2), f(4), f(5), f(8)
 
 
 @inline
 def _rows_bt(r0, r1, r2, r3, r4, r5, d0, d1, d2, d3, d4, d5, n):
     """d_j[c] = (B^T [r_0[c] ... r_5[c]])_j for c < n."""
+    two, four, five, _ = _consts(d0)
     cv = n - n % LANES
     for c0 in range(0, cv, LANES):
         for cc in range(LANES):
             c = c0 + cc
-            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
+            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, five)
+    if n - cv >= HALF:
+        for cc in range(HALF):
+            c = cv + cc
+            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, five)
+        cv += HALF
     for c in range(cv, n):
-        d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
+        d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, five)
 
 
 @inline
 def _rows_a(r0, r1, r2, r3, d0, d1, d2, d3, d4, d5, n):
     """d_j[c] = (A [r_0[c] ... r_3[c]])_j for c < n."""
+    two, four, _, eight = _consts(d0)
     cv = n - n % LANES
     for c0 in range(0, cv, LANES):
         for cc in range(LANES):
             c = c0 + cc
-            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c])
+            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
+    if n - cv >= HALF:
+        for cc in range(HALF):
+            c = cv + cc
+            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
+        cv += HALF
     for c in range(cv, n):
-        d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c])
+        d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
 
 
 @inline
-def _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c):
-    v0, v1, v2, v3, v4, v5 = b_(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c])
+def _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c, two, four, five):
+    v0, v1, v2, v3, v4, v5 = b_(e0[c], e1[c], e2[c], e3[c], e4[c], e5[c], two, four, five)
     q0[c] += v0
     q1[c] += v1
     q2[c] += v2
@@ -94,12 +116,17 @@ def _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c):
 @inline
 def _rows_b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, n):
     """q_j[c] += (B [e_0[c] ... e_5[c]])_j for c < n."""
+    two, four, five, _ = _consts(q0)
     cv = n - n % LANES
     for c0 in range(0, cv, LANES):
         for cc in range(LANES):
-            _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c0 + cc)
+            _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c0 + cc, two, four, five)
+    if n - cv >= HALF:
+        for cc in range(HALF):
+            _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, cv + cc, two, four, five)
+        cv += HALF
     for c in range(cv, n):
-        _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c)
+        _b_add(e0, e1, e2, e3, e4, e5, q0, q1, q2, q3, q4, q5, c, two, four, five)
 
 
 @inline
@@ -154,6 +181,7 @@ def output_transform(m, th, tw, out, lo, hi):
     """out's 4x4 block of every tile = A^T M A, cropped at out's far edges (each sample's blocks
     go to a (4 th, 4 tw, O) buffer first, copied into out's planes at the end)."""
     o_n = out.shape[1]
+    two, four, _, eight = _consts(out)
     s = np.empty((4, 6, o_n), dtype=out.dtype)
     buf = np.empty((4 * th, 4 * tw, o_n), dtype=out.dtype)
     for i in range(lo, hi):
@@ -165,14 +193,14 @@ def output_transform(m, th, tw, out, lo, hi):
                     r3, r4, r5 = m[18 + b, k], m[24 + b, k], m[30 + b, k]
                     for c in range(o_n):  # (the compiler's own vectors: faster than LANES here)
                         s[0, b, c], s[1, b, c], s[2, b, c], s[3, b, c] = at(
-                            r0[c], r1[c], r2[c], r3[c], r4[c], r5[c])
+                            r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, eight)
                 for a in range(4):  # then A along each of its rows
                     sa = s[a]
                     d0, d1 = buf[4 * ty + a, 4 * tx], buf[4 * ty + a, 4 * tx + 1]
                     d2, d3 = buf[4 * ty + a, 4 * tx + 2], buf[4 * ty + a, 4 * tx + 3]
                     for c in range(o_n):
                         d0[c], d1[c], d2[c], d3[c] = at(sa[0, c], sa[1, c], sa[2, c], sa[3, c],
-                                                        sa[4, c], sa[5, c])
+                                                        sa[4, c], sa[5, c], two, four, eight)
         _buffer_to_planes(buf, 0, 0, out[i])
 
 
