@@ -69,6 +69,14 @@ def test_fresh_gradients_are_kept_without_a_copy_and_stay_independent():
     ((p + q) * 3).sum().backward()
     p.grad.data *= 10
     np.testing.assert_array_equal(q.grad.data, [3.0, 3.0])
+    # ReLU's gradient is new too: a leaf input keeps it, and it is not the upstream array
+    r = fv.tensor(np.array([[-1.0, 2.0], [3.0, -4.0]]), requires_grad=True)
+    up = np.full((2, 2), 5.0)
+    fv.nn.functional.relu(r).backward(fv.tensor(up))
+    assert r.grad.data.base is None and r.grad.data.flags.writeable and r.grad.data is not up
+    r.grad.data *= 10
+    np.testing.assert_array_equal(up, np.full((2, 2), 5.0))
+    np.testing.assert_array_equal(r.grad.data, [[0.0, 50.0], [50.0, 0.0]])
     # a float32 gradient for a float64 leaf is cast, as before
     c = fv.tensor(np.ones((2, 2)), requires_grad=True)
     (fv.tensor(np.ones((2, 2), np.float32)) @ c.float()).sum().backward()

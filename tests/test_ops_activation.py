@@ -99,6 +99,30 @@ def test_relu_compiled_loop_gives_numpys_bits_and_pytorchs(shape, dtype):
     assert inplace.tobytes() == plain.tobytes()
 
 
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (300, 2000), (4, 3, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_compiled_pass_gives_pytorchs_bits(shape, dtype):
+    from helpers import without_compiled
+
+    x = randn(4, shape, dtype=dtype)
+    g = randn(5, shape, dtype=dtype)
+    xf, gf = x.reshape(-1), g.reshape(-1)
+    xf[:3] = [0.0, -0.0, np.nan][:xf.size]  # no gradient at 0; at NaN it passes, as PyTorch's
+    gf[-2:] = [np.nan, np.inf][-min(2, gf.size):]  # where x < 0 these give 0, as PyTorch, not NaN
+    want = torch.ops.aten.threshold_backward(torch.from_numpy(g), torch.relu(torch.from_numpy(x)), 0)
+
+    def ours():
+        t = fv.tensor(x, requires_grad=True)
+        F.relu(t).backward(fv.tensor(g))
+        return t.grad.data
+
+    got = ours()
+    assert got.dtype == dtype and got.tobytes() == want.numpy().tobytes()
+    with without_compiled("_activation_kernels"):  # NumPy's where: the same bits
+        plain = ours()
+    assert plain.tobytes() == got.tobytes()
+
+
 @given(shape=shape_st, seed=st.integers(0, 10_000), slope=st.floats(-2.0, 2.0),
        inplace=st.booleans())
 def test_leaky_relu(shape, seed, slope, inplace):

@@ -113,25 +113,38 @@ def warm() -> str:
     if kernels.load(KERNELS) is None:
         return "ReLU: numba is not installed, NumPy's clip instead"
     for dt in (xp.float32, xp.float64):
-        relu_into(xp.zeros(2, dtype=dt))
-    return "ReLU: numba kernel compiled"
+        a = xp.zeros(2, dtype=dt)
+        relu_into(a)
+        kernels.load(KERNELS).relu_grad(a, a, xp.empty_like(a), 0, 2)
+    return "ReLU: numba kernels compiled"
 
 
 kernels.declare(KERNELS, "ReLU", warm)
 
 
 class ReLU(Function):
+    fresh_grads = True  # the gradient is a new array: a leaf input keeps it without a copy
+
     def forward(self, a):
         # the output is kept (the next layer holds it anyway); out > 0 is exactly a > 0
         self.out = relu_into(a)
         return self.out
 
     def backward(self, g):
+        # PyTorch's threshold_backward: 0 where out <= 0, else g (so g passes where out is NaN,
+        # and a NaN or inf in g where out <= 0 gives 0)
         out = self.out
         if g.shape != out.shape or g.ndim == 0:
-            return g * (out > 0)  # 0 at 0, as PyTorch
+            return xp.where(out <= 0, xp.zeros((), dtype=g.dtype), g)
         gx = xp.empty_like(g)
-        threads.split(lambda lo, hi: xp.multiply(g[lo:hi], out[lo:hi] > 0, out=gx[lo:hi]),
+        k = kernels.load(KERNELS)
+        if k is not None and g.dtype == out.dtype and g.dtype.kind == "f" and \
+                g.flags.c_contiguous and out.flags.c_contiguous:  # one compiled pass
+            gf, of, xf = g.reshape(-1), out.reshape(-1), gx.reshape(-1)
+            threads.split(lambda lo, hi: k.relu_grad(gf, of, xf, lo, hi), gf.size, g.nbytes)
+            return gx
+        zero = xp.zeros((), dtype=g.dtype)
+        threads.split(lambda lo, hi: xp.copyto(gx[lo:hi], xp.where(out[lo:hi] <= 0, zero, g[lo:hi])),
                       g.shape[0], g.nbytes)
         return gx
 
