@@ -3,16 +3,17 @@
     .venv/bin/python benchmarks/layer_compare.py [--batch 256] [--samples 12] [--calls 3]
                                                  [--backward] [--threads 2] [--json out.json]
 
-Where `compare.py` times whole steps, this names the layer that wins or loses them. Each layer
-(the convolutions of lenet5 and cnn-bn, and batch norm, ReLU and 2x2 max pooling at cnn-bn's
-first size) runs on the same random float32 input in both libraries: its forward under no_grad,
-or with ``--backward`` forward + backward from a fixed output gradient, the input and the weight
-taking gradients. One sample is ``--calls`` calls in a row; the libraries alternate sample by
-sample, and which goes first alternates too. Before each sample the script pauses for
-``SETTLE_S``, so that one library's idle threads have stopped spinning when the other
-starts. Printed per layer: the algorithm foveanet chose, the fastest and median sample of each
-library, and PyTorch's time over foveanet's (> 1: foveanet is faster) for the fastest samples and
-for the median of the paired samples.
+Where `compare.py` times whole steps, this names the layer that wins or loses them. Each layer (the
+convolutions of lenet5 and cnn-bn, and batch norm, ReLU and 2x2 max pooling at cnn-bn's first size)
+runs on the same random float32 input in both libraries: its forward under no_grad, or with
+``--backward`` forward + backward from a fixed output gradient, the input and the weight taking
+gradients. Before timing, both libraries' outputs (with ``--backward``: the input gradients) must
+agree within 1e-4 of their largest magnitude. One sample is ``--calls`` calls in a row; the
+libraries alternate sample by sample, and which goes first alternates too. Before each sample the
+script pauses for ``SETTLE_S``, so that one library's idle threads have stopped spinning when the
+other starts. Printed per layer: the algorithm foveanet chose, the fastest and median sample of
+each library, and PyTorch's time over foveanet's (> 1: foveanet is faster) for the fastest samples
+and for the median of the paired samples.
 
 On a shared VM the fastest samples say what each library can do, and the medians say how it
 holds up while other tenants use the memory system (benchmarks/RESULTS.md, 2026-12-08 02:50 UTC).
@@ -61,12 +62,16 @@ def _layers(batch, backward, rng):
             if backward:
                 fx.grad = fw.grad = None
                 y.backward(fg)
+                return fx.grad.data
+            return y.data
 
         def tcall(tx=tx, tw=tw, tg=tg, p=p):
             y = torch.nn.functional.conv2d(tx, tw, padding=p)
             if backward:
                 tx.grad = tw.grad = None
                 y.backward(tg)
+                return tx.grad.numpy()
+            return y.numpy()
         out.append((f"{name} {c}->{o} {k}x{k} at {hw}x{hw}", chosen, fcall, tcall))
     x = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
     g = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
@@ -82,12 +87,16 @@ def _layers(batch, backward, rng):
             if backward:
                 fx.grad = None
                 y.backward(gf if y.shape == gf.shape else fv.tensor(np.ones(y.shape, np.float32)))
+                return fx.grad.data
+            return y.data
 
         def tcall():
             y = tf()
             if backward:
                 tx.grad = None
                 y.backward(gt if y.shape == gt.shape else torch.ones(y.shape))
+                return tx.grad.numpy()
+            return y.detach().numpy()
         return fcall, tcall
     out.append(("batch norm, 32 at 28x28", "", *pair(lambda: fbn(fx), lambda: tbn(tx))))
     out.append(("ReLU, 32 at 28x28", "", *pair(lambda: F.relu(fx), lambda: torch.relu(tx))))
@@ -131,8 +140,14 @@ def main(argv=None):
         ctx = fv.no_grad() if not args.backward else fv.enable_grad()
         tctx = torch.no_grad() if not args.backward else torch.enable_grad()
         with ctx, tctx:
-            fcall()
-            tcall()
+            ours, theirs = np.asarray(fcall()), np.asarray(tcall())
+            scale = float(np.max(np.abs(theirs))) or 1.0
+            same = ours.shape == theirs.shape
+            diff = float(np.max(np.abs(ours - theirs))) / scale if same else np.inf
+            if not diff <= 1e-4:  # the timings would not compare equal work
+                what = "the input gradient" if args.backward else "the output"
+                raise SystemExit(f"{name}: foveanet and PyTorch disagree ({what} differs by {diff:.2e} "
+                                 f"of its largest magnitude, shapes {ours.shape} and {theirs.shape})")
             fs, ts = [], []
             for i in range(args.samples):
                 if i % 2:
@@ -142,8 +157,9 @@ def main(argv=None):
                     fs.append(_sample(fcall, args.calls))
                     ts.append(_sample(tcall, args.calls))
         paired = statistics.median(t / f for f, t in zip(fs, ts))
-        row = dict(layer=name, algorithm=algo, foveanet_min_ms=min(fs), foveanet_median_ms=statistics.median(fs),
-                   torch_min_ms=min(ts), torch_median_ms=statistics.median(ts), ratio_min=min(ts) / min(fs),
+        row = dict(layer=name, algorithm=algo, max_rel_diff=diff, foveanet_min_ms=min(fs),
+                   foveanet_median_ms=statistics.median(fs), torch_min_ms=min(ts),
+                   torch_median_ms=statistics.median(ts), ratio_min=min(ts) / min(fs),
                    ratio_paired_median=paired)
         rows.append(row)
         print(f"{name:38s} {algo:10s} {row['foveanet_min_ms']:10.2f} / {row['foveanet_median_ms']:8.2f}"

@@ -58,3 +58,23 @@ def test_ab_steps_runs_every_variant(ab):
     assert r.returncode == 0, r.stderr
     line = r.stdout.strip().splitlines()[-1]
     assert line.startswith("lenet5 train:") and line.count(" ms (") == 2, line
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_layer_compare_checks_equal_work_and_times_every_layer(tmp_path, backward):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import layer_compare
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    out = tmp_path / "layers.json"
+    argv = ["--batch", "4", "--samples", "2", "--calls", "1", "--json", str(out)]
+    rows = layer_compare.main(argv + (["--backward"] if backward else []))
+    saved = json.loads(out.read_text())
+    assert saved["backward"] is backward
+    assert [r["layer"] for r in saved["layers"]] == [r["layer"] for r in rows]
+    assert len(rows) == 9 and all(r["max_rel_diff"] <= 1e-4 for r in rows)
+    assert {r["algorithm"] for r in rows[:6]} <= {"direct", "winograd", "im2col"}
+    for r in rows:
+        assert 0 < r["foveanet_min_ms"] <= r["foveanet_median_ms"]
+        assert 0 < r["torch_min_ms"] <= r["torch_median_ms"]

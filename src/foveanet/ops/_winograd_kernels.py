@@ -15,13 +15,19 @@ the same results bit for bit and were faster in whole steps, and per kernel on r
 "Winograd convolutions").
 
 Channel loops in blocks of ``LANES``. A loop over C channels whose length the compiler does not
-know is vectorised with several vectors per iteration (64 floats on AVX-512), so at C = 16 or 32
-it ran in its scalar remainder. The transform steps of the input transform and both adjoints
-(``_rows_*``) run whole blocks of ``LANES`` channels, a loop of constant length that becomes a
-few vector instructions, then the remainder (the output transform's plain loops measured
-faster); and the copies between a sample's planes and its channels-innermost buffer walk the
-planes' rows contiguously. Measured on 28 samples of 32 channels at 32x32 (one thread): the input
-transform 4.2 -> 2.3 ms, the same results bit for bit.
+know is vectorised with several vectors per iteration (64 floats on AVX-512), so at C = 16 or 32 it
+ran in its scalar remainder. The transform steps of the input transform and both adjoints
+(``_rows_*``) run whole blocks of ``LANES`` channels, a loop of constant length that becomes a few
+vector instructions, then one block of ``HALF`` where that many are left (an AVX2 vector: 40 or 24
+channels would otherwise run 8 scalar), then the remainder (the output transform's plain loops
+measured faster); and the copies between a sample's planes and its channels-innermost buffer walk
+the planes' rows contiguously. Measured on 28 samples of 32 channels at 32x32 (one thread): the
+input transform 4.2 -> 2.3 ms, the same results bit for bit.
+
+Constants in the data's dtype (``_consts``). numba types an integer or float literal times a
+float32 as float64, so ``4 * d0`` ran the float32 transforms in double precision, converting
+every value there and back; the transforms take 2, 4, 5 and 8 made in the array's dtype, and
+share their subexpressions (figures: benchmarks/RESULTS.md, "Winograd convolutions").
 """
 import numpy as np
 from numba import njit
@@ -67,21 +73,30 @@ def _consts(a):
 
 
 @inline
+def _bt_at(r0, r1, r2, r3, r4, r5, d0, d1, d2, d3, d4, d5, c, two, four, five):
+    d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c],
+                                                  two, four, five)
+
+
+@inline
 def _rows_bt(r0, r1, r2, r3, r4, r5, d0, d1, d2, d3, d4, d5, n):
     """d_j[c] = (B^T [r_0[c] ... r_5[c]])_j for c < n."""
     two, four, five, _ = _consts(d0)
     cv = n - n % LANES
     for c0 in range(0, cv, LANES):
         for cc in range(LANES):
-            c = c0 + cc
-            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, five)
+            _bt_at(r0, r1, r2, r3, r4, r5, d0, d1, d2, d3, d4, d5, c0 + cc, two, four, five)
     if n - cv >= HALF:
         for cc in range(HALF):
-            c = cv + cc
-            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, five)
+            _bt_at(r0, r1, r2, r3, r4, r5, d0, d1, d2, d3, d4, d5, cv + cc, two, four, five)
         cv += HALF
     for c in range(cv, n):
-        d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = bt(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], two, four, five)
+        _bt_at(r0, r1, r2, r3, r4, r5, d0, d1, d2, d3, d4, d5, c, two, four, five)
+
+
+@inline
+def _a_at(r0, r1, r2, r3, d0, d1, d2, d3, d4, d5, c, two, four, eight):
+    d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
 
 
 @inline
@@ -91,15 +106,13 @@ def _rows_a(r0, r1, r2, r3, d0, d1, d2, d3, d4, d5, n):
     cv = n - n % LANES
     for c0 in range(0, cv, LANES):
         for cc in range(LANES):
-            c = c0 + cc
-            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
+            _a_at(r0, r1, r2, r3, d0, d1, d2, d3, d4, d5, c0 + cc, two, four, eight)
     if n - cv >= HALF:
         for cc in range(HALF):
-            c = cv + cc
-            d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
+            _a_at(r0, r1, r2, r3, d0, d1, d2, d3, d4, d5, cv + cc, two, four, eight)
         cv += HALF
     for c in range(cv, n):
-        d0[c], d1[c], d2[c], d3[c], d4[c], d5[c] = a_(r0[c], r1[c], r2[c], r3[c], two, four, eight)
+        _a_at(r0, r1, r2, r3, d0, d1, d2, d3, d4, d5, c, two, four, eight)
 
 
 @inline
