@@ -361,3 +361,71 @@ def test_one_hot_errors():
     with pytest.raises(ValueError, match="empty tensor"):
         F.one_hot(fv.zeros(0, dtype=fv.int64))
     assert F.one_hot(fv.zeros(0, dtype=fv.int64), 3).shape == (0, 3)
+
+
+# ------------------------------------------- cross-entropy over positions, compiled (float32)
+@pytest.mark.parametrize("shape", [(2, 3, 5), (4, 11, 16, 16), (1, 2, 3, 4, 5), (3, 1, 7)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ignore", [None, 255])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_over_positions_compiled_matches_torch_and_numpy(shape, weighted, ignore,
+                                                                        reduction):
+    from helpers import without_compiled
+
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * 4).astype(np.float32)
+    x.reshape(-1)[:2] = [60.0, -60.0]  # far from the others: the exponential's range
+    t = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    if ignore is not None:
+        t.reshape(-1)[::3] = ignore
+    w = rng.uniform(0.2, 3.0, shape[1]).astype(np.float32) if weighted else None
+    kw = dict(reduction=reduction, **({} if ignore is None else {"ignore_index": ignore}))
+
+    def ours():
+        a = fv.tensor(x, requires_grad=True)
+        loss = F.cross_entropy(a, fv.tensor(t), weight=None if w is None else fv.tensor(w), **kw)
+        loss.backward()
+        return float(loss.item()), a.grad.data
+
+    ta = torch.tensor(x, requires_grad=True)
+    tl = TF.cross_entropy(ta, torch.tensor(t), weight=None if w is None else torch.tensor(w), **kw)
+    tl.backward()
+    loss, grad = ours()
+    assert grad.dtype == np.float32 and grad.shape == x.shape
+    np.testing.assert_allclose(loss, tl.item(), rtol=2e-6)
+    np.testing.assert_allclose(grad, ta.grad.numpy(), rtol=1e-5, atol=1e-6 * np.abs(grad).max())
+    with without_compiled("_loss_kernels"):  # NumPy's general path: the same within rounding
+        plain_loss, plain_grad = ours()
+    np.testing.assert_allclose(loss, plain_loss, rtol=2e-6)
+    np.testing.assert_allclose(grad, plain_grad, rtol=1e-5, atol=1e-6 * np.abs(grad).max())
+
+
+def test_cross_entropy_over_positions_all_ignored_is_nan_with_zero_gradient():
+    x = fv.tensor(np.ones((2, 3, 4), np.float32), requires_grad=True)
+    t = np.full((2, 4), -100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = F.cross_entropy(x, fv.tensor(t))
+        loss.backward()
+    assert np.isnan(loss.item()) and np.isnan(TF.cross_entropy(torch.ones(2, 3, 4), torch.tensor(t)).item())
+    assert np.array_equal(x.grad.data, np.zeros((2, 3, 4), np.float32))
+    assert F.cross_entropy(x, fv.tensor(t), reduction="sum").item() == 0.0
+
+
+def test_compiled_exponential_within_one_ulp():
+    from foveanet.backend.cpu import kernels
+
+    k = kernels.load("foveanet.ops._loss_kernels")
+    if k is None:
+        pytest.skip("numba is not installed")
+    x = np.concatenate([np.linspace(-87.3, 88.3, 400_001), [0.0, -0.0, 1.0, -1.0]]).astype(np.float32)
+    out = np.empty_like(x)
+    k.exp_f32(x, out, 0, x.size)
+    exact = np.exp(x.astype(np.float64))
+    ulp = np.abs(out - exact) / np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert ulp.max() <= 1.0
+    edges = np.array([-1e4, -np.inf, 1e4, np.nan], np.float32)  # the clamps, and NaN through
+    got = np.empty_like(edges)
+    k.exp_f32(edges, got, 0, 4)
+    assert got[0] == got[1] and 1.17e-38 < got[0] < 1.18e-38  # e^-87.34: the smallest normal
+    assert np.isfinite(got[2]) and got[2] > 1e38 and np.isnan(got[3])

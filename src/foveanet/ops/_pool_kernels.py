@@ -132,3 +132,29 @@ def max_windows_grad(g, idx, gx, lo, hi):
         gp, ip, dst = g[p], idx[p], gx[p]
         for k in range(gp.shape[0]):
             dst[ip[k]] += gp[k]
+
+
+@jit
+def unpool(x, idx, out, lo, hi):
+    """out[p] = 0 but out[p, idx[p, i]] = x[p, i] (a later i wins a shared index) for the planes
+    [lo, hi) of x, idx (P, n) and out (P, m). Returns the first plane with an index outside
+    [0, m), or -1."""
+    m = out.shape[1]
+    for p in range(lo, hi):
+        xp_, ip, op = x[p], idx[p], out[p]
+        op[:] = 0
+        for i in range(ip.size):
+            j = ip[i]
+            if j < 0 or j >= m:
+                return p
+            op[j] = xp_[i]
+    return -1
+
+
+@jit
+def unpool_grad(g, idx, gx, lo, hi):
+    """gx[p, i] = g[p, idx[p, i]] for the planes [lo, hi) (indices checked by ``unpool``)."""
+    for p in range(lo, hi):
+        gp, ip, xp_ = g[p], idx[p], gx[p]
+        for i in range(ip.size):
+            xp_[i] = gp[ip[i]]

@@ -12,6 +12,7 @@ import warnings
 
 from ..autograd import Function, Tensor
 from ..backend import xp
+from ..backend.cpu import kernels, threads
 from ._util import unbroadcast
 from .activation import sigmoid, softmax
 from .reduction import sum as _sum
@@ -209,6 +210,26 @@ def sum_squared_error(input, target):  # noqa: A002
 
 
 # ----------------------------------------------------------------------------- cross entropy
+KERNELS = "foveanet.ops._loss_kernels"
+
+
+def warm() -> str:
+    """Compile (or load from the cache) the per-position cross-entropy kernels."""
+    k = kernels.load(KERNELS)
+    if k is None:
+        return "cross-entropy over positions: numba is not installed, NumPy's passes instead"
+    x = xp.zeros((1, 2, 3), dtype=xp.float32)
+    t = xp.zeros((1, 3), dtype=xp.int64)
+    p, wt, parts = xp.empty_like(x), xp.empty((1, 3), dtype=xp.float32), xp.zeros((1, 2))
+    k.ce_forward(x, t, xp.zeros(0, dtype=xp.float32), -100, p, wt, parts, 0, 1)
+    k.ce_backward(p, t, wt, xp.float32(1), xp.empty_like(p), 0, 1)
+    k.exp_f32(x.reshape(-1), p.reshape(-1), 0, 6)
+    return "cross-entropy over positions: numba kernels compiled"
+
+
+kernels.declare(KERNELS, "cross-entropy over positions", warm)
+
+
 class CrossEntropyIndex(Function):
     """Fused log-softmax + NLL with class-index targets, class weights, ignore_index and label
     smoothing eps. Per target position n (class y, weight w_y, valid unless ignored):
@@ -219,8 +240,16 @@ class CrossEntropyIndex(Function):
     def forward(self, x, t, w, ignore_index, reduction, eps):
         self.plain = w is None and not eps and x.ndim == 2 and reduction != "none" and \
             x.shape[0] > 0 and not (t == ignore_index).any()
+        self.spatial = False
         if self.plain:
             return self._plain_forward(x, t, reduction)
+        self.spatial = not eps and x.ndim >= 3 and x.dtype == xp.float32 and x.size > 0 and \
+            reduction != "none" and (w is None or w.dtype == xp.float32)
+        if self.spatial:
+            k = kernels.load(KERNELS)
+            self.spatial = k is not None
+            if self.spatial:
+                return self._spatial_forward(k, x, t, w, ignore_index, reduction)
         c, dt = x.shape[1], x.dtype
         valid = t != ignore_index
         ts = xp.where(valid, t, 0).astype(xp.intp, copy=False)
@@ -261,7 +290,40 @@ class CrossEntropyIndex(Function):
         self.p, self.rows, self.t, self.reduction = p, rows, t, reduction
         return xp.asarray(total / x.dtype.type(n) if reduction == "mean" else total, dtype=x.dtype)
 
+    def _spatial_forward(self, k, x, t, w, ignore_index, reduction):
+        """float32 logits (N, C, d1, ...) without label smoothing, 'mean' or 'sum': one compiled
+        pass per sample (``_loss_kernels``, with an exponential that vectorises), the samples
+        split over the engine's threads. Figures: benchmarks/RESULTS.md, "Cross-entropy over
+        positions, compiled"."""
+        n, c = x.shape[:2]
+        x3 = xp.ascontiguousarray(x).reshape(n, c, -1)
+        t2 = xp.ascontiguousarray(t).reshape(n, -1)
+        p = xp.empty_like(x3)
+        wt = xp.empty(t2.shape, dtype=xp.float32)
+        parts = xp.zeros((n, 2))
+        wk = xp.zeros(0, dtype=xp.float32) if w is None else xp.ascontiguousarray(w)
+        threads.split(lambda lo, hi: k.ce_forward(x3, t2, wk, ignore_index, p, wt, parts, lo, hi),
+                      n, x3.nbytes)
+        loss, total = parts.sum(axis=0)
+        self.p, self.t2, self.wt, self.x_shape = p, t2, wt, x.shape
+        self.reduction, self.denom = reduction, total
+        if reduction == "sum":
+            return xp.asarray(loss, dtype=x.dtype)
+        with xp.errstate(divide="ignore", invalid="ignore"):  # 0/0 = nan, as PyTorch, all ignored
+            return xp.asarray(loss / total, dtype=x.dtype)
+
+    def _spatial_backward(self, g):
+        k = kernels.load(KERNELS)
+        g = float(g)
+        scale = g if self.reduction == "sum" else (g / self.denom if self.denom else 0.0)
+        grad = xp.empty_like(self.p)
+        threads.split(lambda lo, hi: k.ce_backward(self.p, self.t2, self.wt, xp.float32(scale), grad,
+                                                   lo, hi), grad.shape[0], grad.nbytes)
+        return grad.reshape(self.x_shape), None, None
+
     def backward(self, g):
+        if self.spatial:
+            return self._spatial_backward(g)
         if self.plain:  # d loss / d logits = (p - onehot) * g (/ N for 'mean')
             p = self.p
             gn = g / p.dtype.type(p.shape[0]) if self.reduction == "mean" else g

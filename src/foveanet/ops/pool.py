@@ -154,6 +154,8 @@ def warm() -> str:
         max_pool2d(x, 2).sum().backward()
         max_pool2d(x, 3, 2, 1).sum().backward()  # the general windows, with indices
         max_pool2d(x.detach(), 3, 2, 1)  # and values only
+        y, i = max_pool2d(x, 2, return_indices=True)
+        max_unpool2d(y, i, 2).sum().backward()  # and the unpooling of SegNet's decoder
     return "max pooling: numba kernels compiled"
 
 
@@ -363,14 +365,35 @@ class MaxUnpool2d(Function):
             x, idx = x[None], idx[None]
         n, c = x.shape[:2]
         self.idx, self.x_shape = idx.reshape(n * c, -1), x.shape
-        out = xp.zeros((n * c, out_hw[0] * out_hw[1]), dtype=x.dtype)
-        xp.put_along_axis(out, self.idx, x.reshape(n * c, -1), axis=1)
+        k = _kernels()
+        self.compiled = k is not None and x.dtype in (xp.float32, xp.float64) and n * c > 0
+        if self.compiled:  # one pass per plane: zeros, then the scatter (NumPy's: 3-4x slower)
+            x2 = xp.ascontiguousarray(x).reshape(n * c, -1)
+            self.idx = xp.ascontiguousarray(self.idx, dtype=xp.int64)
+            out = xp.empty((n * c, out_hw[0] * out_hw[1]), dtype=x.dtype)
+            bad = []
+            threads.split(lambda lo, hi: bad.append(k.unpool(x2, self.idx, out, lo, hi)), n * c,
+                          out.nbytes)
+            if max(bad) >= 0:
+                raise IndexError(f"max_unpool2d: an index of plane {max(bad)} is outside its "
+                                 f"{out_hw[0]}x{out_hw[1]} output (the indices must come from "
+                                 "max_pool2d(return_indices=True) of a matching input)")
+        else:
+            out = xp.zeros((n * c, out_hw[0] * out_hw[1]), dtype=x.dtype)
+            xp.put_along_axis(out, self.idx, x.reshape(n * c, -1), axis=1)
         out = out.reshape((n, c) + tuple(out_hw))
         return out[0] if self.unbatched else out
 
     def backward(self, g):
         n, c = self.x_shape[:2]
-        gx = xp.take_along_axis(g.reshape(n * c, -1), self.idx, axis=1).reshape(self.x_shape)
+        g2 = xp.ascontiguousarray(g).reshape(n * c, -1)
+        if self.compiled and g2.dtype in (xp.float32, xp.float64):
+            gx = xp.empty(self.idx.shape, dtype=g2.dtype)
+            k = _kernels()
+            threads.split(lambda lo, hi: k.unpool_grad(g2, self.idx, gx, lo, hi), n * c, g2.nbytes)
+            gx = gx.reshape(self.x_shape)
+        else:
+            gx = xp.take_along_axis(g2, self.idx, axis=1).reshape(self.x_shape)
         return (gx[0] if self.unbatched else gx), None, None
 
 
