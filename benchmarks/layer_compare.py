@@ -1,7 +1,8 @@
 """One layer at a time, foveanet beside PyTorch: the layers of lenet5 and cnn-bn, same inputs.
 
-    .venv/bin/python benchmarks/layer_compare.py [--batch 256] [--samples 12] [--calls 3]
-                                                 [--backward] [--threads 2] [--json out.json]
+    .venv/bin/python benchmarks/layer_compare.py [--layers small|segnet64] [--batch 256]
+                                                 [--samples 12] [--calls 3] [--backward]
+                                                 [--threads 2] [--json out.json]
 
 Where `compare.py` times whole steps, this names the layer that wins or loses them. Each layer (the
 convolutions of lenet5 and cnn-bn, and batch norm, ReLU and 2x2 max pooling at cnn-bn's first size)
@@ -34,18 +35,27 @@ from foveanet.ops import algorithms
 
 SETTLE_S = 0.05
 
-# (name, in channels, out channels, size, kernel, padding)
-CONVS = (("cnn-bn conv1", 1, 32, 28, 3, 1), ("cnn-bn conv2", 32, 32, 28, 3, 1),
-         ("cnn-bn conv3", 32, 64, 14, 3, 1), ("cnn-bn conv4", 64, 64, 14, 3, 1),
-         ("lenet5 conv1", 1, 6, 28, 5, 2), ("lenet5 conv2", 6, 16, 14, 5, 0))
+# (name, in channels, out channels, size, kernel, padding) per --layers set
+CONVS = {
+    "small": (("cnn-bn conv1", 1, 32, 28, 3, 1), ("cnn-bn conv2", 32, 32, 28, 3, 1),
+              ("cnn-bn conv3", 32, 64, 14, 3, 1), ("cnn-bn conv4", 64, 64, 14, 3, 1),
+              ("lenet5 conv1", 1, 6, 28, 5, 2), ("lenet5 conv2", 6, 16, 14, 5, 0)),
+    # segnet_small(width=16, depth=3) on 64x64 scenes (generative_compare.py's segnet64): its
+    # convolutions' distinct shapes, encoder then decoder, the 11-class head last
+    "segnet64": (("enc1 conv1", 1, 16, 64, 3, 1), ("enc1 conv2 / dec1", 16, 16, 64, 3, 1),
+                 ("enc2 conv1", 16, 32, 32, 3, 1), ("enc2 conv2 / dec2", 32, 32, 32, 3, 1),
+                 ("enc3 conv1", 32, 64, 16, 3, 1), ("enc3 conv2 / dec3", 64, 64, 16, 3, 1),
+                 ("dec3 conv1", 64, 32, 16, 3, 1), ("dec2 conv1", 32, 16, 32, 3, 1),
+                 ("head", 16, 11, 64, 3, 1)),
+}
 
 
-def _layers(batch, backward, rng):
-    """(name, algorithm, foveanet call, PyTorch call) for every layer."""
+def _layers(batch, backward, rng, which="small"):
+    """(name, algorithm, foveanet call, PyTorch call) for every layer of the set ``which``."""
     import torch
 
     out = []
-    for name, c, o, hw, k, p in CONVS:
+    for name, c, o, hw, k, p in CONVS[which]:
         x = rng.standard_normal((batch, c, hw, hw), dtype=np.float32)
         w = (rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.1)
         g = rng.standard_normal((batch, o, hw + 2 * p - k + 1, hw + 2 * p - k + 1), dtype=np.float32)
@@ -73,6 +83,8 @@ def _layers(batch, backward, rng):
                 return tx.grad.numpy()
             return y.numpy()
         out.append((f"{name} {c}->{o} {k}x{k} at {hw}x{hw}", chosen, fcall, tcall))
+    if which != "small":
+        return out
     x = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
     g = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
     fx, tx = fv.tensor(x, requires_grad=backward), torch.tensor(x, requires_grad=backward)
@@ -116,6 +128,9 @@ def _sample(fn, calls):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", choices=sorted(CONVS), default="small", help="small: lenet5's and "
+                    "cnn-bn's layers (default); segnet64: the small SegNet's convolutions (batch 32 "
+                    "in generative_compare.py)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--samples", type=int, default=12, help="timed samples per library and layer")
     ap.add_argument("--calls", type=int, default=3, help="calls per sample")
@@ -136,7 +151,7 @@ def main(argv=None):
     print(f"{'layer':38s} {'algorithm':10s} {'foveanet min / median':>22s} {'PyTorch min / median':>21s}"
           f" {'ratio min':>9s} {'paired':>7s}")
     rows = []
-    for name, algo, fcall, tcall in _layers(args.batch, args.backward, rng):
+    for name, algo, fcall, tcall in _layers(args.batch, args.backward, rng, args.layers):
         ctx = fv.no_grad() if not args.backward else fv.enable_grad()
         tctx = torch.no_grad() if not args.backward else torch.enable_grad()
         with ctx, tctx:
@@ -169,7 +184,7 @@ def main(argv=None):
           "samples' ratios")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(batch=args.batch, backward=args.backward, threads=args.threads, layers=rows), f,
+            json.dump(dict(layers_set=args.layers, batch=args.batch, backward=args.backward, threads=args.threads, layers=rows), f,
                       indent=1)
     return rows
 

@@ -21,6 +21,7 @@ T = torch.nn.functional
 
 COMPILED = kernels.load("foveanet.ops._direct_kernels") is not None
 needs_numba = pytest.mark.skipif(not COMPILED, reason="numba is not installed")
+WIDE = kernels.wide_vectors()  # AVX-512: the narrow 3x3 layers stay Winograd's (or im2col's)
 
 # (in, out, kernel, stride, padding, dilation, size) -> the algorithm the rules pick
 GEOMETRIES = [
@@ -28,7 +29,10 @@ GEOMETRIES = [
     ((6, 16, 5, 1, 0, 1, 14), "direct"),      # and its second
     ((16, 16, 3, 1, 1, 1, 16), "direct"),     # resnet20's first stage (144 taps)
     ((32, 32, 3, 1, 1, 1, 8), "winograd"),
-    ((17, 20, 3, 1, 2, 1, 9), "winograd"),
+    ((17, 20, 3, 1, 2, 1, 9), "winograd" if WIDE else "direct"),  # C O <= 12 (C + O)
+    ((32, 16, 3, 1, 1, 1, 16), "winograd" if WIDE else "direct"),  # SegNet's narrowing layer
+    ((32, 8, 3, 1, 1, 1, 12), "im2col" if WIDE else "direct"),     # too few outputs for Winograd
+    ((48, 24, 3, 1, 1, 1, 16), "winograd"),                       # 432 taps: over MAX_TAPS_NARROW
     ((16, 32, 3, 2, 1, 1, 16), "direct_s2"),  # resnet20's downsampling layers
     ((32, 64, 3, 2, 1, 1, 8), "direct_s2"),
     ((64, 128, 3, 2, 1, 1, 8), "im2col"),     # over S2_MAX_MACS
@@ -160,3 +164,17 @@ def test_algorithms_declare_their_devices():
                                   Device("cuda"))
     # no algorithm runs on a device it does not declare: the fallback is what is left
     assert not any(a.available(gpu.device) for a in algorithms.candidates("conv2d"))
+
+
+@pytest.mark.parametrize("wide", [False, True])
+def test_narrow_3x3_layers_take_the_direct_loops_only_without_avx512(monkeypatch, wide):
+    from foveanet.ops import _direct
+
+    monkeypatch.setattr(kernels, "_wide", [wide])
+    narrow = [(32, 16), (24, 24), (24, 16), (32, 8), (17, 20)]     # C O <= 12 (C + O), C <= 32
+    wider = [(32, 32), (32, 64), (33, 16), (40, 40), (48, 24)]     # C O / (C + O) > 12, or C > 32
+    for c, o in narrow:
+        assert _direct.suits(_geometry(c, o, 3, 1, 1, 1)) is (not wide), (c, o)
+    for c, o in wider:
+        assert not _direct.suits(_geometry(c, o, 3, 1, 1, 1)), (c, o)
+    assert _direct.suits(_geometry(16, 64, 3, 1, 1, 1))  # 144 taps: direct on both kinds

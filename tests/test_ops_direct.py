@@ -164,14 +164,19 @@ def test_same_as_im2col_and_only_what_is_asked(monkeypatch, taken):
 @pytest.mark.parametrize("c,k,kw,why", [
     (2, 3, dict(stride=2), "stride"), (2, 3, dict(dilation=2, padding=2), "dilation"),
     (2, 3, dict(groups=2), "groups"), (2, 3, dict(padding=3), "padding as wide as the kernel"),
-    (2, 1, {}, "1x1 kernel"), (17, 3, {}, "more than MAX_TAPS taps"),
+    (2, 1, {}, "1x1 kernel"), (17, 3, dict(out=64), "more than MAX_TAPS taps"),
     (49, 5, {}, "more than MAX_TAPS_FIVES taps"),
-    (32, 3, dict(padding=1), "Winograd's"),
+    (32, 3, dict(padding=1, out=32), "Winograd's"),
+    (33, 3, dict(padding=1), "more than MAX_TAPS_NARROW taps"),
 ])
 def test_other_convolutions_keep_their_path(taken, c, k, kw, why):
+    # (16 output channels but where ``out`` says: 17 -> 16 and 32 -> 16 are narrow layers, which
+    # take the direct loops on CPUs without AVX-512; see test_ops_algorithms)
     rng = np.random.default_rng(1)
+    kw = dict(kw)
+    o = kw.pop("out", 16)
     x = _arr(rng, 2, c, 12, 12)
-    wt = _arr(rng, 16, c // kw.get("groups", 1), k, k)
+    wt = _arr(rng, o, c // kw.get("groups", 1), k, k)
     F.conv2d(fv.tensor(x), fv.tensor(wt), **kw)
     assert not taken, why
 

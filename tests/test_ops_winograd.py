@@ -122,10 +122,11 @@ def test_other_convolutions_keep_im2col(taken, kw, why):
 
 def test_channel_threshold_and_numba_missing(taken, monkeypatch):
     rng = np.random.default_rng(2)
-    wide, thin = _arr(rng, 17, 17, 3, 3), _arr(rng, 17, 15, 3, 3)  # over _direct.MAX_TAPS
+    # over _direct.MAX_TAPS, and 17 -> 64 not a narrow layer (C O > 12 (C + O)): not direct
+    wide, thin = _arr(rng, 64, 17, 3, 3), _arr(rng, 17, 15, 3, 3)
     F.conv2d(fv.tensor(_arr(rng, 2, 15, 8, 8)), fv.tensor(thin), padding=1)
     assert not taken  # 15 input channels: under MIN_CHANNELS
-    x = _arr(rng, 2, 17, 8, 8)
+    x = _arr(rng, 2, 17, 16, 16)  # enough tiles for 64 channels
     ref = T.conv2d(torch.tensor(x), torch.tensor(wide), padding=1).numpy()
     out = F.conv2d(fv.tensor(x), fv.tensor(wide), padding=1).data
     assert len(taken) == 1 and np.abs(out - ref).max() < 1e-5 * np.abs(ref).max()

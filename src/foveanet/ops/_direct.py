@@ -20,7 +20,8 @@ same treatment on the input's four phase planes (``forward_s2``).
 When. Two entries of the algorithm registry (``ops.algorithms``), with the thresholds below:
 ``direct`` (``suits``: stride 1, no dilation, no groups, padding below the kernel size so that
 the input gradient is a convolution, at most ``MAX_TAPS`` multiply-adds per output, or up to
-11x11 kernels on at most ``FEW_CHANNELS`` input channels) and
+11x11 kernels on at most ``FEW_CHANNELS`` input channels, or, without AVX-512, 3x3 kernels up to
+``MAX_TAPS_NARROW`` where C O <= ``NARROW`` (C + O)) and
 ``direct_s2`` (``suits_s2``). Both need the compiled kernels and float32/float64. The figures
 behind the thresholds are in benchmarks/RESULTS.md, "Direct convolutions".
 """
@@ -42,6 +43,15 @@ MAX_TAPS_FIVES = 1200
 # batch 8, forward + backward: 44 ms direct, 83 ms im2col, 69 ms PyTorch).
 FEW_CHANNELS = 4
 MAX_TAPS_FEW_CHANNELS = 4 * 11 * 11
+# Without AVX-512, 3x3 layers whose channels give Winograd's products little to share, C O <=
+# NARROW (C + O) (C O / (C + O) is half the harmonic mean of C and O: 32->16, 24->24, 24->16,
+# 32->8), take the loops up to MAX_TAPS_NARROW taps (C <= 32). There they beat Winograd 1.12-1.76x
+# and im2col 2.7-3.3x forward + backward (SegNet's 32->16 at 32x32, batch 32: 18.9 -> 12.3 ms),
+# while 32->32 and 32->64 at batch 128 stay Winograd's (0.77x and 0.56x this way, fastest). On
+# AVX-512 machines this was not measured, so there the rule above stands. Figures:
+# benchmarks/RESULTS.md, "Direct convolutions".
+NARROW = 12
+MAX_TAPS_NARROW = 32 * 9
 # Output positions per tile of the forward kernel (whole padded rows, see _direct_kernels):
 # larger planes are cut, smaller ones (resnet20's 32x32, LeNet-5's) go whole, which measured as
 # fast for them; a 256x256 image's 7x7 layer went 6.6 -> 5.3 ms cut.
@@ -61,14 +71,18 @@ def suits(g: algorithms.ConvGeometry) -> bool:
     o, c, kh, kw = g.weight_shape
     top, bottom, left, right = g.pads
     return tuple(g.stride) == (1, 1) and tuple(g.dilation) == (1, 1) and g.groups == 1 and \
-        c * kh * kw <= _max_taps(c, kw) and kh * kw > 1 and \
+        c * kh * kw <= _max_taps(c, o, kh, kw) and kh * kw > 1 and \
         max(top, bottom) < kh and max(left, right) < kw and _float(g.dtype)
 
 
-def _max_taps(c: int, kw: int) -> int:
+def _max_taps(c: int, o: int, kh: int, kw: int) -> int:
     if c <= FEW_CHANNELS:
         return MAX_TAPS_FEW_CHANNELS
-    return MAX_TAPS_FIVES if kw % 5 == 0 else MAX_TAPS
+    if kw % 5 == 0:
+        return MAX_TAPS_FIVES
+    if (kh, kw) == (3, 3) and c * o <= NARROW * (c + o) and not kernels.wide_vectors():
+        return MAX_TAPS_NARROW
+    return MAX_TAPS
 
 
 def _block(kw: int) -> int:

@@ -25,7 +25,8 @@ import os
 import threading
 from dataclasses import dataclass
 
-__all__ = ["declare", "declared", "load", "enabled", "disabled", "resolve", "warm", "KernelModule"]
+__all__ = ["declare", "declared", "load", "enabled", "disabled", "resolve", "warm", "KernelModule",
+           "wide_vectors"]
 
 ENV_VAR = "FOVEANET_KERNELS"  # "numpy": every op takes its NumPy path
 
@@ -41,6 +42,7 @@ class KernelModule:
 
 _declared: dict = {}
 _loaded: dict = {}
+_wide: list = []  # wide_vectors()'s answer, once known
 _off: set = set()
 _lock = threading.Lock()
 
@@ -110,3 +112,18 @@ def warm() -> str:
     """Compile (or load from numba's cache) every declared kernel module for float32 and
     float64; one line per module, from its op's ``warm``."""
     return "\n".join(k.warm() for k in _declared.values())
+
+
+def wide_vectors() -> bool:
+    """Whether this CPU has AVX-512 (512-bit vectors, 32 vector registers), which the compiled
+    kernels then use. Some thresholds that choose among an op's algorithms were measured on
+    both kinds of CPU and differ (benchmarks/RESULTS.md). Read from /proc/cpuinfo's flags; False
+    where it cannot be read."""
+    if not _wide:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = next((line for line in f if line.startswith("flags")), "")
+        except OSError:
+            flags = ""
+        _wide.append("avx512f" in flags.split())
+    return _wide[0]
