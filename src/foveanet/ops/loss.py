@@ -297,7 +297,7 @@ class CrossEntropyIndex(Function):
         positions, compiled"."""
         n, c = x.shape[:2]
         x3 = xp.ascontiguousarray(x).reshape(n, c, -1)
-        t2 = xp.ascontiguousarray(t).reshape(n, -1)
+        t2 = xp.ascontiguousarray(t, dtype=xp.int64).reshape(n, -1)  # one compiled signature
         p = xp.empty_like(x3)
         wt = xp.empty(t2.shape, dtype=xp.float32)
         parts = xp.zeros((n, 2))
