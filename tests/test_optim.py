@@ -435,12 +435,12 @@ def test_named_parameters_are_accepted():
 def test_warm_compiles_every_kernel_module():
     # the registry finds every kernel module by itself: one line per *_kernels.py file (Winograd,
     # direct, strided im2col, channels-last columns, pooling, batch norm, SGD, linear's addmm,
-    # ReLU, embedding, layer norm, recurrent layers)
+    # ReLU, embedding, layer norm, recurrent layers, cross-entropy over positions)
     from pathlib import Path
 
     from foveanet.backend.cpu import kernels, warm
     files = sorted(Path(fv.__file__).parent.rglob("*_kernels.py"))
     lines = warm().splitlines()
-    assert len(lines) == len(files) == 12
+    assert len(lines) == len(files) == 13
     compiled = kernels.load("foveanet.optim._sgd_kernels") is not None
     assert all(("compiled" in line) == compiled for line in lines), lines
