@@ -86,19 +86,22 @@ def _layers(batch, backward, rng, which="small"):
     if which != "small":
         return out
     x = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
-    g = rng.standard_normal((batch, 32, 28, 28), dtype=np.float32)
     fx, tx = fv.tensor(x, requires_grad=backward), torch.tensor(x, requires_grad=backward)
-    fg, tg = fv.tensor(g), torch.tensor(g)
     fbn, tbn = fv.nn.BatchNorm2d(32), torch.nn.BatchNorm2d(32)
     fbn.train(backward)
     tbn.train(backward)
 
-    def pair(ff, tf, gf=fg, gt=tg):
+    def pair(ff, tf, out_hw):
+        """The calls of a layer on x whose output is (batch, 32, *out_hw), with one fixed output
+        gradient of that shape (made here, outside the timed calls)."""
+        g = rng.standard_normal((batch, 32) + out_hw, dtype=np.float32)
+        fg, tg = fv.tensor(g), torch.tensor(g)
+
         def fcall():
             y = ff()
             if backward:
                 fx.grad = None
-                y.backward(gf if y.shape == gf.shape else fv.tensor(np.ones(y.shape, np.float32)))
+                y.backward(fg)
                 return fx.grad.data
             return y.data
 
@@ -106,14 +109,15 @@ def _layers(batch, backward, rng, which="small"):
             y = tf()
             if backward:
                 tx.grad = None
-                y.backward(gt if y.shape == gt.shape else torch.ones(y.shape))
+                y.backward(tg)
                 return tx.grad.numpy()
             return y.detach().numpy()
         return fcall, tcall
-    out.append(("batch norm, 32 at 28x28", "", *pair(lambda: fbn(fx), lambda: tbn(tx))))
-    out.append(("ReLU, 32 at 28x28", "", *pair(lambda: F.relu(fx), lambda: torch.relu(tx))))
+    out.append(("batch norm, 32 at 28x28", "", *pair(lambda: fbn(fx), lambda: tbn(tx), (28, 28))))
+    out.append(("ReLU, 32 at 28x28", "", *pair(lambda: F.relu(fx), lambda: torch.relu(tx), (28, 28))))
     out.append(("max pool 2x2, 32 at 28x28", "",
-                *pair(lambda: F.max_pool2d(fx, 2), lambda: torch.nn.functional.max_pool2d(tx, 2))))
+                *pair(lambda: F.max_pool2d(fx, 2), lambda: torch.nn.functional.max_pool2d(tx, 2),
+                      (14, 14))))
     return out
 
 
@@ -184,8 +188,8 @@ def main(argv=None):
           "samples' ratios")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(layers_set=args.layers, batch=args.batch, backward=args.backward, threads=args.threads, layers=rows), f,
-                      indent=1)
+            json.dump(dict(layers_set=args.layers, batch=args.batch, backward=args.backward,
+                           threads=args.threads, layers=rows), f, indent=1)
     return rows
 
 

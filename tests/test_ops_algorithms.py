@@ -170,7 +170,7 @@ def test_algorithms_declare_their_devices():
 def test_narrow_3x3_layers_take_the_direct_loops_only_without_avx512(monkeypatch, wide):
     from foveanet.ops import _direct
 
-    monkeypatch.setattr(kernels, "_wide", [wide])
+    monkeypatch.setattr(kernels, "wide_vectors", lambda: wide)
     narrow = [(32, 16), (24, 24), (24, 16), (32, 8), (17, 20)]     # C O <= 12 (C + O), C <= 32
     wider = [(32, 32), (32, 64), (33, 16), (40, 40), (48, 24)]     # C O / (C + O) > 12, or C > 32
     for c, o in narrow:

@@ -243,13 +243,12 @@ class CrossEntropyIndex(Function):
         self.spatial = False
         if self.plain:
             return self._plain_forward(x, t, reduction)
-        self.spatial = not eps and x.ndim >= 3 and x.dtype == xp.float32 and x.size > 0 and \
+        spatial = not eps and x.ndim >= 3 and x.dtype == xp.float32 and x.size > 0 and \
             reduction != "none" and (w is None or w.dtype == xp.float32)
+        k = kernels.load(KERNELS) if spatial else None
+        self.spatial = k is not None
         if self.spatial:
-            k = kernels.load(KERNELS)
-            self.spatial = k is not None
-            if self.spatial:
-                return self._spatial_forward(k, x, t, w, ignore_index, reduction)
+            return self._spatial_forward(k, x, t, w, ignore_index, reduction)
         c, dt = x.shape[1], x.dtype
         valid = t != ignore_index
         ts = xp.where(valid, t, 0).astype(xp.intp, copy=False)

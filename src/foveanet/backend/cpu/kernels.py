@@ -20,13 +20,14 @@ each through its op's own ``warm`` function, so that no training run waits for a
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import threading
 from dataclasses import dataclass
 
 __all__ = ["declare", "declared", "load", "enabled", "disabled", "resolve", "warm", "KernelModule",
-           "wide_vectors"]
+           "cpu_flags", "wide_vectors"]
 
 ENV_VAR = "FOVEANET_KERNELS"  # "numpy": every op takes its NumPy path
 
@@ -42,7 +43,6 @@ class KernelModule:
 
 _declared: dict = {}
 _loaded: dict = {}
-_wide: list = []  # wide_vectors()'s answer, once known
 _off: set = set()
 _lock = threading.Lock()
 
@@ -114,16 +114,20 @@ def warm() -> str:
     return "\n".join(k.warm() for k in _declared.values())
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags as /proc/cpuinfo lists them ("avx2", "avx512f", ...); empty where
+    it cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        line = ""
+    return frozenset(line.partition(":")[2].split())
+
+
 def wide_vectors() -> bool:
     """Whether this CPU has AVX-512 (512-bit vectors, 32 vector registers), which the compiled
     kernels then use. Some thresholds that choose among an op's algorithms were measured on
-    both kinds of CPU and differ (benchmarks/RESULTS.md). Read from /proc/cpuinfo's flags; False
-    where it cannot be read."""
-    if not _wide:
-        try:
-            with open("/proc/cpuinfo") as f:
-                flags = next((line for line in f if line.startswith("flags")), "")
-        except OSError:
-            flags = ""
-        _wide.append("avx512f" in flags.split())
-    return _wide[0]
+    both kinds of CPU and differ (benchmarks/RESULTS.md). False where the flags cannot be read."""
+    return "avx512f" in cpu_flags()
